@@ -1,0 +1,52 @@
+"""adatastore: cache what long computations produce, keyed by the component that made it.
+
+Async core::
+
+    store = AsyncShelveDataStore("cache")
+    await store.store(component, "spikes", data)
+    data = await store.retrieve(component, "spikes")   # None when nothing is stored
+
+Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_generator=...)``.
+"""
+
+from . import errors, keygenerators, serializers
+from .backends.files import AsyncShelveDataStore
+from .backends.memory import AsyncMemoryDataStore
+from .component import Component
+from .errors import (
+    ComponentError,
+    ConfigurationError,
+    CorruptEntryError,
+    DataStoreError,
+    SerializationError,
+    UnhashableParameterError,
+)
+from .serializers import JSONSerializer, PickleSerializer, Serializer
+from .store import AsyncDataStore, ComponentRecord, Entry
+from .sync import MemoryDataStore, ShelveDataStore, SyncDataStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncDataStore",
+    "AsyncMemoryDataStore",
+    "AsyncShelveDataStore",
+    "Component",
+    "ComponentError",
+    "ComponentRecord",
+    "ConfigurationError",
+    "CorruptEntryError",
+    "DataStoreError",
+    "Entry",
+    "JSONSerializer",
+    "MemoryDataStore",
+    "PickleSerializer",
+    "SerializationError",
+    "Serializer",
+    "ShelveDataStore",
+    "SyncDataStore",
+    "UnhashableParameterError",
+    "errors",
+    "keygenerators",
+    "serializers",
+]

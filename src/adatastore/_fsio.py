@@ -1,0 +1,88 @@
+"""Every filesystem call of the files back-end goes through here (blocking; run in threads).
+
+Keeping them in one small module makes the rules easy to check (atomic replace, temp files
+removed on every error path, optional fsync) and lets tests inject I/O errors in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from .serializers import Buffer
+
+__all__ = ["TEMP_PREFIX", "allocate", "atomic_write", "read_file"]
+
+TEMP_PREFIX = ".tmp-"
+"""Temp files start with this; a name that does not is never a temp file."""
+
+_NUMPY_FROM = 1 << 16  # buffers this large come from numpy.empty when numpy is loaded
+
+
+def allocate(size: int) -> memoryview:
+    """Return a writable, uninitialised-if-possible buffer of `size` bytes."""
+    np = sys.modules.get("numpy")
+    if np is not None and size >= _NUMPY_FROM:
+        # np.empty does not zero-fill: reading into it runs at full speed.
+        return memoryview(np.empty(size, dtype=np.uint8))
+    return memoryview(bytearray(size))
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+    """Write the concatenation of `parts` to `path` atomically.
+
+    The bytes go to a temp file in the same directory, which then replaces `path`; a
+    reader sees the old file or the new one. The temp file is removed on every error.
+    With `durable`, the data and the rename are fsynced before returning.
+    """
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            for part in parts:
+                view = memoryview(part).cast("B")
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    if durable:
+        fsync_directory(directory)
+
+
+def read_file(path: str) -> memoryview | None:
+    """Return the whole file in a fresh writable buffer, or None if it does not exist."""
+    try:
+        stream = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return None
+    with stream:
+        size = os.fstat(stream.fileno()).st_size
+        buffer = allocate(size)
+        filled = 0
+        while filled < size:
+            count = stream.readinto(buffer[filled:])
+            if not count:
+                return buffer[:filled]  # shorter than its size: the record check reports it
+            filled += count
+        return buffer

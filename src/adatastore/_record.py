@@ -1,0 +1,127 @@
+"""The envelope every stored value travels in, whatever the back-end.
+
+Layout (little-endian)::
+
+    b"ADS1" | u32 header length | u32 crc32 of header | header (JSON) |
+    zero padding to 64 | part 0 | zero padding to 64 | part 1 | ...
+
+The header names the serializer and the attribute, and gives each part's length and a
+crc32 over all parts. Parts start on 64-byte boundaries so numpy arrays rebuilt from
+out-of-band buffers are aligned. A damaged envelope raises `DamagedRecord`; the store turns
+it into `CorruptEntryError` with the entry's names.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .serializers import Buffer
+
+MAGIC = b"ADS1"
+ALIGNMENT = 64
+_PREFIX = struct.Struct("<4sII")
+_ZEROS = bytes(ALIGNMENT)
+
+
+class DamagedRecord(ValueError):
+    """The bytes are not an intact record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    serializer: str
+    attribute_name: str
+    lengths: tuple[int, ...]
+    crc32: int
+
+
+def _views(parts: Sequence[Buffer]) -> list[memoryview]:
+    return [memoryview(part).cast("B") for part in parts]
+
+
+def seal(serializer: str, attribute_name: str, parts: Sequence[Buffer]) -> list[Buffer]:
+    """Return the buffers of a record holding `parts`, to be written one after another."""
+    views = _views(parts)
+    crc = 0
+    for view in views:
+        crc = zlib.crc32(view, crc)
+    header = json.dumps(
+        {
+            "serializer": serializer,
+            "attribute": attribute_name,
+            "lengths": [view.nbytes for view in views],
+            "crc32": crc,
+        },
+        ensure_ascii=True,
+        separators=(",", ":"),
+    ).encode("ascii")
+    out: list[Buffer] = [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header]
+    position = _PREFIX.size + len(header)
+    for view in views:
+        padding = -position % ALIGNMENT
+        if padding:
+            out.append(_ZEROS[:padding])
+        out.append(view)
+        position += padding + view.nbytes
+    return out
+
+
+def sealed_size(buffers: Sequence[Buffer]) -> int:
+    """Total number of bytes of a sealed record."""
+    return sum(memoryview(buffer).nbytes for buffer in buffers)
+
+
+def read_header(data: Buffer) -> tuple[Header, int]:
+    """Parse and check the header; return it and the offset just after it."""
+    view = memoryview(data).cast("B")
+    if view.nbytes < _PREFIX.size:
+        raise DamagedRecord(f"only {view.nbytes} bytes, shorter than a record header")
+    magic, length, header_crc = _PREFIX.unpack_from(view)
+    if magic != MAGIC:
+        raise DamagedRecord("not an adatastore record (bad magic number)")
+    end = _PREFIX.size + length
+    if end > view.nbytes:
+        raise DamagedRecord("truncated inside the header")
+    raw = view[_PREFIX.size : end]
+    if zlib.crc32(raw) != header_crc:
+        raise DamagedRecord("header checksum mismatch")
+    try:
+        fields: Any = json.loads(bytes(raw))
+        header = Header(
+            serializer=str(fields["serializer"]),
+            attribute_name=str(fields["attribute"]),
+            lengths=tuple(int(n) for n in fields["lengths"]),
+            crc32=int(fields["crc32"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise DamagedRecord(f"unreadable header: {error}") from None
+    return header, end
+
+
+def unseal(data: Buffer, *, verify: bool = True) -> tuple[Header, list[memoryview]]:
+    """Split a record into its header and parts (views into `data`, no copy)."""
+    view = memoryview(data).cast("B")
+    header, position = read_header(view)
+    parts = []
+    for length in header.lengths:
+        position += -position % ALIGNMENT
+        if length < 0 or position + length > view.nbytes:
+            raise DamagedRecord(
+                f"truncated: {view.nbytes} bytes, the header promises more"
+            )
+        parts.append(view[position : position + length])
+        position += length
+    if position != view.nbytes:
+        raise DamagedRecord(f"{view.nbytes - position} unexpected bytes after the last part")
+    if verify:
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        if crc != header.crc32:
+            raise DamagedRecord("payload checksum mismatch")
+    return header, parts

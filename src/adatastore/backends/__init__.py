@@ -1,0 +1,6 @@
+"""Storage back-ends. Each module holds one; the package re-exports their async classes."""
+
+from .files import AsyncShelveDataStore
+from .memory import AsyncMemoryDataStore
+
+__all__ = ["AsyncMemoryDataStore", "AsyncShelveDataStore"]

@@ -1,0 +1,84 @@
+"""The exception hierarchy: every error the library raises on purpose is a `DataStoreError`.
+
+Where a built-in exception type is the natural one for a caller to catch, the subclass also
+derives from it (`UnhashableParameterError` is a `TypeError`, `InvalidNameError` a
+`ValueError`), so ``except TypeError`` keeps working for code written against plain Python.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ComponentError",
+    "ConfigurationError",
+    "CorruptEntryError",
+    "DataStoreError",
+    "InvalidKeyError",
+    "InvalidNameError",
+    "SerializationError",
+    "StorageError",
+    "StoreClosedError",
+    "UnhashableParameterError",
+]
+
+
+class DataStoreError(Exception):
+    """Base class of every error raised by adatastore."""
+
+
+class ComponentError(DataStoreError):
+    """An object is not a usable component: a missing attribute, a bad input, a cycle."""
+
+
+class UnhashableParameterError(ComponentError, TypeError):
+    """A parameter value has no canonical encoding, so it cannot be part of a key.
+
+    `path` is the dotted path of the offending value inside the parameters
+    (for example ``"network.weights[2]"``).
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"parameter {path!r}: {message}")
+
+
+class InvalidNameError(DataStoreError, ValueError):
+    """An attribute name is not acceptable (not a string, empty, too long, NUL, ...)."""
+
+
+class InvalidKeyError(DataStoreError, TypeError):
+    """A key generator returned something that is not a usable key."""
+
+
+class SerializationError(DataStoreError):
+    """A value could not be serialized, or stored bytes could not be deserialized."""
+
+
+class ConfigurationError(DataStoreError):
+    """A store was configured wrongly or used where it cannot run."""
+
+
+class CorruptEntryError(DataStoreError):
+    """A stored entry is damaged (truncated, bit-flipped, or not written by adatastore).
+
+    The rest of the store is unaffected; delete or overwrite the entry to repair it.
+    """
+
+    def __init__(self, key: str, attribute_name: str, reason: str) -> None:
+        self.key = key
+        self.attribute_name = attribute_name
+        self.reason = reason
+        super().__init__(
+            f"entry {attribute_name!r} of component {key!r} is corrupt: {reason}; "
+            "delete it or store it again"
+        )
+
+
+class StorageError(DataStoreError):
+    """The storage medium refused an operation (disk full, read-only, permissions, ...).
+
+    The original `OSError` is chained as ``__cause__``.
+    """
+
+
+class StoreClosedError(DataStoreError):
+    """The store was used after it was closed."""

@@ -1,0 +1,416 @@
+"""Key generators: turn a component's identity into the string that names its entries.
+
+The default, `canonical_hash`, encodes the parameters canonically (mapping keys sorted,
+every scalar tagged with its type, floats exact, numpy arrays by dtype, shape and bytes)
+and hashes that together with the full type, the version and the keys of the inputs.
+A value with no canonical encoding raises `UnhashableParameterError` naming its path:
+a wrong cache hit is the worst bug a cache can have, so nothing falls back to ``repr()``.
+
+`hash_pickle` and `join_with_underscores` are the two key generators of the original
+NeuroTools module, kept under their names (made deterministic: parameters are sorted).
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import fractions
+import hashlib
+import pickle
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import PurePath
+from typing import Any
+
+from .component import Component, full_type, inputs_of, walk_inputs
+from .errors import UnhashableParameterError
+
+__all__ = [
+    "KeyGenerator",
+    "canonical_hash",
+    "canonical_parameters",
+    "full_type",
+    "hash_pickle",
+    "join_with_underscores",
+]
+
+KeyGenerator = Callable[[Any], str]
+"""A key generator takes a component and returns a non-empty string."""
+
+_KEY_FORMAT = "adatastore-key-1"
+
+
+# -- canonical encoding ----------------------------------------------------------------------
+#
+# Paths are built only when an error unwinds (each container adds its segment), so the
+# common case pays nothing for them.
+
+
+def _numpy() -> Any:
+    # numpy is optional: a value can only be a numpy object if numpy was imported.
+    return sys.modules.get("numpy")
+
+
+def _segment(key: object) -> str:
+    return f".{key}" if isinstance(key, str) else f"[{key!r}]"
+
+
+class _Unhashable(Exception):
+    """Raised inside the encoder; turned into `UnhashableParameterError` with the full path."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.segments: list[str] = []
+
+
+def _encode(value: Any, out: list[str], active: set[int]) -> None:
+    """Append the canonical tokens of `value` to `out`."""
+    kind = type(value)
+    if kind is str:
+        out.append(f"s{len(value)}:{value}")
+    elif kind is int:
+        out.append(f"i{value};")
+    elif kind is float:
+        out.append(_float_token(value))
+    elif value is None:
+        out.append("N")
+    elif kind is bool:
+        out.append("T" if value else "F")
+    elif isinstance(value, dict | Mapping):
+        _encode_container(value, out, active, _encode_mapping)
+    elif kind is list or kind is tuple:
+        _encode_container(value, out, active, _encode_sequence)
+    else:
+        _encode_other(value, out, active)
+
+
+_NAN_MESSAGE = (
+    "NaN is not equal to itself, so it cannot identify a computation; "
+    "use None or a string such as 'nan' for a missing value"
+)
+
+
+def _float_token(value: float) -> str:
+    if value != value:
+        raise _Unhashable(_NAN_MESSAGE)
+    return f"f{value.hex()};"
+
+
+def _encode_container(
+    value: Any,
+    out: list[str],
+    active: set[int],
+    encode: Callable[[Any, list[str], set[int]], None],
+) -> None:
+    ident = id(value)
+    if ident in active:
+        raise _Unhashable("the value contains itself")
+    active.add(ident)
+    try:
+        encode(value, out, active)
+    finally:
+        active.discard(ident)
+
+
+def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) -> None:
+    items = list(value.items())
+    out.append(f"{{{len(items)}:")
+    if all(type(key) is str for key, _ in items):
+        # The common case: string keys, sorted as strings.
+        items.sort(key=_first)
+        for key, item in items:
+            kind = type(item)
+            if kind is str:
+                out.append(f"s{len(key)}:{key}s{len(item)}:{item}")
+            elif kind is float and item == item:
+                out.append(f"s{len(key)}:{key}f{item.hex()};")
+            elif kind is int:
+                out.append(f"s{len(key)}:{key}i{item};")
+            else:
+                out.append(f"s{len(key)}:{key}")
+                try:
+                    _encode(item, out, active)
+                except _Unhashable as error:
+                    error.segments.append(_segment(key))
+                    raise
+    else:
+        # Mixed key types: sort by the keys' canonical tokens.
+        encoded: list[tuple[str, list[str]]] = []
+        for key, item in items:
+            key_tokens: list[str] = []
+            item_tokens: list[str] = []
+            try:
+                _encode(key, key_tokens, active)
+                _encode(item, item_tokens, active)
+            except _Unhashable as error:
+                error.segments.append(_segment(key))
+                raise
+            encoded.append(("".join(key_tokens), item_tokens))
+        encoded.sort(key=_first)
+        for key_token, item_tokens in encoded:
+            out.append(key_token)
+            out.extend(item_tokens)
+    out.append("}")
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _encode_sequence(value: Any, out: list[str], active: set[int]) -> None:
+    out.append(f"{'[' if isinstance(value, list) else '('}{len(value)}:")
+    for index, item in enumerate(value):
+        try:
+            _encode(item, out, active)
+        except _Unhashable as error:
+            error.segments.append(f"[{index}]")
+            raise
+    out.append("]")
+
+
+def _encode_set(value: Any, out: list[str], active: set[int]) -> None:
+    tokens = []
+    for item in value:
+        item_tokens: list[str] = []
+        try:
+            _encode(item, item_tokens, active)
+        except _Unhashable as error:
+            error.segments.append("{...}")
+            raise
+        tokens.append("".join(item_tokens))
+    tokens.sort()
+    out.append(f"<{len(tokens)}:")
+    out.extend(tokens)
+    out.append(">")
+
+
+def _encode_numpy(value: Any, np: Any, out: list[str]) -> None:
+    if value.dtype.hasobject:
+        raise _Unhashable(
+            "numpy values of dtype object have no canonical bytes; use a numeric dtype"
+        )
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        dtype = str(array.dtype.descr) if array.dtype.fields else array.dtype.str
+        digest = hashlib.sha256(array.data.cast("B") if array.size else b"").hexdigest()
+        out.append(f"a{len(dtype)}:{dtype}{array.shape!r}:{digest};")
+        return
+    if value.dtype.kind in "fc" and bool(np.isnan(value)):
+        raise _Unhashable(_NAN_MESSAGE)
+    out.append(f"n{value.dtype.str}:{value.tobytes().hex()};")
+
+
+def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
+    np = _numpy()
+    if np is not None and isinstance(value, np.ndarray | np.generic):
+        _encode_numpy(value, np, out)
+    elif isinstance(value, bool):
+        out.append("T" if value else "F")
+    elif isinstance(value, enum.Enum) and not isinstance(value, int | str | float):
+        out.append(f"e{len(full_type(value))}:{full_type(value)}.{value.name};")
+    elif isinstance(value, int):
+        out.append(f"i{int(value)};")
+    elif isinstance(value, float):
+        out.append(_float_token(float(value)))
+    elif isinstance(value, str):
+        text = str(value)
+        out.append(f"s{len(text)}:{text}")
+    elif isinstance(value, bytes | bytearray):
+        out.append(f"b{len(value)}:{bytes(value).hex()};")
+    elif isinstance(value, list | tuple):
+        _encode_container(value, out, active, _encode_sequence)
+    elif isinstance(value, set | frozenset):
+        _encode_container(value, out, active, _encode_set)
+    elif isinstance(value, complex):
+        out.append(f"c{_float_token(value.real)}{_float_token(value.imag)}")
+    elif isinstance(value, decimal.Decimal | fractions.Fraction | uuid.UUID):
+        text = str(value)
+        out.append(f"x{type(value).__name__}{len(text)}:{text}")
+    elif isinstance(value, datetime.date | datetime.time | datetime.timedelta):
+        text = repr(value)  # the repr of these types holds their full value, no address
+        out.append(f"t{len(text)}:{text}")
+    elif isinstance(value, PurePath):
+        text = str(value)
+        out.append(f"p{type(value).__name__}{len(text)}:{text}")
+    else:
+        raise _Unhashable(
+            f"a {full_type(value)} has no canonical encoding (supported: None, bool, int, "
+            "float, complex, str, bytes, lists, tuples, sets, mappings, numpy arrays and "
+            "scalars, Decimal, Fraction, UUID, dates and times, paths, enums); "
+            "convert it to one of those"
+        )
+
+
+def _encode_root(value: Any, root: str) -> str:
+    out: list[str] = []
+    try:
+        _encode(value, out, set())
+    except _Unhashable as error:
+        path = (root + "".join(reversed(error.segments))).lstrip(".") or "<root>"
+        raise UnhashableParameterError(path, error.message) from None
+    except RecursionError:
+        raise UnhashableParameterError(root or "<root>", "nested too deeply") from None
+    return "".join(out)
+
+
+def canonical_parameters(parameters: Any) -> str:
+    """Return the canonical text encoding of a parameter tree (mainly for tests and tools)."""
+    return _encode_root(parameters, "")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _component_digest(component: Component, input_digests: list[str]) -> str:
+    kind = full_type(component)
+    version = _encode_root(component.version, "<version>")
+    text = (
+        f"{_KEY_FORMAT}\0s{len(kind)}:{kind}{version}"
+        f"{canonical_parameters(component.parameters)}"
+        f"I{len(input_digests)}:{','.join(input_digests)}"
+    )
+    return _digest(text)
+
+
+def _digests(component: object) -> Iterator[tuple[Component, str]]:
+    """Yield (component, digest) for the component and each of its inputs, inputs first."""
+    digests: dict[int, str] = {}
+    for node in walk_inputs(component):
+        digest = _component_digest(node, [digests[id(i)] for i in inputs_of(node)])
+        digests[id(node)] = digest
+        yield node, digest
+
+
+def canonical_hash(component: object) -> str:
+    """The default key generator: a sha256 hex digest of the component's canonical identity.
+
+    Equal parameter trees give equal keys whatever their insertion order; a different
+    value, value type, parameter name, version, component type or input gives another key.
+    """
+    digest = ""
+    for _, digest in _digests(component):
+        pass
+    return digest
+
+
+# -- the original module's key generators ------------------------------------------------------
+
+
+def _flatten(parameters: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in parameters.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            yield from _flatten(value, name)
+        else:
+            yield name, value
+
+
+def _sorted_flat(parameters: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    return sorted(_flatten(parameters), key=lambda item: item[0])
+
+
+def hash_pickle(component: object) -> str:
+    """Key generator of the original module: a fixed-length sha1 digest of the pickled state.
+
+    The state is the full type, the version, the parameters flattened and sorted, and the
+    keys of the inputs. Prefer `canonical_hash`: pickles of equal values can differ (and
+    differ between Python versions), which gives misses, and ``1 == 1.0`` pickles apart.
+    """
+    keys: dict[int, str] = {}
+    for node in walk_inputs(component):
+        state = (
+            full_type(node),
+            node.version,
+            _sorted_flat(node.parameters),
+            [keys[id(i)] for i in inputs_of(node)],
+        )
+        try:
+            data = pickle.dumps(state, protocol=4)
+        except Exception as error:
+            raise UnhashableParameterError(
+                "parameters", f"hash_pickle could not pickle the state of a {full_type(node)}: "
+                f"{error}"
+            ) from error
+        keys[id(node)] = hashlib.sha1(data).hexdigest()
+    return keys[id(component)]
+
+
+def _readable(value: Any, path: str) -> str:
+    if value is None or isinstance(value, bool | int | str):
+        return repr(value)
+    if isinstance(value, float):
+        if value != value:
+            raise UnhashableParameterError(path, _NAN_MESSAGE)
+        return repr(value)
+    if isinstance(value, list | tuple):
+        inner = ",".join(_readable(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    raise UnhashableParameterError(
+        path,
+        f"join_with_underscores writes only None, numbers, strings and lists of them, "
+        f"not a {full_type(value)}; use canonical_hash for such parameters",
+    )
+
+
+def join_with_underscores(component: object) -> str:
+    """Key generator of the original module: a readable ``type-rVERSION_name=value_...`` key.
+
+    Parameters are flattened to dotted names and sorted; each input's key follows its
+    user's, after a double underscore. Keys can be long: back-ends that name files with
+    them shorten long keys safely.
+    """
+    keys: dict[int, str] = {}
+    for node in walk_inputs(component):
+        params = "_".join(f"{name}={_readable(v, name)}" for name, v in _sorted_flat(node.parameters))
+        key = f"{full_type(node)}-r{node.version}_{params}"
+        for item in inputs_of(node):
+            key += f"__{keys[id(item)]}"
+        keys[id(node)] = key
+    return keys[id(component)]
+
+
+# -- a readable description, for metadata (never used for identity) ----------------------------
+
+
+def describe_parameters(value: Any, _depth: int = 0) -> Any:
+    """Return a JSON-compatible rendering of a parameter tree, for metadata and tools.
+
+    Mappings and sequences keep their shape; numbers, strings, booleans and None stay as
+    they are; numpy arrays become ``{"ndarray": {"dtype", "shape", "sha256"}}`` (small ones
+    also carry their values); anything else becomes ``{"repr": ...}``. This is for people
+    to read: keys never depend on it.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value if type(value) in (bool, int, str) else _plain(value)
+    if isinstance(value, float):
+        return float(value)
+    if _depth > 100:
+        return {"repr": "..."}
+    if isinstance(value, Mapping):
+        return {str(k): describe_parameters(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [describe_parameters(v, _depth + 1) for v in value]
+    np = _numpy()
+    if np is not None and isinstance(value, np.ndarray) and not value.dtype.hasobject:
+        array = np.ascontiguousarray(value)
+        info: dict[str, Any] = {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "sha256": hashlib.sha256(array.data.cast("B") if array.size else b"").hexdigest(),
+        }
+        if array.size <= 16:
+            info["values"] = array.tolist()
+        return {"ndarray": info}
+    if np is not None and isinstance(value, np.generic):
+        return value.item() if isinstance(value.item(), bool | int | float | str) else repr(value)
+    return {"repr": repr(value)[:200]}
+
+
+def _plain(value: Any) -> Any:
+    for kind in (bool, int, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value

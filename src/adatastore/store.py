@@ -1,0 +1,340 @@
+"""`AsyncDataStore`: the interface every back-end implements, and the behaviour they share.
+
+The public methods (`store`, `retrieve`, `contains`, `delete`, `list_contents`) do the
+shared work once: check the component and the attribute name, make the key, serialize,
+wrap the parts in a checksummed record. A back-end only moves records: it implements six
+small ``*_raw`` methods on bytes (see the "writing a back-end" section of the docs).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import anyio.to_thread
+
+from . import _record
+from .component import Component, check_component, full_type, inputs_of
+from .errors import (
+    ConfigurationError,
+    CorruptEntryError,
+    InvalidKeyError,
+    InvalidNameError,
+    SerializationError,
+    StoreClosedError,
+)
+from .keygenerators import KeyGenerator, canonical_hash, describe_parameters
+from .serializers import Buffer, PickleSerializer, Serializer
+
+__all__ = ["AsyncDataStore", "ComponentRecord", "Entry", "MAX_ATTRIBUTE_NAME_LENGTH"]
+
+MAX_ATTRIBUTE_NAME_LENGTH = 255
+"""Attribute names longer than this many characters are refused."""
+
+# Records at least this large are sealed and checked in a worker thread, off the loop.
+_OFFLOAD_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored attribute of one component, as `list_contents` reports it."""
+
+    key: str
+    attribute_name: str
+    full_type: str
+    version: str
+    size: int
+    """Bytes the entry takes in storage (its record, envelope included)."""
+    stored_at: datetime
+    """When the entry was last written (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRecord:
+    """What a store records about a component besides its data: who it is and what it used."""
+
+    key: str
+    full_type: str
+    version: str
+    parameters: Any
+    """The parameters, rendered JSON-compatible by `keygenerators.describe_parameters`."""
+    input_keys: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """Serialize to UTF-8 JSON."""
+        return json.dumps(
+            {
+                "key": self.key,
+                "full_type": self.full_type,
+                "version": self.version,
+                "parameters": self.parameters,
+                "input_keys": list(self.input_keys),
+            },
+            ensure_ascii=False,
+            sort_keys=True,
+        ).encode("utf-8", "surrogatepass")
+
+    @classmethod
+    def from_json(cls, data: Buffer) -> ComponentRecord:
+        """Parse what `to_json` wrote; raise `ValueError` when it is not that."""
+        try:
+            fields = json.loads(bytes(data).decode("utf-8", "surrogatepass"))
+            return cls(
+                key=str(fields["key"]),
+                full_type=str(fields["full_type"]),
+                version=str(fields["version"]),
+                parameters=fields["parameters"],
+                input_keys=tuple(str(k) for k in fields["input_keys"]),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a component record: {error!r}") from None
+
+
+def check_attribute_name(name: object) -> str:
+    """Return `name` if it is a usable attribute name, else raise `InvalidNameError`."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"attribute name must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidNameError("attribute name must not be empty")
+    if len(name) > MAX_ATTRIBUTE_NAME_LENGTH:
+        raise InvalidNameError(
+            f"attribute name is {len(name)} characters long; "
+            f"the limit is {MAX_ATTRIBUTE_NAME_LENGTH}"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidNameError(
+            f"attribute name {name!r} contains a control character (NUL, newline, ...)"
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidNameError(
+            f"attribute name {name!r} is not valid Unicode (it holds a lone surrogate)"
+        ) from None
+    return name
+
+
+def _check_key(key: object, generator: object) -> str:
+    name = getattr(generator, "__qualname__", repr(generator))
+    if not isinstance(key, str):
+        raise InvalidKeyError(
+            f"key generator {name} returned a {type(key).__name__}; keys must be strings"
+        )
+    if not key or "\0" in key:
+        raise InvalidKeyError(f"key generator {name} returned an empty key or one with NUL")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            f"key generator {name} returned a key that is not valid Unicode"
+        ) from None
+    return key
+
+
+class AsyncDataStore(abc.ABC):
+    """Abstract base of every store: awaitable `store`/`retrieve` keyed by component identity.
+
+    Subclasses implement the ``*_raw`` methods. A back-end built on an asyncio-only
+    library sets ``requires_asyncio = True``; using it under trio then raises
+    `ConfigurationError` instead of failing deep inside that library.
+    """
+
+    requires_asyncio: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if key_generator is not None and not callable(key_generator):
+            raise ConfigurationError(
+                f"key_generator must be callable, not a {type(key_generator).__name__}"
+            )
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise ConfigurationError(
+                f"serializer must have 'name', 'dumps' and 'loads'; got {serializer!r}"
+            )
+        self.key_generator: KeyGenerator = key_generator or canonical_hash
+        self.serializer: Serializer = serializer or PickleSerializer()
+        self._opened = False
+        self._closed = False
+
+    # -- the back-end's part --------------------------------------------------------------------
+
+    async def open_raw(self) -> None:  # noqa: B027 - optional hook
+        """Prepare the storage (create files, connect). Must be idempotent."""
+
+    @abc.abstractmethod
+    async def write_raw(
+        self,
+        key: str,
+        attribute_name: str,
+        record: Sequence[Buffer],
+        component: ComponentRecord,
+    ) -> None:
+        """Store `record` (the concatenation of the buffers) atomically under (key, name).
+
+        Also keep `component` for `key` if none is kept yet. A reader must see the old
+        record or the new one, never a mix.
+        """
+
+    @abc.abstractmethod
+    async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
+        """Return the stored record, or None when there is none."""
+
+    @abc.abstractmethod
+    async def contains_raw(self, key: str, attribute_name: str) -> bool:
+        """Whether a record is stored under (key, name)."""
+
+    @abc.abstractmethod
+    async def delete_raw(self, key: str, attribute_name: str | None) -> int:
+        """Delete one record, or every record of `key` when name is None; return how many."""
+
+    @abc.abstractmethod
+    async def list_raw(self) -> list[Entry]:
+        """Describe every stored record."""
+
+    async def close_raw(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Called once."""
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        if self.requires_asyncio:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise ConfigurationError(
+                    f"{type(self).__name__} runs on asyncio only (its I/O library needs an "
+                    "asyncio event loop), but it was awaited under another event loop "
+                    "(trio?); run it under asyncio, or use the blocking class, which "
+                    "runs on its own asyncio thread"
+                ) from None
+
+    async def open(self) -> Self:
+        """Prepare the store now instead of at first use; returns the store."""
+        self._check_usable()
+        if not self._opened:
+            await self.open_raw()
+            self._opened = True
+        return self
+
+    async def _ready(self) -> None:
+        self._check_usable()
+        if not self._opened:
+            await self.open()
+
+    async def aclose(self) -> None:
+        """Close the store; later calls raise `StoreClosedError`. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.close_raw()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def key_of(self, component: object) -> str:
+        """Return the key this store files `component` under."""
+        check_component(component)
+        return _check_key(self.key_generator(component), self.key_generator)
+
+    def _component_record(self, component: Component, key: str) -> ComponentRecord:
+        return ComponentRecord(
+            key=key,
+            full_type=full_type(component),
+            version=str(component.version),
+            parameters=describe_parameters(component.parameters),
+            input_keys=tuple(self.key_of(item) for item in inputs_of(component)),
+        )
+
+    # -- the public API -------------------------------------------------------------------------
+
+    async def store(self, component: object, attribute_name: str, data: Any) -> None:
+        """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
+        await self._ready()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        record = self._component_record(component, key)  # type: ignore[arg-type]
+        parts = self.serializer.dumps(data)
+        if sum(memoryview(part).nbytes for part in parts) >= _OFFLOAD_BYTES:
+            sealed = await anyio.to_thread.run_sync(
+                _record.seal, self.serializer.name, attribute_name, parts
+            )
+        else:
+            sealed = _record.seal(self.serializer.name, attribute_name, parts)
+        await self.write_raw(key, attribute_name, sealed, record)
+
+    async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
+        """Return the stored attribute, or `default` (None) when nothing is stored.
+
+        A damaged entry raises `CorruptEntryError`; an entry written with another
+        serializer raises `SerializationError`.
+        """
+        await self._ready()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        data = await self.read_raw(key, attribute_name)
+        if data is None:
+            return default
+        return await self._decode(key, attribute_name, data)
+
+    async def _decode(self, key: str, attribute_name: str, data: Buffer) -> Any:
+        try:
+            if memoryview(data).nbytes >= _OFFLOAD_BYTES:
+                header, parts = await anyio.to_thread.run_sync(_record.unseal, data)
+            else:
+                header, parts = _record.unseal(data)
+        except _record.DamagedRecord as error:
+            raise CorruptEntryError(key, attribute_name, str(error)) from None
+        if header.attribute_name != attribute_name:
+            raise CorruptEntryError(
+                key, attribute_name, f"the record belongs to {header.attribute_name!r}"
+            )
+        if header.serializer != self.serializer.name:
+            raise SerializationError(
+                f"entry {attribute_name!r} of {key!r} was written by the "
+                f"{header.serializer!r} serializer; this store uses {self.serializer.name!r}"
+            )
+        return self.serializer.loads(parts)
+
+    async def contains(self, component: object, attribute_name: str) -> bool:
+        """Whether the attribute of `component` is stored."""
+        await self._ready()
+        check_attribute_name(attribute_name)
+        return await self.contains_raw(self.key_of(component), attribute_name)
+
+    async def delete(self, component: object, attribute_name: str | None = None) -> int:
+        """Delete one attribute of `component`, or all of them; return how many went."""
+        await self._ready()
+        if attribute_name is not None:
+            check_attribute_name(attribute_name)
+        return await self.delete_raw(self.key_of(component), attribute_name)
+
+    async def list_contents(self) -> list[Entry]:
+        """Describe every stored entry, sorted by key then attribute name."""
+        await self._ready()
+        entries = await self.list_raw()
+        return sorted(entries, key=lambda entry: (entry.key, entry.attribute_name))
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__}{state}>"

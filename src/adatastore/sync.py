@@ -1,0 +1,118 @@
+"""The blocking API: the async stores, driven through one background event loop.
+
+Each blocking method is one round trip to `adatastore._portal` (about 0.1 ms), which runs
+the async method on its asyncio loop. This works in scripts, in threads and inside a
+running event loop (Jupyter). In async code, await the ``Async*`` classes instead.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from . import _portal
+from .backends.files import AsyncShelveDataStore
+from .backends.memory import AsyncMemoryDataStore
+from .keygenerators import KeyGenerator
+from .serializers import Serializer
+from .store import AsyncDataStore, Entry
+
+__all__ = ["MemoryDataStore", "ShelveDataStore", "SyncDataStore"]
+
+A = TypeVar("A", bound=AsyncDataStore)
+
+
+class SyncDataStore(Generic[A]):
+    """Blocking twin of any `AsyncDataStore`; the methods mirror the async ones.
+
+    The store is opened at construction, so a bad configuration fails here and not at
+    first use. It is closed by `close`, by ``with``, or at interpreter exit.
+    """
+
+    def __init__(self, async_store: A) -> None:
+        self.async_store: A = async_store
+        _portal.call(async_store.open)
+        _portal.track(async_store)
+
+    @property
+    def key_generator(self) -> KeyGenerator:
+        """The key generator of the underlying store."""
+        return self.async_store.key_generator
+
+    def key_of(self, component: object) -> str:
+        """Return the key `component` is filed under."""
+        return self.async_store.key_of(component)
+
+    def store(self, component: object, attribute_name: str, data: Any) -> None:
+        """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
+        _portal.call(self.async_store.store, component, attribute_name, data)
+
+    def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
+        """Return the stored attribute, or `default` (None) when nothing is stored."""
+        return _portal.call(self.async_store.retrieve, component, attribute_name, default)
+
+    def contains(self, component: object, attribute_name: str) -> bool:
+        """Whether the attribute of `component` is stored."""
+        return _portal.call(self.async_store.contains, component, attribute_name)
+
+    def delete(self, component: object, attribute_name: str | None = None) -> int:
+        """Delete one attribute of `component`, or all of them; return how many went."""
+        return _portal.call(self.async_store.delete, component, attribute_name)
+
+    def list_contents(self) -> list[Entry]:
+        """Describe every stored entry, sorted by key then attribute name."""
+        return _portal.call(self.async_store.list_contents)
+
+    def close(self) -> None:
+        """Close the store; closing twice is harmless."""
+        _portal.call(self.async_store.aclose)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} over {self.async_store!r}>"
+
+
+class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
+    """Blocking files store under `root_dir`: the original module's ``ShelveDataStore``.
+
+    See `AsyncShelveDataStore` for the layout and the `durable` option.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        durable: bool = False,
+    ) -> None:
+        super().__init__(
+            AsyncShelveDataStore(root_dir, key_generator, serializer, durable=durable)
+        )
+
+    @property
+    def root_dir(self) -> str:
+        """The directory the store lives in (absolute)."""
+        return str(self.async_store.root_dir)
+
+
+class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
+    """Blocking in-process store, for tests and throw-away caches."""
+
+    def __init__(
+        self,
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        super().__init__(AsyncMemoryDataStore(key_generator, serializer))
