@@ -22,6 +22,7 @@ MAX_ENCODED_LENGTH = 160
 _SAFE = frozenset((string.ascii_lowercase + string.digits + "_.-").encode("ascii"))
 _TABLE = [chr(b) if b in _SAFE else f"%{b:02X}" for b in range(256)]
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
+_ENCODED = re.compile(r"(?:[a-z0-9_.\-]|%[0-9A-F]{2})+")
 _KEEP = 96  # characters of the encoding kept before the digest of a shortened name
 
 
@@ -49,10 +50,10 @@ def decode_name(encoded: str) -> str:
     """Return the name `encode_name` encoded; `ValueError` for shortened or foreign names."""
     if is_shortened(encoded):
         raise ValueError(f"{encoded!r} is a shortened name")
-    if any(c not in "%" and ord(c) not in _SAFE for c in encoded):
+    if not _ENCODED.fullmatch(encoded):
         raise ValueError(f"{encoded!r} is not an encoded name")
     raw = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), encoded)
     name = raw.encode("latin-1").decode("utf-8", "surrogatepass")
     if encode_name(name) != encoded:
-        raise ValueError(f"{encoded!r} is not in canonical encoded form")
+        raise ValueError(f"{encoded!r} is not an encoded name in canonical form")
     return name

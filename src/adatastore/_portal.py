@@ -88,9 +88,15 @@ def shutdown() -> None:
     context.__exit__(None, None, None)
 
 
+_abandoned: list[object] = []
+
+
 def _forget_in_child() -> None:
-    # The parent's loop thread does not exist in the child: drop every reference to it.
+    # The parent's loop thread does not exist in the child: stop using its portal. The old
+    # objects are kept referenced, never finalized: closing the portal's context manager
+    # would wait for the parent's thread forever.
     global _portal, _context, _thread, _lock
+    _abandoned.append((_portal, _context, list(_open)))
     _portal = _context = _thread = None
     _open.clear()
     _lock = threading.Lock()

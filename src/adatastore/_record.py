@@ -109,7 +109,10 @@ def unseal(data: Buffer, *, verify: bool = True) -> tuple[Header, list[memoryvie
     header, position = read_header(view)
     parts = []
     for length in header.lengths:
-        position += -position % ALIGNMENT
+        padding = -position % ALIGNMENT
+        if view[position : position + padding] != _ZEROS[:padding]:
+            raise DamagedRecord("damaged padding between parts")
+        position += padding
         if length < 0 or position + length > view.nbytes:
             raise DamagedRecord(
                 f"truncated: {view.nbytes} bytes, the header promises more"

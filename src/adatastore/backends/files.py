@@ -97,7 +97,7 @@ class AsyncShelveDataStore(AsyncDataStore):
             raise ConfigurationError(f"root_dir {str(root)!r} exists and is not a directory")
         try:
             root.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:  # a parent is a file
+        except (FileExistsError, NotADirectoryError):  # a parent is a file
             raise ConfigurationError(
                 f"root_dir {str(root)!r} cannot be created: a parent is not a directory"
             ) from None

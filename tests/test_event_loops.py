@@ -1,0 +1,45 @@
+"""Event loops: what runs on trio, and the clear error for back-ends that cannot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from components import SimpleComponent
+
+from adatastore import AsyncMemoryDataStore, ComponentRecord, Entry
+from adatastore.errors import ConfigurationError
+from adatastore.serializers import Buffer
+
+pytestmark = pytest.mark.anyio
+
+
+class AsyncioOnlyStore(AsyncMemoryDataStore):
+    """Stands for a back-end built on an asyncio-only library (aiosqlite, Django)."""
+
+    requires_asyncio = True
+
+    async def write_raw(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        import asyncio
+
+        asyncio.get_running_loop()  # what such a library does first
+        await super().write_raw(key, attribute_name, record, component)
+
+    async def list_raw(self) -> list[Entry]:
+        return await super().list_raw()
+
+
+async def test_asyncio_only_backend_says_so_under_trio(anyio_backend: str) -> None:
+    store = AsyncioOnlyStore()
+    c = SimpleComponent({"a": 1})
+    if anyio_backend == "trio":
+        with pytest.raises(ConfigurationError, match="asyncio only") as caught:
+            await store.store(c, "x", 1)
+        assert "AsyncioOnlyStore" in str(caught.value)
+        with pytest.raises(ConfigurationError, match="asyncio only"):
+            await store.retrieve(c, "x")
+    else:
+        await store.store(c, "x", 1)
+        assert await store.retrieve(c, "x") == 1

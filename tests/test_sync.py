@@ -1,0 +1,194 @@
+"""The blocking API: legacy scripts, running event loops, threads, fork and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from components import SimpleComponent
+from conftest import subprocess_env
+
+import adatastore
+from adatastore import MemoryDataStore, ShelveDataStore, SyncDataStore, _portal, keygenerators
+from adatastore.errors import ConfigurationError, StoreClosedError
+
+LEGACY_SCRIPT = """
+from adatastore import *   # was: from NeuroTools.datastore import *
+from parameters import ParameterSet
+import sys
+
+
+class SimpleComponent(object):
+    def __init__(self, parameters, input=None):
+        self.parameters = parameters
+        self.input = input
+    version = "$Revision: 1 $"
+
+
+root = sys.argv[1]
+for key_generator in (keygenerators.hash_pickle, keygenerators.join_with_underscores):
+    datastore = ShelveDataStore(root_dir=root, key_generator=key_generator)
+    p = ParameterSet({'a': 2, 'b': 3, 'c': {'d': 4.5}})
+    c1 = SimpleComponent(p)
+    c2 = SimpleComponent(ParameterSet({'x': 1}), input=c1)
+    assert datastore.retrieve(c1, 'data') is None
+    datastore.store(c1, 'data', range(0, 10, 2))
+    datastore.store(c2, 'data', [1, 2, 3])
+    assert list(datastore.retrieve(c1, 'data')) == [0, 2, 4, 6, 8]
+    assert datastore.retrieve(c2, 'data') == [1, 2, 3]
+    c1.parameters.a = 99   # another state: another entry
+    assert datastore.retrieve(c1, 'data') is None
+    assert datastore.retrieve(c2, 'data') is None  # its input changed
+print(len(ShelveDataStore(root).list_contents()), "entries")
+"""
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-dir", "new-dir"])
+def test_legacy_script_runs_with_only_its_import_changed(tmp_path: Path, existing: bool) -> None:
+    root = tmp_path / "store"
+    if existing:
+        root.mkdir()
+        (root / "someone-elses-file.txt").write_text("untouched")
+    result = subprocess.run(
+        [sys.executable, "-c", LEGACY_SCRIPT, str(root)],
+        capture_output=True, text=True, timeout=60, env=subprocess_env(), check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4 entries"
+    if existing:
+        assert (root / "someone-elses-file.txt").read_text() == "untouched"
+
+
+def test_star_import_exposes_the_legacy_names() -> None:
+    namespace: dict[str, object] = {}
+    exec("from adatastore import *", namespace)
+    for name in ("ShelveDataStore", "keygenerators", "AsyncDataStore", "AsyncShelveDataStore"):
+        assert name in namespace
+    assert adatastore.keygenerators.hash_pickle is keygenerators.hash_pickle
+
+
+def test_blocking_methods(tmp_path: Path) -> None:
+    with ShelveDataStore(tmp_path) as store:
+        c = SimpleComponent({"a": 1})
+        assert not store.contains(c, "x")
+        store.store(c, "x", {"v": 1})
+        assert store.contains(c, "x")
+        assert store.retrieve(c, "x") == {"v": 1}
+        assert store.retrieve(c, "y", default="d") == "d"
+        assert [e.attribute_name for e in store.list_contents()] == ["x"]
+        assert store.key_of(c) == keygenerators.canonical_hash(c)
+        assert store.root_dir == str(tmp_path)
+        assert store.delete(c) == 1
+    with pytest.raises(StoreClosedError):
+        store.retrieve(c, "x")
+
+
+def test_constructor_fails_fast_on_bad_root(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        ShelveDataStore(tmp_path / "file")
+
+
+def test_works_inside_a_running_event_loop(tmp_path: Path) -> None:
+    """As in a Jupyter cell: a loop runs in this thread, and blocking calls still work."""
+    store = ShelveDataStore(tmp_path)
+    c = SimpleComponent({"a": 1})
+
+    async def cell() -> object:
+        store.store(c, "x", "from inside a loop")
+        return store.retrieve(c, "x")
+
+    assert asyncio.run(cell()) == "from inside a loop"
+
+
+def test_works_from_many_threads(tmp_path: Path) -> None:
+    store = ShelveDataStore(tmp_path)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(20):
+                c = SimpleComponent({"thread": n, "i": i})
+                store.store(c, "v", (n, i))
+                assert store.retrieve(c, "v") == (n, i)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert len(store.list_contents()) == 160
+
+
+def test_calling_blocking_api_from_the_portal_loop_is_a_clear_error() -> None:
+    store = MemoryDataStore()
+
+    async def misuse() -> None:
+        store.store(SimpleComponent({}), "x", 1)
+
+    with pytest.raises(ConfigurationError, match="await the Async"):
+        _portal.call(misuse)
+
+
+def test_wraps_any_async_store() -> None:
+    store = SyncDataStore(adatastore.AsyncMemoryDataStore())
+    store.store(SimpleComponent({"a": 1}), "x", 1)
+    assert store.retrieve(SimpleComponent({"a": 1}), "x") == 1
+
+
+def _child_uses_store(
+    root: str, inherited: ShelveDataStore, queue: multiprocessing.Queue[object]
+) -> None:
+    store = ShelveDataStore(root)
+    store.store(SimpleComponent({"child": 1}), "x", "from the child")
+    queue.put(store.retrieve(SimpleComponent({"parent": 1}), "x"))
+    queue.put(inherited.retrieve(SimpleComponent({"parent": 1}), "x"))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_forked_child_gets_a_working_portal(tmp_path: Path) -> None:
+    store = ShelveDataStore(tmp_path)
+    store.store(SimpleComponent({"parent": 1}), "x", "from the parent")  # portal running
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[object] = context.Queue()
+    child = context.Process(target=_child_uses_store, args=(str(tmp_path), store, queue))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == "from the parent"
+    assert queue.get(timeout=5) == "from the parent"  # through the store the child inherited
+    assert store.retrieve(SimpleComponent({"child": 1}), "x") == "from the child"
+
+
+def test_interpreter_exits_promptly_with_open_stores(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from adatastore import ShelveDataStore, MemoryDataStore
+        from components import SimpleComponent
+        kept_open = ShelveDataStore(sys.argv[1])
+        kept_open.store(SimpleComponent({"a": 1}), "x", 1)
+        memory = MemoryDataStore()
+        memory.store(SimpleComponent({"a": 1}), "x", 1)
+        print("done")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True, text=True, timeout=30, env=subprocess_env(), check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert result.stderr == ""
