@@ -13,8 +13,8 @@ class SimpleComponent:
     version = "$Revision: 1 $"
 
     def __init__(self, parameters: Any, input: Any = None, version: Any = None) -> None:
-        self.parameters = parameters if isinstance(parameters, ParameterSet) else ParameterSet(
-            parameters
+        self.parameters = (
+            parameters if isinstance(parameters, ParameterSet) else ParameterSet(parameters)
         )
         self.input = input
         if version is not None:

@@ -26,9 +26,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def _no_blocking_calls_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
     """On asyncio tests, fail any blocking call made on the event loop's thread."""
-    if "anyio_backend" not in request.fixturenames or request.getfixturevalue(
-        "anyio_backend"
-    ) != "asyncio":
+    if (
+        "anyio_backend" not in request.fixturenames
+        or request.getfixturevalue("anyio_backend") != "asyncio"
+    ):
         yield
         return
     # Only calls made from adatastore's own code are checked, not the tests' set-up.

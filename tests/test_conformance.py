@@ -242,6 +242,9 @@ class _Missing:
         self.__dict__.update(attributes)
 
 
+_OPEN_FILE = open(os.devnull)  # noqa: SIM115 - a parameter that is an open file
+
+
 def _cyclic() -> SimpleComponent:
     a = SimpleComponent({"a": 1})
     b = SimpleComponent({"b": 1}, input=a)
@@ -253,15 +256,27 @@ BAD_CALLS: list[tuple[str, Any, Any, type[Exception]]] = [
     ("no parameters", _Missing(input=None, version=1), "x", ComponentError),
     ("no input", _Missing(parameters={}, version=1), "x", ComponentError),
     ("no version", _Missing(parameters={}, input=None), "x", ComponentError),
-    ("parameters not a mapping", _Missing(parameters=[1], input=None, version=1), "x",
-     ComponentError),
+    (
+        "parameters not a mapping",
+        _Missing(parameters=[1], input=None, version=1),
+        "x",
+        ComponentError,
+    ),
     ("cyclic inputs", _cyclic(), "x", ComponentError),
     ("input not a component", SimpleComponent({}, input=42), "x", ComponentError),
     ("lambda parameter", PlainComponent({"f": lambda: 1}), "x", UnhashableParameterError),
-    ("generator parameter", PlainComponent({"g": (i for i in range(3))}), "x",
-     UnhashableParameterError),
-    ("open file parameter", PlainComponent({"f": open(os.devnull)}), "x",  # noqa: SIM115
-     UnhashableParameterError),
+    (
+        "generator parameter",
+        PlainComponent({"g": (i for i in range(3))}),
+        "x",
+        UnhashableParameterError,
+    ),
+    (
+        "open file parameter",
+        PlainComponent({"f": _OPEN_FILE}),
+        "x",
+        UnhashableParameterError,
+    ),
     ("NaN parameter", PlainComponent({"a": {"b": math.nan}}), "x", UnhashableParameterError),
     ("empty name", component(), "", InvalidNameError),
     ("NUL in name", component(), "a\0b", InvalidNameError),
@@ -332,9 +347,7 @@ async def test_unpicklable_data_is_refused_and_changes_nothing(store: AsyncDataS
 
 
 @pytest.mark.parametrize("returned", [42, b"key", "", None, "a\0b"])
-async def test_key_generator_must_return_a_string(
-    make_store: StoreFactory, returned: Any
-) -> None:
+async def test_key_generator_must_return_a_string(make_store: StoreFactory, returned: Any) -> None:
     async with make_store(key_generator=lambda component: returned) as store:
         with pytest.raises(InvalidKeyError):
             await store.store(component(), "x", 1)

@@ -233,7 +233,11 @@ def test_processes_writing_one_entry_never_tear_it(tmp_path: Path) -> None:
     ]
     read = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(reader), str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert [p.wait(timeout=120) for p in processes] == [0, 0, 0, 0]
     assert read.returncode == 0, read.stderr
@@ -274,7 +278,8 @@ def test_file_size_limit_gives_storage_error_and_leaves_nothing(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("StorageError:") and "larger than allowed" in lines[0]
+    assert lines[0].startswith("StorageError:")
+    assert "larger than allowed" in lines[0]
     assert lines[1:] == ["small and safe", "[]"]
 
 

@@ -57,7 +57,11 @@ def test_legacy_script_runs_with_only_its_import_changed(tmp_path: Path, existin
         (root / "someone-elses-file.txt").write_text("untouched")
     result = subprocess.run(
         [sys.executable, "-c", LEGACY_SCRIPT, str(root)],
-        capture_output=True, text=True, timeout=60, env=subprocess_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "4 entries"
@@ -117,7 +121,7 @@ def test_works_from_many_threads(tmp_path: Path) -> None:
                 c = SimpleComponent({"thread": n, "i": i})
                 store.store(c, "v", (n, i))
                 assert store.retrieve(c, "v") == (n, i)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
@@ -187,7 +191,11 @@ def test_interpreter_exits_promptly_with_open_stores(tmp_path: Path) -> None:
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
-        capture_output=True, text=True, timeout=30, env=subprocess_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=subprocess_env(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"

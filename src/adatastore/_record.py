@@ -114,9 +114,7 @@ def unseal(data: Buffer, *, verify: bool = True) -> tuple[Header, list[memoryvie
             raise DamagedRecord("damaged padding between parts")
         position += padding
         if length < 0 or position + length > view.nbytes:
-            raise DamagedRecord(
-                f"truncated: {view.nbytes} bytes, the header promises more"
-            )
+            raise DamagedRecord(f"truncated: {view.nbytes} bytes, the header promises more")
         parts.append(view[position : position + length])
         position += length
     if position != view.nbytes:

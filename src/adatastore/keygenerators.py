@@ -290,10 +290,7 @@ def canonical_hash(component: object) -> str:
     Equal parameter trees give equal keys whatever their insertion order; a different
     value, value type, parameter name, version, component type or input gives another key.
     """
-    digest = ""
-    for _, digest in _digests(component):
-        pass
-    return digest
+    return list(_digests(component))[-1][1]
 
 
 # -- the original module's key generators ------------------------------------------------------
@@ -331,8 +328,8 @@ def hash_pickle(component: object) -> str:
             data = pickle.dumps(state, protocol=4)
         except Exception as error:
             raise UnhashableParameterError(
-                "parameters", f"hash_pickle could not pickle the state of a {full_type(node)}: "
-                f"{error}"
+                "parameters",
+                f"hash_pickle could not pickle the state of a {full_type(node)}: {error}",
             ) from error
         keys[id(node)] = hashlib.sha1(data).hexdigest()
     return keys[id(component)]
@@ -364,7 +361,9 @@ def join_with_underscores(component: object) -> str:
     """
     keys: dict[int, str] = {}
     for node in walk_inputs(component):
-        params = "_".join(f"{name}={_readable(v, name)}" for name, v in _sorted_flat(node.parameters))
+        params = "_".join(
+            f"{name}={_readable(v, name)}" for name, v in _sorted_flat(node.parameters)
+        )
         key = f"{full_type(node)}-r{node.version}_{params}"
         for item in inputs_of(node):
             key += f"__{keys[id(item)]}"

@@ -32,7 +32,7 @@ from .errors import (
 from .keygenerators import KeyGenerator, canonical_hash, describe_parameters
 from .serializers import Buffer, PickleSerializer, Serializer
 
-__all__ = ["AsyncDataStore", "ComponentRecord", "Entry", "MAX_ATTRIBUTE_NAME_LENGTH"]
+__all__ = ["MAX_ATTRIBUTE_NAME_LENGTH", "AsyncDataStore", "ComponentRecord", "Entry"]
 
 MAX_ATTRIBUTE_NAME_LENGTH = 255
 """Attribute names longer than this many characters are refused."""

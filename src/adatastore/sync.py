@@ -97,9 +97,7 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
         *,
         durable: bool = False,
     ) -> None:
-        super().__init__(
-            AsyncShelveDataStore(root_dir, key_generator, serializer, durable=durable)
-        )
+        super().__init__(AsyncShelveDataStore(root_dir, key_generator, serializer, durable=durable))
 
     @property
     def root_dir(self) -> str:

@@ -144,12 +144,13 @@ class AsyncShelveDataStore(AsyncDataStore):
                 if not os.path.exists(meta):
                     _fsio.atomic_write(meta, [component.to_json()], durable=self.durable)
                 _fsio.atomic_write(path, record, durable=self.durable)
-                return
             except FileNotFoundError:
                 # A concurrent delete removed the entry directory between our steps,
                 # or root_dir itself is gone: try again, then report.
                 if attempt == 2 or not self.root_dir.is_dir():
                     raise
+            else:
+                return
 
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         return await self._run(_fsio.read_file, self._record_path(key, attribute_name))
@@ -209,9 +210,7 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     def _list_entry(self, entry_dir: str) -> list[Entry]:
         try:
-            component = ComponentRecord.from_json(
-                Path(entry_dir, COMPONENT_FILE).read_bytes()
-            )
+            component = ComponentRecord.from_json(Path(entry_dir, COMPONENT_FILE).read_bytes())
         except (FileNotFoundError, NotADirectoryError):
             return []  # not an entry of ours, or one being created or deleted right now
         except ValueError:
