@@ -359,16 +359,3 @@ async def test_bad_constructor_arguments(make_store: StoreFactory) -> None:
         make_store(key_generator="not callable")
     with pytest.raises(ConfigurationError, match="serializer"):
         make_store(serializer=object())
-
-
-async def test_reading_with_another_serializer_is_refused(make_store: StoreFactory) -> None:
-    # One store object per serializer; only meaningful where two objects share storage.
-    if make_store.backend == "memory":  # type: ignore[attr-defined]
-        pytest.skip("memory stores do not share storage")
-    first = make_store()
-    async with first:
-        await first.store(component(), "x", 1)
-    assert isinstance(first, AsyncShelveDataStore)
-    async with AsyncShelveDataStore(first.root_dir, serializer=JSONSerializer()) as second:
-        with pytest.raises(SerializationError, match="'pickle' serializer"):
-            await second.retrieve(component(), "x")

@@ -14,8 +14,13 @@ import pytest
 from components import SimpleComponent
 from conftest import subprocess_env
 
-from adatastore import AsyncShelveDataStore, keygenerators
-from adatastore.errors import ConfigurationError, CorruptEntryError, StorageError
+from adatastore import AsyncShelveDataStore, JSONSerializer, keygenerators
+from adatastore.errors import (
+    ConfigurationError,
+    CorruptEntryError,
+    SerializationError,
+    StorageError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -296,3 +301,11 @@ async def test_os_errors_become_storage_errors(tmp_path: Path) -> None:
         with pytest.raises(StorageError):
             await store.store(c, "v", 2)
     assert isinstance(StorageError("x"), Exception)
+
+
+async def test_reading_with_another_serializer_is_refused(tmp_path: Path) -> None:
+    async with AsyncShelveDataStore(tmp_path) as first:
+        await first.store(SimpleComponent({"x": 1}), "v", 1)
+    async with AsyncShelveDataStore(tmp_path, serializer=JSONSerializer()) as second:
+        with pytest.raises(SerializationError, match="'pickle' serializer"):
+            await second.retrieve(SimpleComponent({"x": 1}), "v")
