@@ -179,6 +179,25 @@ async def test_concurrent_stores_and_retrieves(store: AsyncDataStore) -> None:
     assert len(await store.list_contents()) == 100
 
 
+async def test_concurrent_mixed_operations_in_one_task_group(store: AsyncDataStore) -> None:
+    """100 tasks in one group, each storing, retrieving, overwriting and checking its own."""
+    failures: list[int] = []
+
+    async def work(i: int) -> None:
+        c = component(mixed=i)
+        await store.store(c, "v", i)
+        first = await store.retrieve(c, "v")
+        await store.store(c, "v", -i)
+        if (first, await store.retrieve(c, "v"), await store.contains(c, "v")) != (i, -i, True):
+            failures.append(i)
+
+    async with anyio.create_task_group() as group:
+        for i in range(100):
+            group.start_soon(work, i)
+    assert failures == []
+    assert len(await store.list_contents()) == 100
+
+
 async def test_numpy_array_round_trip_is_exact_and_writable(store: AsyncDataStore) -> None:
     c = component()
     array = np.random.default_rng(1).standard_normal((300, 700))

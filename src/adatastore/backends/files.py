@@ -211,8 +211,10 @@ class AsyncShelveDataStore(AsyncDataStore):
     def _list_entry(self, entry_dir: str) -> list[Entry]:
         try:
             component = ComponentRecord.from_json(Path(entry_dir, COMPONENT_FILE).read_bytes())
-        except (FileNotFoundError, NotADirectoryError):
-            return []  # not an entry of ours, or one being created or deleted right now
+        except OSError:
+            # Not an entry of ours (root_dir may be shared, e.g. /tmp, with directories we
+            # cannot read), or one being created or deleted right now.
+            return []
         except ValueError:
             component = ComponentRecord(
                 key=_decode_or(os.path.basename(entry_dir)),
@@ -221,8 +223,12 @@ class AsyncShelveDataStore(AsyncDataStore):
                 parameters=None,
                 input_keys=(),
             )
-        entries = []
-        with os.scandir(entry_dir) as files:
+        entries: list[Entry] = []
+        try:
+            files = os.scandir(entry_dir)
+        except OSError:
+            return entries
+        with files:
             for file in files:
                 if not file.name.endswith(RECORD_SUFFIX) or file.name.startswith("."):
                     continue
