@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 from blockbuster import blockbuster_ctx
 
-from adatastore import AsyncDataStore, AsyncMemoryDataStore, AsyncShelveDataStore
+from adatastore import (
+    AsyncDataStore,
+    AsyncMemoryDataStore,
+    AsyncShelveDataStore,
+    AsyncSQLiteDataStore,
+)
 
 TESTS_DIR = Path(__file__).parent
 
@@ -18,9 +23,10 @@ TESTS_DIR = Path(__file__).parent
 LOOPS = ["asyncio", "trio"]
 
 
-@pytest.fixture(params=LOOPS)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture
+def anyio_backend() -> str:
+    """Overridden by the parametrization in `pytest_generate_tests`."""
+    return "asyncio"
 
 
 @pytest.fixture(autouse=True)
@@ -39,20 +45,44 @@ def _no_blocking_calls_on_the_loop(request: pytest.FixtureRequest) -> Iterator[N
 
 StoreFactory = Callable[..., AsyncDataStore]
 
-BACKENDS = ["memory", "files"]
+# (event loop, back-end) pairs the conformance suite runs on: asyncio-only back-ends
+# run on asyncio only (tests/test_event_loops.py checks their error under trio).
+BACKENDS = [
+    ("asyncio", "memory"),
+    ("asyncio", "files"),
+    ("asyncio", "sqlite"),
+    ("trio", "memory"),
+    ("trio", "files"),
+]
 
 
-@pytest.fixture(params=BACKENDS)
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A factory of async stores of one back-end; extra keywords go to the constructor."""
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend_name" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ("anyio_backend", "backend_name"), BACKENDS, ids=[f"{a}-{b}" for a, b in BACKENDS]
+        )
+    elif "anyio_backend" in metafunc.fixturenames:
+        only_asyncio = metafunc.definition.get_closest_marker("asyncio_only") is not None
+        metafunc.parametrize("anyio_backend", ["asyncio"] if only_asyncio else LOOPS)
+
+
+@pytest.fixture
+def make_store(backend_name: str, tmp_path: Path) -> StoreFactory:
+    """A factory of async stores of one back-end; extra keywords go to the constructor.
+
+    Tests close the stores they make (``async with``), or use the `store` fixture.
+    """
     counter = iter(range(1_000_000))
 
     def factory(**options: Any) -> AsyncDataStore:
-        if request.param == "memory":
+        number = next(counter)
+        if backend_name == "memory":
             return AsyncMemoryDataStore(**options)
-        return AsyncShelveDataStore(tmp_path / f"store{next(counter)}", **options)
+        if backend_name == "files":
+            return AsyncShelveDataStore(tmp_path / f"store{number}", **options)
+        return AsyncSQLiteDataStore(tmp_path / f"store{number}.db", **options)
 
-    factory.backend = request.param  # type: ignore[attr-defined]
+    factory.backend = backend_name  # type: ignore[attr-defined]
     return factory
 
 

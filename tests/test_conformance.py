@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from conftest import StoreFactory
 from adatastore import (
     AsyncDataStore,
     AsyncShelveDataStore,
+    AsyncSQLiteDataStore,
     JSONSerializer,
     keygenerators,
 )
@@ -313,7 +316,14 @@ async def _snapshot(store: AsyncDataStore) -> Any:
         for path in sorted(Path(store.root_dir).rglob("*")):
             if path.is_file():
                 files[str(path)] = path.read_bytes()
-    return entries, files
+    rows: list[Any] = []
+    if isinstance(store, AsyncSQLiteDataStore):
+        with contextlib.closing(sqlite3.connect(store.path)) as db:
+            rows.extend(
+                sorted(db.execute(f"SELECT * FROM {table}").fetchall())
+                for table in ("components", "entries", "garbage")
+            )
+    return entries, files, rows
 
 
 @pytest.mark.parametrize(

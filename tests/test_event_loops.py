@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from components import SimpleComponent
 
-from adatastore import AsyncMemoryDataStore, ComponentRecord, Entry
+from adatastore import AsyncMemoryDataStore, AsyncSQLiteDataStore, ComponentRecord, Entry
 from adatastore.errors import ConfigurationError
 from adatastore.serializers import Buffer
 
@@ -43,3 +44,15 @@ async def test_asyncio_only_backend_says_so_under_trio(anyio_backend: str) -> No
     else:
         await store.store(c, "x", 1)
         assert await store.retrieve(c, "x") == 1
+
+
+async def test_sqlite_under_trio_is_a_clear_error(anyio_backend: str, tmp_path: Path) -> None:
+    store = AsyncSQLiteDataStore(tmp_path / "x.db")
+    if anyio_backend == "trio":
+        with pytest.raises(ConfigurationError, match="AsyncSQLiteDataStore runs on asyncio only"):
+            await store.store(SimpleComponent({}), "x", 1)
+        assert not (tmp_path / "x.db").exists()
+    else:
+        async with store:
+            await store.store(SimpleComponent({}), "x", 1)
+            assert await store.retrieve(SimpleComponent({}), "x") == 1

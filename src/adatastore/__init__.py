@@ -12,6 +12,7 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 from . import errors, keygenerators, serializers
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
+from .backends.sqlite import AsyncSQLiteDataStore
 from .component import Component
 from .errors import (
     ComponentError,
@@ -23,13 +24,14 @@ from .errors import (
 )
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .store import AsyncDataStore, ComponentRecord, Entry
-from .sync import MemoryDataStore, ShelveDataStore, SyncDataStore
+from .sync import MemoryDataStore, ShelveDataStore, SQLiteDataStore, SyncDataStore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDataStore",
     "AsyncMemoryDataStore",
+    "AsyncSQLiteDataStore",
     "AsyncShelveDataStore",
     "Component",
     "ComponentError",
@@ -41,6 +43,7 @@ __all__ = [
     "JSONSerializer",
     "MemoryDataStore",
     "PickleSerializer",
+    "SQLiteDataStore",
     "SerializationError",
     "Serializer",
     "ShelveDataStore",

@@ -14,11 +14,12 @@ from typing import Any, Generic, Self, TypeVar
 from . import _portal
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
+from .backends.sqlite import AsyncSQLiteDataStore
 from .keygenerators import KeyGenerator
 from .serializers import Serializer
 from .store import AsyncDataStore, Entry
 
-__all__ = ["MemoryDataStore", "ShelveDataStore", "SyncDataStore"]
+__all__ = ["MemoryDataStore", "SQLiteDataStore", "ShelveDataStore", "SyncDataStore"]
 
 A = TypeVar("A", bound=AsyncDataStore)
 
@@ -103,6 +104,34 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
     def root_dir(self) -> str:
         """The directory the store lives in (absolute)."""
         return str(self.async_store.root_dir)
+
+
+class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
+    """Blocking store in one SQLite file: the embedded default.
+
+    See `AsyncSQLiteDataStore` for the options. Its connections live on adatastore's
+    loop thread; `close` (or the end of the interpreter) closes them.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        durable: bool = False,
+        busy_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(
+            AsyncSQLiteDataStore(
+                path, key_generator, serializer, durable=durable, busy_timeout=busy_timeout
+            )
+        )
+
+    @property
+    def path(self) -> str:
+        """The database file (absolute)."""
+        return str(self.async_store.path)
 
 
 class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):

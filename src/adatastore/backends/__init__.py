@@ -2,5 +2,6 @@
 
 from .files import AsyncShelveDataStore
 from .memory import AsyncMemoryDataStore
+from .sqlite import AsyncSQLiteDataStore
 
-__all__ = ["AsyncMemoryDataStore", "AsyncShelveDataStore"]
+__all__ = ["AsyncMemoryDataStore", "AsyncSQLiteDataStore", "AsyncShelveDataStore"]
