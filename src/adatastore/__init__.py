@@ -25,6 +25,7 @@ from .errors import (
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .store import AsyncDataStore, ComponentRecord, Entry
 from .sync import MemoryDataStore, ShelveDataStore, SQLiteDataStore, SyncDataStore
+from .urls import open_store, open_store_sync, register_scheme
 
 __version__ = "0.1.0"
 
@@ -51,5 +52,8 @@ __all__ = [
     "UnhashableParameterError",
     "errors",
     "keygenerators",
+    "open_store",
+    "open_store_sync",
+    "register_scheme",
     "serializers",
 ]

@@ -63,7 +63,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         durable: bool = False,
     ) -> None:
         super().__init__(key_generator, serializer)
-        self.root_dir = Path(root_dir).absolute()
+        self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
 
     def __repr__(self) -> str:
@@ -92,7 +92,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         await self._run(self._open_sync)
 
     def _open_sync(self) -> None:
-        root = self.root_dir
+        root = self.root_dir = self.root_dir.absolute()  # here: getcwd is a system call
         if root.exists() and not root.is_dir():
             raise ConfigurationError(f"root_dir {str(root)!r} exists and is not a directory")
         try:

@@ -121,7 +121,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         busy_timeout: float = 60.0,
     ) -> None:
         super().__init__(key_generator, serializer)
-        self.path = Path(path).absolute()
+        self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.durable = durable
         self.busy_timeout = busy_timeout
@@ -178,6 +178,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             self._writer, self._reader = writer, reader
 
     def _check_path(self) -> None:
+        self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
+        self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         if self.path.is_dir():
             raise ConfigurationError(f"SQLite store path {str(self.path)!r} is a directory")
         try:

@@ -1,0 +1,226 @@
+"""Open a store from a URL, so configuration can live in a file or an environment variable.
+
+======================================  ====================================================
+``sqlite:///relative/path.db``          SQLite file, relative to the working directory
+``sqlite:////absolute/path.db``         SQLite file, absolute path
+``file:///absolute/dir``                files back-end (``file:relative/dir`` also works)
+``memory://``                           a new in-process store
+``some/path.db``                        a plain path: the SQLite default
+======================================  ====================================================
+
+Options go in the query string (``sqlite:///cache.db?durable=true&busy_timeout=5``) or as
+keyword arguments, which win. ``ADATASTORE_URL`` is used when no URL is given. Other
+back-ends add their schemes with `register_scheme`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .backends.files import AsyncShelveDataStore
+from .backends.memory import AsyncMemoryDataStore
+from .backends.sqlite import AsyncSQLiteDataStore
+from .errors import ConfigurationError
+from .store import AsyncDataStore
+from .sync import SyncDataStore
+
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "StoreURL",
+    "open_store",
+    "open_store_sync",
+    "parse_url",
+    "register_scheme",
+    "schemes",
+]
+
+ENVIRONMENT_VARIABLE = "ADATASTORE_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreURL:
+    """A parsed store URL."""
+
+    scheme: str
+    host: str
+    path: str
+    """The path, percent-decoded; for ``sqlite:`` and ``file:`` a file-system path."""
+    options: dict[str, str] = field(default_factory=dict)
+    """Query-string options, not yet converted."""
+    text: str = ""
+
+
+StoreFactory = Callable[[StoreURL, dict[str, Any]], AsyncDataStore]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scheme:
+    factory: StoreFactory
+    options: Mapping[str, type]
+    description: str
+
+
+_SCHEMES: dict[str, _Scheme] = {}
+
+
+def register_scheme(
+    scheme: str,
+    factory: StoreFactory,
+    *,
+    options: Mapping[str, type] | None = None,
+    description: str = "",
+) -> None:
+    """Make `open_store` understand ``scheme://...``.
+
+    `factory(url, options)` returns an unopened async store. `options` names the query
+    options the scheme accepts and their types (``bool``, ``int``, ``float``, ``str``).
+    """
+    _SCHEMES[scheme.lower()] = _Scheme(factory, dict(options or {}), description)
+
+
+def schemes() -> dict[str, str]:
+    """The registered schemes and what each opens."""
+    return {name: scheme.description for name, scheme in sorted(_SCHEMES.items())}
+
+
+def _known() -> str:
+    return ", ".join(f"{name}://" for name in sorted(_SCHEMES))
+
+
+def _looks_like_url(text: str) -> bool:
+    scheme = text.split(":", 1)[0].lower() if ":" in text else ""
+    return "://" in text or (len(scheme) > 1 and scheme in _SCHEMES)
+
+
+def parse_url(url: str | os.PathLike[str]) -> StoreURL:
+    """Parse a store URL or a plain path (which means SQLite); raise `ConfigurationError`."""
+    if isinstance(url, os.PathLike):
+        return StoreURL("sqlite", "", os.fspath(url), {}, os.fspath(url))
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"a store URL must be a non-empty string, not {url!r}")
+    if not _looks_like_url(url):
+        return StoreURL("sqlite", "", url, {}, url)
+    try:
+        parts = urlsplit(url)
+        options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False))
+    except ValueError as error:
+        raise ConfigurationError(f"malformed store URL {url!r}: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"unknown store URL scheme {parts.scheme!r} in {url!r}; known schemes: {_known()} "
+            "(or a plain path for the SQLite default)"
+        )
+    return StoreURL(scheme, parts.netloc, unquote(parts.path), options, url)
+
+
+_BOOLEANS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _parse_bool(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
+def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
+    converted: dict[str, Any] = {}
+    for name, text in url.options.items():
+        kind = scheme.options.get(name)
+        if kind is None:
+            allowed = ", ".join(sorted(scheme.options)) or "none"
+            raise ConfigurationError(
+                f"store URL {url.text!r}: unknown option {name!r} (allowed: {allowed})"
+            )
+        try:
+            converted[name] = _parse_bool(text) if kind is bool else kind(text)
+        except ValueError:
+            raise ConfigurationError(
+                f"store URL {url.text!r}: option {name!r} must be a {kind.__name__}, not {text!r}"
+            ) from None
+    return converted
+
+
+def _resolve(url: str | os.PathLike[str] | None, options: dict[str, Any]) -> AsyncDataStore:
+    if url is None:
+        url = os.environ.get(ENVIRONMENT_VARIABLE)
+        if not url:
+            raise ConfigurationError(
+                f"no store URL given and {ENVIRONMENT_VARIABLE} is not set; known schemes: "
+                f"{_known()}"
+            )
+    parsed = parse_url(url)
+    scheme = _SCHEMES[parsed.scheme]
+    return scheme.factory(parsed, {**_convert(parsed, scheme), **options})
+
+
+async def open_store(url: str | os.PathLike[str] | None = None, **options: Any) -> AsyncDataStore:
+    """Open (and return) the async store `url` names; ``ADATASTORE_URL`` when url is None.
+
+    Keyword options go to the store's constructor (``key_generator``, ``serializer``,
+    ``durable``, ...). Close the store with ``aclose()`` or use it with ``async with``.
+    """
+    return await _resolve(url, options).open()
+
+
+def open_store_sync(
+    url: str | os.PathLike[str] | None = None, **options: Any
+) -> SyncDataStore[Any]:
+    """Blocking twin of `open_store`: the store behind the blocking API."""
+    return SyncDataStore(_resolve(url, options))
+
+
+# -- the built-in schemes ----------------------------------------------------------------------
+
+
+def _local_path(url: StoreURL, what: str) -> str:
+    if url.host not in ("", "localhost"):
+        raise ConfigurationError(
+            f"store URL {url.text!r}: {what} must be on this machine, not on {url.host!r}"
+        )
+    if url.text == url.path:  # a plain path
+        return url.path
+    path = url.path
+    if url.scheme == "sqlite" and url.text.lower().startswith("sqlite:///"):
+        path = path[1:]  # sqlite:///relative, sqlite:////absolute
+    if not path:
+        raise ConfigurationError(f"store URL {url.text!r} names no {what}")
+    return path
+
+
+def _sqlite(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+    return AsyncSQLiteDataStore(_local_path(url, "database file"), **options)
+
+
+def _files(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+    return AsyncShelveDataStore(_local_path(url, "directory"), **options)
+
+
+def _memory(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+    if url.host or url.path.strip("/"):
+        raise ConfigurationError(f"store URL {url.text!r}: memory:// takes no path")
+    return AsyncMemoryDataStore(**options)
+
+
+register_scheme(
+    "sqlite",
+    _sqlite,
+    options={"durable": bool, "busy_timeout": float},
+    description="one SQLite file (the embedded default)",
+)
+register_scheme("file", _files, options={"durable": bool}, description="a directory of entry files")
+register_scheme("memory", _memory, description="an in-process dict, gone at exit")

@@ -1,0 +1,174 @@
+"""open_store URLs, the demo and the command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from components import SimpleComponent
+
+from adatastore import (
+    AsyncDataStore,
+    AsyncMemoryDataStore,
+    AsyncShelveDataStore,
+    AsyncSQLiteDataStore,
+    JSONSerializer,
+    SyncDataStore,
+    open_store,
+    open_store_sync,
+    register_scheme,
+    urls,
+)
+from adatastore.errors import ConfigurationError
+
+pytestmark = pytest.mark.asyncio_only
+
+
+async def round_trip(url: Any, **options: Any) -> AsyncDataStore:
+    async with await open_store(url, **options) as store:
+        c = SimpleComponent({"url": str(url)})
+        await store.store(c, "v", "stored")
+        assert await store.retrieve(c, "v") == "stored"
+    return store
+
+
+@pytest.mark.anyio
+async def test_each_scheme_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cases: list[tuple[Any, type, Path | None]] = [
+        ("sqlite:///relative/cache.db", AsyncSQLiteDataStore, tmp_path / "relative/cache.db"),
+        (f"sqlite:///{tmp_path}/absolute.db", AsyncSQLiteDataStore, tmp_path / "absolute.db"),
+        ("sqlite:plain.db", AsyncSQLiteDataStore, tmp_path / "plain.db"),
+        (f"file://{tmp_path}/dir", AsyncShelveDataStore, tmp_path / "dir"),
+        (f"file://localhost{tmp_path}/local", AsyncShelveDataStore, tmp_path / "local"),
+        ("file:relative-dir", AsyncShelveDataStore, tmp_path / "relative-dir"),
+        ("memory://", AsyncMemoryDataStore, None),
+        ("just/a/path.db", AsyncSQLiteDataStore, tmp_path / "just/a/path.db"),
+        (tmp_path / "pathlike.db", AsyncSQLiteDataStore, tmp_path / "pathlike.db"),
+        (f"sqlite:///{tmp_path}/with%20space.db", AsyncSQLiteDataStore, tmp_path / "with space.db"),
+    ]
+    for url, kind, where in cases:
+        store = await round_trip(url)
+        assert type(store) is kind, url
+        if where is not None:
+            assert where.exists(), url
+
+
+@pytest.mark.anyio
+async def test_sqlite_four_slashes_is_absolute(tmp_path: Path) -> None:
+    store = await round_trip(f"sqlite:///{tmp_path}/abs.db")
+    assert isinstance(store, AsyncSQLiteDataStore)
+    assert store.path == tmp_path / "abs.db"
+    assert f"sqlite:///{tmp_path}".startswith("sqlite:////")
+
+
+@pytest.mark.anyio
+async def test_environment_variable_is_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADATASTORE_URL", f"file://{tmp_path}/from-env")
+    store = await round_trip(None)
+    assert isinstance(store, AsyncShelveDataStore)
+    assert (tmp_path / "from-env" / ".adatastore").exists()
+    monkeypatch.delenv("ADATASTORE_URL")
+    with pytest.raises(ConfigurationError, match="ADATASTORE_URL is not set"):
+        await open_store()
+
+
+@pytest.mark.anyio
+async def test_options_from_query_and_keywords(tmp_path: Path) -> None:
+    store = await round_trip(f"sqlite:///{tmp_path}/o.db?durable=true&busy_timeout=2.5")
+    assert isinstance(store, AsyncSQLiteDataStore)
+    assert (store.durable, store.busy_timeout) == (True, 2.5)
+    store = await round_trip(f"sqlite:///{tmp_path}/o.db?durable=yes", durable=False)
+    assert isinstance(store, AsyncSQLiteDataStore)
+    assert store.durable is False
+    json_store = await round_trip("memory://", serializer=JSONSerializer())
+    assert isinstance(json_store.serializer, JSONSerializer)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost/0", "unknown store URL scheme 'redis'.*memory://.*sqlite://"),
+        ("sqlite://", "names no database file"),
+        ("sqlite:///", "names no database file"),
+        ("sqlite://otherhost/x.db", "on this machine, not on 'otherhost'"),
+        ("file://", "names no directory"),
+        ("memory://somewhere", "takes no path"),
+        ("sqlite:///x.db?colour=blue", "unknown option 'colour'.*busy_timeout, durable"),
+        ("sqlite:///x.db?durable=maybe", "'durable' must be a bool"),
+        ("sqlite:///x.db?busy_timeout=soon", "'busy_timeout' must be a float"),
+        ("", "non-empty string"),
+        ("sqlite://[::1", "malformed"),
+    ],
+)
+def test_bad_urls_give_a_clear_error(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        open_store_sync(url)
+
+
+def test_open_store_sync(tmp_path: Path) -> None:
+    with open_store_sync(f"sqlite:///{tmp_path}/sync.db") as store:
+        assert isinstance(store, SyncDataStore)
+        store.store(SimpleComponent({}), "v", 1)
+        assert store.retrieve(SimpleComponent({}), "v") == 1
+    assert "sqlite" in urls.schemes()
+
+
+def test_register_scheme() -> None:
+    made: list[str] = []
+
+    def factory(url: urls.StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+        made.append(url.path)
+        return AsyncMemoryDataStore(**options)
+
+    register_scheme("scratch", factory, description="a test scheme")
+    try:
+        with open_store_sync("scratch://anything/at/all") as store:
+            store.store(SimpleComponent({}), "v", 2)
+        assert made == ["/at/all"]
+    finally:
+        urls._SCHEMES.pop("scratch")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adatastore", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_demo_second_run_is_served_from_the_store(tmp_path: Path) -> None:
+    result = run_cli("demo", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    runs = re.findall(r"hits=(\d) misses=(\d)", result.stdout)
+    assert runs == [("0", "3"), ("3", "0")]
+    assert (tmp_path / "demo.db").exists()
+    again = run_cli("demo", "--dir", str(tmp_path))
+    assert re.findall(r"hits=(\d) misses=(\d)", again.stdout) == [("3", "0"), ("3", "0")]
+    rates = re.findall(r"mean rate ([\d.]+) Hz", result.stdout + again.stdout)
+    assert len(set(rates)) == 1
+
+
+def test_demo_on_another_url(tmp_path: Path) -> None:
+    result = run_cli("demo", "--url", f"file://{tmp_path}/files")
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"hits=(\d) misses=(\d)", result.stdout) == [("0", "3"), ("3", "0")]
+
+
+def test_cli_errors_are_messages_not_tracebacks() -> None:
+    result = run_cli("demo", "--url", "nosuch://x")
+    assert result.returncode == 2
+    assert result.stderr.startswith("adatastore: error: unknown store URL scheme")
+    assert "Traceback" not in result.stderr
+    assert run_cli("--help").returncode == 0
+    assert run_cli("demo", "--help").returncode == 0
+    assert run_cli().returncode == 2
