@@ -245,3 +245,31 @@ def test_blocking_store_and_clean_exit(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[1, 2]"
     assert result.stderr == ""
+
+
+def test_an_async_store_left_open_does_not_hang_the_exit(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        from adatastore import AsyncSQLiteDataStore
+        from components import SimpleComponent
+
+        async def main():
+            store = AsyncSQLiteDataStore(sys.argv[1])   # never closed
+            await store.store(SimpleComponent({"a": 1}), "x", 1)
+            print(await store.retrieve(SimpleComponent({"a": 1}), "x"))
+            return store
+
+        kept = asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "open.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"

@@ -15,7 +15,6 @@ which starts its own on first use (the parent's loop thread does not exist there
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import os
@@ -24,6 +23,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar, TypeVarTuple
 
+from ._shutdown import at_shutdown
 from .errors import ConfigurationError
 
 __all__ = ["call", "shutdown", "track"]
@@ -133,11 +133,4 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
-
-# threading._register_atexit runs before non-daemon threads are joined; plain atexit runs
-# after, which is too late when a back-end keeps a non-daemon worker thread alive.
-_register = getattr(threading, "_register_atexit", None)
-if _register is not None:
-    _register(shutdown)
-else:  # pragma: no cover - every CPython >= 3.9 has it
-    atexit.register(shutdown)
+at_shutdown(shutdown)

@@ -19,6 +19,8 @@ import json
 import os
 import secrets
 import sqlite3
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,7 @@ import anyio
 import anyio.to_thread
 
 from .. import _fsio
+from .._shutdown import at_shutdown
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
@@ -176,6 +179,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                     await writer.close()
                 raise
             self._writer, self._reader = writer, reader
+            _unclosed.add(self)
 
     def _check_path(self) -> None:
         self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
@@ -219,6 +223,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ) from error
 
     async def close_raw(self) -> None:
+        _unclosed.discard(self)
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         with anyio.CancelScope(shield=True):
@@ -366,3 +371,19 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             )
             for key, attribute, full_type, version, size, stored_at in rows
         ]
+
+
+_unclosed: weakref.WeakSet[AsyncSQLiteDataStore] = weakref.WeakSet()
+
+
+def _stop_unclosed() -> None:
+    """At exit, stop the connection threads of stores nobody closed (they would hang it)."""
+    for store in list(_unclosed):
+        for connection in (store._writer, store._reader):
+            if connection is not None:
+                with warnings.catch_warnings(), contextlib.suppress(Exception):
+                    warnings.simplefilter("ignore")
+                    connection.stop()
+
+
+at_shutdown(_stop_unclosed)
