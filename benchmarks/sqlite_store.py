@@ -93,7 +93,7 @@ async def large(directory: Path, rounds: int, mib: int) -> None:
                 def read_raw() -> None:
                     buffer = np.empty(array.nbytes, np.uint8)
                     with open(raw, "rb", buffering=0) as stream:
-                        stream.readinto(memoryview(buffer))
+                        stream.readinto(buffer.data)
 
                 rows["raw file: os.write"].append(gigabytes / seconds(write_raw))
                 rows["raw file: readinto"].append(gigabytes / seconds(read_raw))
