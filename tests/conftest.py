@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from blockbuster import blockbuster_ctx
+from servers import fresh_database
 
 from adatastore import (
     AsyncDataStore,
@@ -51,6 +53,9 @@ BACKENDS = [
     ("asyncio", "memory"),
     ("asyncio", "files"),
     ("asyncio", "sqlite"),
+    ("asyncio", "django-sqlite"),
+    ("asyncio", "django-postgresql"),
+    ("asyncio", "django-mariadb"),
     ("trio", "memory"),
     ("trio", "files"),
 ]
@@ -67,23 +72,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def make_store(backend_name: str, tmp_path: Path) -> StoreFactory:
-    """A factory of async stores of one back-end; extra keywords go to the constructor.
-
-    Tests close the stores they make (``async with``), or use the `store` fixture.
+def make_store(backend_name: str, tmp_path: Path) -> Iterator[StoreFactory]:
+    """A factory of async stores of one back-end, each on fresh storage; extra keywords
+    go to the constructor. Tests close the stores they make (``async with``), or use the
+    `store` fixture. Databases made on servers are dropped afterwards.
     """
     counter = iter(range(1_000_000))
+    with contextlib.ExitStack() as cleanup:
 
-    def factory(**options: Any) -> AsyncDataStore:
-        number = next(counter)
-        if backend_name == "memory":
-            return AsyncMemoryDataStore(**options)
-        if backend_name == "files":
-            return AsyncShelveDataStore(tmp_path / f"store{number}", **options)
-        return AsyncSQLiteDataStore(tmp_path / f"store{number}.db", **options)
+        def factory(**options: Any) -> AsyncDataStore:
+            number = next(counter)
+            if backend_name == "memory":
+                return AsyncMemoryDataStore(**options)
+            if backend_name == "files":
+                return AsyncShelveDataStore(tmp_path / f"store{number}", **options)
+            if backend_name == "sqlite":
+                return AsyncSQLiteDataStore(tmp_path / f"store{number}.db", **options)
+            from adatastore import AsyncDjangoORMDataStore
 
-    factory.backend = backend_name  # type: ignore[attr-defined]
-    return factory
+            if backend_name == "django-sqlite":
+                database = {"ENGINE": "sqlite3", "NAME": str(tmp_path / f"django{number}.db")}
+            else:
+                database = cleanup.enter_context(fresh_database(backend_name.split("-")[1]))
+            return AsyncDjangoORMDataStore(database, **options)
+
+        factory.backend = backend_name  # type: ignore[attr-defined]
+        yield factory
 
 
 @pytest.fixture

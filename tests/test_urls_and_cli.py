@@ -94,7 +94,7 @@ async def test_options_from_query_and_keywords(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://localhost/0", "unknown store URL scheme 'redis'.*memory://.*sqlite://"),
+        ("redis://localhost/0", "unknown store URL scheme 'redis'.*django.*memory://.*sqlite://"),
         ("sqlite://", "names no database file"),
         ("sqlite:///", "names no database file"),
         ("sqlite://otherhost/x.db", "on this machine, not on 'otherhost'"),

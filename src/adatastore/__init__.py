@@ -9,6 +9,8 @@ Async core::
 Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_generator=...)``.
 """
 
+from typing import TYPE_CHECKING
+
 from . import errors, keygenerators, serializers
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
@@ -27,10 +29,42 @@ from .store import AsyncDataStore, ComponentRecord, Entry
 from .sync import MemoryDataStore, ShelveDataStore, SQLiteDataStore, SyncDataStore
 from .urls import open_store, open_store_sync, register_scheme
 
+if TYPE_CHECKING:
+    from .backends.django.store import AsyncDjangoORMDataStore, DjangoORMDataStore
+
 __version__ = "0.1.0"
 
-__all__ = [
+_DJANGO_NAMES = ("AsyncDjangoORMDataStore", "DjangoORMDataStore")
+
+
+def __getattr__(name: str) -> object:
+    # The Django back-end imports Django: only when asked for, and only if installed.
+    if name in _DJANGO_NAMES:
+        try:
+            from .backends.django import store
+        except ImportError as error:
+            return _needs_django(name, error)
+        return getattr(store, name)
+    raise AttributeError(f"module 'adatastore' has no attribute {name!r}")
+
+
+def _needs_django(name: str, error: ImportError) -> type:
+    reason = str(error)
+
+    class NeedsDjango:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise ConfigurationError(
+                f"{name} needs Django, which is not installed "
+                f"(pip install 'adatastore[django]'): {reason}"
+            )
+
+    NeedsDjango.__name__ = NeedsDjango.__qualname__ = name
+    return NeedsDjango
+
+
+__all__ = [  # the Django names are resolved lazily by __getattr__
     "AsyncDataStore",
+    "AsyncDjangoORMDataStore",
     "AsyncMemoryDataStore",
     "AsyncSQLiteDataStore",
     "AsyncShelveDataStore",
@@ -40,6 +74,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptEntryError",
     "DataStoreError",
+    "DjangoORMDataStore",
     "Entry",
     "JSONSerializer",
     "MemoryDataStore",

@@ -6,6 +6,9 @@
 ``file:///absolute/dir``                files back-end (``file:relative/dir`` also works)
 ``memory://``                           a new in-process store
 ``some/path.db``                        a plain path: the SQLite default
+``django+sqlite:///path.db``            Django ORM on SQLite
+``django+postgresql://u:p@host/db``     Django ORM on PostgreSQL (``?data_root_dir=...``)
+``django+mysql://u:p@host/db``          Django ORM on MariaDB/MySQL (also ``django+mariadb``)
 ======================================  ====================================================
 
 Options go in the query string (``sqlite:///cache.db?durable=true&busy_timeout=5``) or as
@@ -195,8 +198,8 @@ def _local_path(url: StoreURL, what: str) -> str:
     if url.text == url.path:  # a plain path
         return url.path
     path = url.path
-    if url.scheme == "sqlite" and url.text.lower().startswith("sqlite:///"):
-        path = path[1:]  # sqlite:///relative, sqlite:////absolute
+    if url.scheme.endswith("sqlite") and url.text.split(":", 1)[1].startswith("///"):
+        path = path[1:]  # sqlite:///relative, sqlite:////absolute (as SQLAlchemy has it)
     if not path:
         raise ConfigurationError(f"store URL {url.text!r} names no {what}")
     return path
@@ -224,3 +227,55 @@ register_scheme(
 )
 register_scheme("file", _files, options={"durable": bool}, description="a directory of entry files")
 register_scheme("memory", _memory, description="an in-process dict, gone at exit")
+
+
+def _django(engine: str) -> StoreFactory:
+    def factory(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+        from .backends.django.store import AsyncDjangoORMDataStore
+
+        if engine == "sqlite3":
+            database: dict[str, Any] = {
+                "ENGINE": engine,
+                "NAME": _local_path(url, "database file"),
+            }
+        else:
+            parts = urlsplit(url.text)
+            name = unquote(parts.path.lstrip("/"))
+            if not name or not parts.hostname:
+                raise ConfigurationError(
+                    f"store URL {url.text!r} needs a host and a database name: "
+                    f"django+{engine}://user:password@host:port/database"
+                )
+            database = {
+                "ENGINE": engine,
+                "NAME": name,
+                "HOST": parts.hostname,
+                "PORT": str(parts.port or ""),
+                "USER": unquote(parts.username or ""),
+                "PASSWORD": unquote(parts.password or ""),
+            }
+        return AsyncDjangoORMDataStore(database, **options)
+
+    return factory
+
+
+_DJANGO_OPTIONS = {"data_root_dir": str, "alias": str}
+register_scheme(
+    "django+sqlite",
+    _django("sqlite3"),
+    options=_DJANGO_OPTIONS,
+    description="Django ORM on an SQLite file",
+)
+register_scheme(
+    "django+postgresql",
+    _django("postgresql"),
+    options=_DJANGO_OPTIONS,
+    description="Django ORM on PostgreSQL (shared by a cluster)",
+)
+for _name in ("django+mysql", "django+mariadb"):
+    register_scheme(
+        _name,
+        _django("mysql"),
+        options=_DJANGO_OPTIONS,
+        description="Django ORM on MariaDB or MySQL",
+    )
