@@ -421,3 +421,28 @@ def test_shipped_migrations_match_the_models() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No changes detected" in result.stdout
+
+
+@pytest.mark.anyio
+async def test_connections_are_reused_and_closed(tmp_path: Path) -> None:
+    """Django's async ORM runs in a worker thread: one connection, closed by aclose."""
+    import psycopg
+
+    def connections_to(name: str) -> int:
+        with contextlib.closing(
+            psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        ) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with fresh_database("postgresql") as database:
+        store = AsyncDjangoORMDataStore(database)
+        async with store:
+            for i in range(100):
+                await store.store(SimpleComponent({"i": i}), "v", i)
+                assert await store.retrieve(SimpleComponent({"i": i}), "v") == i
+            assert connections_to(database["NAME"]) == 1
+        assert connections_to(database["NAME"]) == 0
