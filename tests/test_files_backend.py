@@ -71,10 +71,9 @@ async def test_foreign_or_newer_marker_is_refused(tmp_path: Path) -> None:
         await AsyncShelveDataStore(tmp_path).open()
 
 
-@pytest.mark.parametrize(
-    "name", ["../../escaped", "a/b", ".", "..", "/etc/absolute", "..\\win", "Spikes", "x" * 255]
-)
+@pytest.mark.parametrize("name", ["Spikes", "x" * 255, ".hidden", "~home", "CON", "a b:c*d?"])
 async def test_attribute_names_cannot_escape_root(tmp_path: Path, name: str) -> None:
+    """Path-like names are refused (conformance suite); the rest are encoded, and stay in."""
     root = tmp_path / "root"
     outside_before = {p for p in tmp_path.rglob("*") if root not in p.parents and p != root}
     async with AsyncShelveDataStore(root) as store:

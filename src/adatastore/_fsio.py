@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .serializers import Buffer
 
-__all__ = ["TEMP_PREFIX", "allocate", "atomic_write", "read_file"]
+__all__ = ["TEMP_PREFIX", "allocate", "atomic_write", "read_file", "remove_stale"]
 
 TEMP_PREFIX = ".tmp-"
 """Temp files start with this; a name that does not is never a temp file."""
@@ -86,3 +86,16 @@ def read_file(path: str) -> memoryview | None:
                 return buffer[:filled]  # shorter than its size: the record check reports it
             filled += count
         return buffer
+
+
+def remove_stale(paths: list[str], older_than: float, now: float) -> int:
+    """Unlink the files among `paths` last modified more than `older_than` seconds ago."""
+    removed = 0
+    for path in paths:
+        try:
+            if now - os.stat(path).st_mtime > older_than:
+                os.unlink(path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .serializers import Buffer
+from .signing import Signer
 
 MAGIC = b"ADS1"
 ALIGNMENT = 64
@@ -38,28 +39,40 @@ class Header:
     attribute_name: str
     lengths: tuple[int, ...]
     crc32: int
+    signature: str | None = None
+    """HMAC-SHA256 (hex) of the record's contents when the writer had a signing key."""
 
 
 def _views(parts: Sequence[Buffer]) -> list[memoryview]:
     return [memoryview(part).cast("B") for part in parts]
 
 
-def seal(serializer: str, attribute_name: str, parts: Sequence[Buffer]) -> list[Buffer]:
-    """Return the buffers of a record holding `parts`, to be written one after another."""
+def seal(
+    serializer: str,
+    attribute_name: str,
+    parts: Sequence[Buffer],
+    *,
+    key: str = "",
+    signer: Signer | None = None,
+) -> list[Buffer]:
+    """Return the buffers of a record holding `parts`, to be written one after another.
+
+    With a `signer`, the header carries an HMAC over `key`, the attribute name, the
+    serializer and the parts.
+    """
     views = _views(parts)
     crc = 0
     for view in views:
         crc = zlib.crc32(view, crc)
-    header = json.dumps(
-        {
-            "serializer": serializer,
-            "attribute": attribute_name,
-            "lengths": [view.nbytes for view in views],
-            "crc32": crc,
-        },
-        ensure_ascii=True,
-        separators=(",", ":"),
-    ).encode("ascii")
+    fields: dict[str, Any] = {
+        "serializer": serializer,
+        "attribute": attribute_name,
+        "lengths": [view.nbytes for view in views],
+        "crc32": crc,
+    }
+    if signer is not None:
+        fields["hmac"] = signer.sign(key, attribute_name, serializer, views)
+    header = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     out: list[Buffer] = [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header]
     position = _PREFIX.size + len(header)
     for view in views:
@@ -97,6 +110,7 @@ def read_header(data: Buffer) -> tuple[Header, int]:
             attribute_name=str(fields["attribute"]),
             lengths=tuple(int(n) for n in fields["lengths"]),
             crc32=int(fields["crc32"]),
+            signature=None if fields.get("hmac") is None else str(fields["hmac"]),
         )
     except (ValueError, KeyError, TypeError) as error:
         raise DamagedRecord(f"unreadable header: {error}") from None

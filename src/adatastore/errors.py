@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptEntryError",
     "DataStoreError",
+    "IntegrityError",
     "InvalidKeyError",
     "InvalidNameError",
     "SerializationError",
@@ -70,6 +71,23 @@ class CorruptEntryError(DataStoreError):
         super().__init__(
             f"entry {attribute_name!r} of component {key!r} is corrupt: {reason}; "
             "delete it or store it again"
+        )
+
+
+class IntegrityError(DataStoreError):
+    """A record's signature is missing or wrong: it was not written with our signing key.
+
+    The record is never deserialized. Someone with write access to the storage changed it,
+    or it was written by a store without (or with another) signing key.
+    """
+
+    def __init__(self, key: str, attribute_name: str, reason: str) -> None:
+        self.key = key
+        self.attribute_name = attribute_name
+        self.reason = reason
+        super().__init__(
+            f"entry {attribute_name!r} of component {key!r} failed the signature check: "
+            f"{reason}; it was not deserialized"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from .component import Component, check_component, full_type, inputs_of
 from .errors import (
     ConfigurationError,
     CorruptEntryError,
+    DataStoreError,
+    IntegrityError,
     InvalidKeyError,
     InvalidNameError,
     SerializationError,
@@ -31,8 +34,16 @@ from .errors import (
 )
 from .keygenerators import KeyGenerator, canonical_hash, describe_parameters
 from .serializers import Buffer, PickleSerializer, Serializer
+from .signing import SigningKey, signer_from
 
-__all__ = ["MAX_ATTRIBUTE_NAME_LENGTH", "AsyncDataStore", "ComponentRecord", "Entry"]
+__all__ = [
+    "MAX_ATTRIBUTE_NAME_LENGTH",
+    "AsyncDataStore",
+    "ComponentRecord",
+    "DamagedEntry",
+    "Entry",
+    "VerifyReport",
+]
 
 MAX_ATTRIBUTE_NAME_LENGTH = 255
 """Attribute names longer than this many characters are refused."""
@@ -96,6 +107,30 @@ class ComponentRecord:
             raise ValueError(f"not a component record: {error!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class DamagedEntry:
+    """An entry `verify` found damaged, and why."""
+
+    key: str
+    attribute_name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What `verify` checked and found."""
+
+    checked: int
+    damaged: tuple[DamagedEntry, ...]
+    removed: int
+    """Damaged entries deleted (with ``repair=True``)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether no damage was found."""
+        return not self.damaged
+
+
 def check_attribute_name(name: object) -> str:
     """Return `name` if it is a usable attribute name, else raise `InvalidNameError`."""
     if not isinstance(name, str):
@@ -110,6 +145,11 @@ def check_attribute_name(name: object) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidNameError(
             f"attribute name {name!r} contains a control character (NUL, newline, ...)"
+        )
+    if "/" in name or "\\" in name or ".." in name or name == ".":
+        raise InvalidNameError(
+            f"attribute name {name!r} looks like a path ('/', '\\', '..' or '.'); "
+            "attribute names are plain names such as 'spikes' or 'rates.excitatory'"
         )
     try:
         name.encode("utf-8")
@@ -151,7 +191,15 @@ class AsyncDataStore(abc.ABC):
         self,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
+        *,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
+        """`signing_key` (or ``ADATASTORE_SIGNING_KEY``) signs every record and refuses
+        unsigned or tampered ones before decoding them (see `adatastore.signing`).
+        `verify_on_read=False` skips the payload checksum on reads (signatures are always
+        checked); `verify` still checks everything.
+        """
         if key_generator is not None and not callable(key_generator):
             raise ConfigurationError(
                 f"key_generator must be callable, not a {type(key_generator).__name__}"
@@ -162,6 +210,8 @@ class AsyncDataStore(abc.ABC):
             )
         self.key_generator: KeyGenerator = key_generator or canonical_hash
         self.serializer: Serializer = serializer or PickleSerializer()
+        self.signer = signer_from(signing_key)
+        self.verify_on_read = verify_on_read
         self._opened = False
         self._closed = False
 
@@ -202,6 +252,13 @@ class AsyncDataStore(abc.ABC):
 
     async def close_raw(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once."""
+
+    async def cleanup_raw(self, older_than: float) -> int:
+        """Remove leftovers of interrupted writes older than `older_than` seconds.
+
+        Optional; returns how many were removed.
+        """
+        return 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -275,12 +332,13 @@ class AsyncDataStore(abc.ABC):
         key = self.key_of(component)
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
+        seal = functools.partial(
+            _record.seal, self.serializer.name, attribute_name, parts, key=key, signer=self.signer
+        )
         if sum(memoryview(part).nbytes for part in parts) >= _OFFLOAD_BYTES:
-            sealed = await anyio.to_thread.run_sync(
-                _record.seal, self.serializer.name, attribute_name, parts
-            )
+            sealed = await anyio.to_thread.run_sync(seal)
         else:
-            sealed = _record.seal(self.serializer.name, attribute_name, parts)
+            sealed = seal()
         await self.write_raw(key, attribute_name, sealed, record)
 
     async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
@@ -297,18 +355,42 @@ class AsyncDataStore(abc.ABC):
             return default
         return await self._decode(key, attribute_name, data)
 
-    async def _decode(self, key: str, attribute_name: str, data: Buffer) -> Any:
+    def _open_record(
+        self, key: str, attribute_name: str, data: Buffer, verify: bool
+    ) -> tuple[_record.Header, list[memoryview]]:
+        """Check a record (checksum, signature, owner) and split it; nothing is decoded."""
         try:
-            if memoryview(data).nbytes >= _OFFLOAD_BYTES:
-                header, parts = await anyio.to_thread.run_sync(_record.unseal, data)
-            else:
-                header, parts = _record.unseal(data)
+            header, parts = _record.unseal(data, verify=verify)
         except _record.DamagedRecord as error:
             raise CorruptEntryError(key, attribute_name, str(error)) from None
+        if self.signer is not None:
+            if header.signature is None:
+                raise IntegrityError(key, attribute_name, "the record is not signed")
+            if not self.signer.verify(
+                header.signature, key, attribute_name, header.serializer, parts
+            ):
+                raise IntegrityError(
+                    key,
+                    attribute_name,
+                    "the signature does not match (tampered or moved, or signed with another key)",
+                )
         if header.attribute_name != attribute_name:
             raise CorruptEntryError(
                 key, attribute_name, f"the record belongs to {header.attribute_name!r}"
             )
+        return header, parts
+
+    async def _checked(
+        self, key: str, attribute_name: str, data: Buffer, verify: bool
+    ) -> tuple[_record.Header, list[memoryview]]:
+        if memoryview(data).nbytes >= _OFFLOAD_BYTES:
+            return await anyio.to_thread.run_sync(
+                self._open_record, key, attribute_name, data, verify
+            )
+        return self._open_record(key, attribute_name, data, verify)
+
+    async def _decode(self, key: str, attribute_name: str, data: Buffer) -> Any:
+        header, parts = await self._checked(key, attribute_name, data, self.verify_on_read)
         if header.serializer != self.serializer.name:
             raise SerializationError(
                 f"entry {attribute_name!r} of {key!r} was written by the "
@@ -334,6 +416,43 @@ class AsyncDataStore(abc.ABC):
         await self._ready()
         entries = await self.list_raw()
         return sorted(entries, key=lambda entry: (entry.key, entry.attribute_name))
+
+    async def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Check every entry's checksum (and signature, with a signing key).
+
+        Nothing is deserialized. With `repair`, damaged entries are deleted (they are
+        caches: the next computation stores them again).
+        """
+        await self._ready()
+        damaged: list[DamagedEntry] = []
+        checked = 0
+        for entry in await self.list_raw():
+            try:
+                data = await self.read_raw(entry.key, entry.attribute_name)
+            except DataStoreError as error:
+                damaged.append(DamagedEntry(entry.key, entry.attribute_name, str(error)))
+                continue
+            if data is None:
+                continue  # deleted meanwhile
+            checked += 1
+            try:
+                await self._checked(entry.key, entry.attribute_name, data, True)
+            except (CorruptEntryError, IntegrityError) as error:
+                damaged.append(DamagedEntry(entry.key, entry.attribute_name, error.reason))
+        removed = 0
+        if repair:
+            for item in damaged:
+                removed += await self.delete_raw(item.key, item.attribute_name)
+        return VerifyReport(checked, tuple(damaged), removed)
+
+    async def cleanup(self, *, older_than: float = 3600.0) -> int:
+        """Remove what interrupted writes left behind (temp files, unreferenced payloads).
+
+        Only leftovers older than `older_than` seconds go, so writes in progress in other
+        processes are safe. Returns how many were removed.
+        """
+        await self._ready()
+        return await self.cleanup_raw(older_than)
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

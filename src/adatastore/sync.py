@@ -7,6 +7,7 @@ running event loop (Jupyter). In async code, await the ``Async*`` classes instea
 
 from __future__ import annotations
 
+import functools
 import os
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -17,7 +18,8 @@ from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
 from .keygenerators import KeyGenerator
 from .serializers import Serializer
-from .store import AsyncDataStore, Entry
+from .signing import SigningKey
+from .store import AsyncDataStore, Entry, VerifyReport
 
 __all__ = ["MemoryDataStore", "SQLiteDataStore", "ShelveDataStore", "SyncDataStore"]
 
@@ -65,6 +67,14 @@ class SyncDataStore(Generic[A]):
         """Describe every stored entry, sorted by key then attribute name."""
         return _portal.call(self.async_store.list_contents)
 
+    def verify(self, *, repair: bool = False) -> VerifyReport:
+        """Check every entry's checksum and signature; see `AsyncDataStore.verify`."""
+        return _portal.call(functools.partial(self.async_store.verify, repair=repair))
+
+    def cleanup(self, *, older_than: float = 3600.0) -> int:
+        """Remove leftovers of interrupted writes; see `AsyncDataStore.cleanup`."""
+        return _portal.call(functools.partial(self.async_store.cleanup, older_than=older_than))
+
     def close(self) -> None:
         """Close the store; closing twice is harmless."""
         _portal.call(self.async_store.aclose)
@@ -97,8 +107,19 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
         serializer: Serializer | None = None,
         *,
         durable: bool = False,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(AsyncShelveDataStore(root_dir, key_generator, serializer, durable=durable))
+        super().__init__(
+            AsyncShelveDataStore(
+                root_dir,
+                key_generator,
+                serializer,
+                durable=durable,
+                signing_key=signing_key,
+                verify_on_read=verify_on_read,
+            )
+        )
 
     @property
     def root_dir(self) -> str:
@@ -121,10 +142,18 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
         *,
         durable: bool = False,
         busy_timeout: float = 60.0,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
         super().__init__(
             AsyncSQLiteDataStore(
-                path, key_generator, serializer, durable=durable, busy_timeout=busy_timeout
+                path,
+                key_generator,
+                serializer,
+                durable=durable,
+                busy_timeout=busy_timeout,
+                signing_key=signing_key,
+                verify_on_read=verify_on_read,
             )
         )
 
@@ -141,5 +170,12 @@ class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
         self,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
+        *,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(AsyncMemoryDataStore(key_generator, serializer))
+        super().__init__(
+            AsyncMemoryDataStore(
+                key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+            )
+        )

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from .. import _fsio, _naming, _record
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
+from ..signing import SigningKey
 from ..store import AsyncDataStore, ComponentRecord, Entry
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "AsyncShelveDataStore"]
@@ -61,8 +63,12 @@ class AsyncShelveDataStore(AsyncDataStore):
         serializer: Serializer | None = None,
         *,
         durable: bool = False,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(key_generator, serializer)
+        super().__init__(
+            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+        )
         self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
 
@@ -198,6 +204,39 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     async def list_raw(self) -> list[Entry]:
         return await self._run(self._list_sync)
+
+    async def cleanup_raw(self, older_than: float) -> int:
+        return await self._run(self._cleanup_sync, older_than)
+
+    def _cleanup_sync(self, older_than: float) -> int:
+        """Remove stale temp files, then entry directories left without records."""
+        now = time.time()
+        temps = [str(p) for p in self.root_dir.glob(_fsio.TEMP_PREFIX + "*")]
+        entry_dirs = []
+        with os.scandir(self.root_dir) as directories:
+            for directory in directories:
+                if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
+                    continue
+                if not os.path.exists(os.path.join(directory.path, COMPONENT_FILE)):
+                    continue  # not one of ours
+                entry_dirs.append(directory.path)
+                temps.extend(
+                    os.path.join(directory.path, name)
+                    for name in os.listdir(directory.path)
+                    if name.startswith(_fsio.TEMP_PREFIX)
+                )
+        removed = _fsio.remove_stale(temps, older_than, now)
+        for entry_dir in entry_dirs:
+            meta = os.path.join(entry_dir, COMPONENT_FILE)
+            try:
+                names = os.listdir(entry_dir)
+                stale = now - os.stat(meta).st_mtime > older_than
+            except FileNotFoundError:
+                continue
+            if stale and not any(name.endswith(RECORD_SUFFIX) for name in names):
+                self._remove_if_empty(entry_dir)
+                removed += 1
+        return removed
 
     def _list_sync(self) -> list[Entry]:
         entries: list[Entry] = []

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
+from ..signing import SigningKey
 from ..store import AsyncDataStore, ComponentRecord, Entry
 
 __all__ = ["AsyncMemoryDataStore"]
@@ -23,8 +24,13 @@ class AsyncMemoryDataStore(AsyncDataStore):
         self,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
+        *,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(key_generator, serializer)
+        super().__init__(
+            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+        )
         # key -> attribute name -> (record, time stored); and key -> component record
         self._records: dict[str, dict[str, tuple[bytes, datetime]]] = {}
         self._components: dict[str, ComponentRecord] = {}

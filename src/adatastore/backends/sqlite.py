@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ from .._shutdown import at_shutdown
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
+from ..signing import SigningKey
 from ..store import AsyncDataStore, ComponentRecord, Entry
 
 try:
@@ -122,8 +124,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         *,
         durable: bool = False,
         busy_timeout: float = 60.0,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(key_generator, serializer)
+        super().__init__(
+            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+        )
         self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.durable = durable
@@ -351,6 +357,27 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         if rows:
             await self._collect_garbage(writer)
         return len(rows)
+
+    async def cleanup_raw(self, older_than: float) -> int:
+        writer, reader = self._connections()
+        await self._collect_garbage(writer)
+        rows = await self._sql(
+            lambda: reader.execute_fetchall("SELECT file FROM entries WHERE file IS NOT NULL")
+        )
+        referenced = {str(row[0]) for row in rows}
+        return await anyio.to_thread.run_sync(self._remove_unreferenced, referenced, older_than)
+
+    def _remove_unreferenced(self, referenced: set[str], older_than: float) -> int:
+        """Remove stale temp files and payload files no row points to."""
+        if not self.payload_dir.is_dir():
+            return 0
+        stale = [
+            str(path)
+            for path in self.payload_dir.rglob("*")
+            if path.is_file()
+            and (path.name.startswith(_fsio.TEMP_PREFIX) or path.name not in referenced)
+        ]
+        return _fsio.remove_stale(stale, older_than, time.time())
 
     async def list_raw(self) -> list[Entry]:
         _, reader = self._connections()

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from ... import _fsio, _naming
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
+from ...signing import SigningKey
 from ...store import AsyncDataStore, ComponentRecord, Entry
 from ...sync import SyncDataStore
 
@@ -207,8 +209,12 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         serializer: Serializer | None = None,
         *,
         alias: str | None = None,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        super().__init__(key_generator, serializer)
+        super().__init__(
+            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+        )
         self._database = (
             None if database_parameters is None else database_settings(database_parameters)
         )
@@ -482,6 +488,25 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             ).delete()
         return paths, count
 
+    async def cleanup_raw(self, older_than: float) -> int:
+        if self.data_root_dir is None:
+            return 0
+        from .models import DataItem
+
+        referenced = set(
+            await self._sync(
+                lambda: list(
+                    DataItem.objects.using(self.alias)
+                    .exclude(path=None)
+                    .values_list("path", flat=True)
+                )
+            )
+        )
+        root = self.data_root_dir
+        return int(
+            await anyio.to_thread.run_sync(_remove_unreferenced, root, referenced, older_than)
+        )
+
     async def list_raw(self) -> list[Entry]:
         from django.db import DatabaseError
 
@@ -525,6 +550,16 @@ def _migration_lock(connection: Any) -> Any:
                 cursor.execute("SELECT RELEASE_LOCK('adatastore_migrate')")
 
 
+def _remove_unreferenced(root: Path, referenced: set[str], older_than: float) -> int:
+    stale = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            relative = str(path.relative_to(root))
+            if path.name.startswith(_fsio.TEMP_PREFIX) or relative not in referenced:
+                stale.append(str(path))
+    return _fsio.remove_stale(stale, older_than, time.time())
+
+
 def _write_file(path: str, record: Sequence[Buffer]) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _fsio.atomic_write(path, record, durable=False)
@@ -553,10 +588,18 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
         serializer: Serializer | None = None,
         *,
         alias: str | None = None,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
         super().__init__(
             AsyncDjangoORMDataStore(
-                database_parameters, data_root_dir, key_generator, serializer, alias=alias
+                database_parameters,
+                data_root_dir,
+                key_generator,
+                serializer,
+                alias=alias,
+                signing_key=signing_key,
+                verify_on_read=verify_on_read,
             )
         )
 
