@@ -173,8 +173,14 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             try:
                 writer = await self._connect()
             except sqlite3.Error as error:
+                hint = ""
+                if not await anyio.to_thread.run_sync(os.access, self.path.parent, os.W_OK):
+                    hint = (
+                        "; its directory is not writable (read-only file system or "
+                        "permissions), and SQLite writes its journal beside the database"
+                    )
                 raise ConfigurationError(
-                    f"cannot open SQLite store {str(self.path)!r}: {error}"
+                    f"cannot open SQLite store {str(self.path)!r}: {error}{hint}"
                 ) from error
             try:
                 await self._prepare(writer)
