@@ -93,10 +93,10 @@ def damage(backend: str, location: str, key: str, attribute: str, how: str) -> N
         else:
             import psycopg
 
-            with psycopg.connect(location) as db:
-                row = db.execute(select.format(p="%s"), (digest, attribute)).fetchone()
+            with psycopg.connect(location) as server:
+                row = server.execute(select.format(p="%s"), (digest, attribute)).fetchone()
                 assert row is not None
                 item, payload = row
-                db.execute(update.format(p="%s"), (_mangle(bytes(payload), how), item))
+                server.execute(update.format(p="%s"), (_mangle(bytes(payload), how), item))
     else:  # pragma: no cover
         raise ValueError(backend)

@@ -4,7 +4,6 @@ cancellation. Real processes, files and servers; each test has a hard pass crite
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import select
@@ -81,6 +80,7 @@ def test_processes_with_overlapping_keys_never_tear(backend: str, tmp_path: Path
         assert errors == ["", "", ""]
         assert reader.returncode == 0, read_err
         seen, torn = map(int, read_out.split())
+        assert seen > 0  # the reader saw values while they were being written
         assert torn == 0
         with open_store_sync(url) as store:
             values = [store.retrieve(SimpleComponent({"entry": k}), "value") for k in range(8)]
@@ -314,7 +314,7 @@ def _twin(store: AsyncDataStore) -> AsyncDataStore | None:
         return AsyncSQLiteDataStore(store.path, busy_timeout=2)
     database = getattr(store, "_database", None)
     if database is not None:
-        return type(store)(database)  # type: ignore[call-arg]
+        return type(store)(database)
     return None
 
 
@@ -371,6 +371,5 @@ def test_every_error_above_is_a_datastore_error() -> None:
     from adatastore import errors
 
     for name in errors.__all__:
-        assert issubclass(getattr(errors, name), DataStoreError)
-    with contextlib.suppress(ImportError):
-        assert issubclass(errors.IntegrityError, DataStoreError)
+        kind = getattr(errors, name)
+        assert issubclass(kind, DataStoreError) or issubclass(kind, Warning), name

@@ -273,3 +273,33 @@ def test_an_async_store_left_open_does_not_hang_the_exit(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_filesystem_type_reads_the_mount_table(tmp_path: Path) -> None:
+    from adatastore import _fsio
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        f"server:/export {tmp_path}/shared nfs4 rw 0 0\n"
+        f"//nas/lab {tmp_path}/with\\040space cifs rw 0 0\n"
+    )
+    assert _fsio.filesystem_type(str(tmp_path / "shared" / "x.db"), str(mounts)) == "nfs4"
+    assert _fsio.filesystem_type(str(tmp_path / "with space" / "x"), str(mounts)) == "cifs"
+    assert _fsio.filesystem_type(str(tmp_path / "sharedother"), str(mounts)) == "ext4"
+    assert _fsio.filesystem_type("/x", str(tmp_path / "missing")) is None
+
+
+@pytest.mark.anyio
+async def test_network_filesystem_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adatastore import _fsio
+    from adatastore.errors import NetworkFilesystemWarning
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nserver:/export {tmp_path}/nfs nfs4 rw 0 0\n")
+    monkeypatch.setattr(_fsio, "MOUNTS_FILE", str(mounts))
+    with pytest.warns(NetworkFilesystemWarning, match=r"network file system \(nfs4\).*PostgreSQL"):
+        async with AsyncSQLiteDataStore(tmp_path / "nfs" / "cache.db") as store:
+            await store.store(SimpleComponent({}), "v", 1)
+    async with AsyncSQLiteDataStore(tmp_path / "local" / "cache.db") as local:  # no warning
+        await local.store(SimpleComponent({}), "v", 1)

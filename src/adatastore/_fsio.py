@@ -14,7 +14,15 @@ from collections.abc import Sequence
 
 from .serializers import Buffer
 
-__all__ = ["TEMP_PREFIX", "allocate", "atomic_write", "read_file", "remove_stale"]
+__all__ = [
+    "NETWORK_FILESYSTEMS",
+    "TEMP_PREFIX",
+    "allocate",
+    "atomic_write",
+    "filesystem_type",
+    "read_file",
+    "remove_stale",
+]
 
 TEMP_PREFIX = ".tmp-"
 """Temp files start with this; a name that does not is never a temp file."""
@@ -99,3 +107,54 @@ def remove_stale(paths: list[str], older_than: float, now: float) -> int:
         except FileNotFoundError:
             continue
     return removed
+
+
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "afs",
+        "9p",
+        "sshfs",
+        "fuse.sshfs",
+        "ceph",
+        "fuse.ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse.davfs2",
+        "fuse.rclone",
+    }
+)
+"""File system types whose locks SQLite cannot rely on."""
+
+MOUNTS_FILE = "/proc/mounts"
+
+
+def filesystem_type(path: str, mounts: str = MOUNTS_FILE) -> str | None:
+    """The type of the file system holding `path` (Linux), or None when unknown."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as stream:
+            table = stream.read().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in table:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].encode("latin-1", "replace").decode("unicode_escape")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fields[2]
+    return best_type

@@ -15,6 +15,7 @@ __all__ = [
     "IntegrityError",
     "InvalidKeyError",
     "InvalidNameError",
+    "NetworkFilesystemWarning",
     "SerializationError",
     "StorageError",
     "StoreClosedError",
@@ -100,3 +101,11 @@ class StorageError(DataStoreError):
 
 class StoreClosedError(DataStoreError):
     """The store was used after it was closed."""
+
+
+class NetworkFilesystemWarning(UserWarning):
+    """A store's file lives on a network file system, where SQLite's locks are unreliable.
+
+    Several machines (or even processes) writing one SQLite file over NFS or SMB can
+    corrupt it. Share a cache between machines with the Django back-end on PostgreSQL.
+    """

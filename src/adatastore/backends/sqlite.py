@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -32,7 +33,7 @@ import anyio.to_thread
 
 from .. import _fsio
 from .._shutdown import at_shutdown
-from ..errors import ConfigurationError, StorageError
+from ..errors import ConfigurationError, NetworkFilesystemWarning, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
@@ -51,6 +52,7 @@ FILE_THRESHOLD = 128 * 1024
 """Records at least this large are kept in files beside the database."""
 
 T = TypeVar("T")
+logger = logging.getLogger("adatastore")
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -204,6 +206,16 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"cannot create {str(self.path.parent)!r}: a parent is not a directory"
             ) from None
+        kind = _fsio.filesystem_type(str(self.path.parent), _fsio.MOUNTS_FILE)
+        if kind in _fsio.NETWORK_FILESYSTEMS:
+            message = (
+                f"SQLite store {str(self.path)!r} is on a network file system ({kind}): "
+                "SQLite's locking is unreliable there and concurrent writers can corrupt "
+                "the database; share a cache between machines with the Django back-end on "
+                "PostgreSQL (django+postgresql://...)"
+            )
+            logger.warning(message)
+            warnings.warn(NetworkFilesystemWarning(message), stacklevel=2)
 
     async def _prepare(self, connection: aiosqlite.Connection) -> None:
         """Set WAL mode and create or check the schema."""
