@@ -329,7 +329,32 @@ async def _snapshot(store: AsyncDataStore) -> Any:
                 sorted(db.execute(f"SELECT * FROM {table}").fetchall())
                 for table in ("components", "entries", "garbage")
             )
+    if type(store).__name__ == "AsyncDjangoORMDataStore":
+        rows.extend(await _django_rows(store))
     return entries, files, rows
+
+
+async def _django_rows(store: AsyncDataStore) -> list[Any]:
+    """Every row of the Django back-end's tables, payloads as bytes."""
+    from asgiref.sync import sync_to_async
+
+    from adatastore.backends.django import models
+
+    def dump() -> list[Any]:
+        tables = []
+        for model in (
+            models.ComponentType,
+            models.ComponentState,
+            models.ComponentInput,
+            models.DataItem,
+        ):
+            rows = model.objects.using(store.alias).order_by("pk").values_list()  # type: ignore[attr-defined]
+            tables.append(
+                [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
+            )
+        return tables
+
+    return list(await sync_to_async(dump)())
 
 
 @pytest.mark.parametrize(

@@ -311,3 +311,41 @@ def test_renaming_a_key_changes_the_key(params: dict[str, Any], suffix: str) -> 
     if len(renamed) != len(params):
         return
     assert canonical_hash(PlainComponent(params)) != canonical_hash(PlainComponent(renamed))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_params, _leaves, _leaves)
+def test_changing_the_version_changes_the_key(params: dict[str, Any], one: Any, two: Any) -> None:
+    if type(one) is type(two) and one == two:
+        return
+    if isinstance(one, float) and isinstance(two, float) and one == two:
+        return  # 0.0 and -0.0
+    assert canonical_hash(PlainComponent(params, version=one)) != canonical_hash(
+        PlainComponent(params, version=two)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(_params)
+def test_changing_the_type_changes_the_key(params: dict[str, Any]) -> None:
+    assert canonical_hash(PlainComponent(params)) != canonical_hash(_SubComponent(params))
+
+
+class _SubComponent(PlainComponent):
+    """Same attributes as PlainComponent, another type."""
+
+
+@settings(max_examples=100, deadline=None)
+@given(_params, _params, _params)
+def test_changing_any_input_changes_the_key(
+    params: dict[str, Any], first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    if canonical_parameters(first) == canonical_parameters(second):
+        return
+    shared = PlainComponent({"shared": True})
+    one = PlainComponent(params, input=[shared, PlainComponent(first)])
+    two = PlainComponent(params, input=[shared, PlainComponent(second)])
+    assert canonical_hash(one) != canonical_hash(two)
+    deeper_one = PlainComponent(params, input=PlainComponent({}, input=PlainComponent(first)))
+    deeper_two = PlainComponent(params, input=PlainComponent({}, input=PlainComponent(second)))
+    assert canonical_hash(deeper_one) != canonical_hash(deeper_two)
