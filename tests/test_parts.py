@@ -144,3 +144,30 @@ def test_foreign_names_are_not_decoded() -> None:
     for foreign in ("UPPER", "%61", "a~b", "with space"):
         with pytest.raises(ValueError, match="name"):
             _naming.decode_name(foreign)
+
+
+def test_records_with_a_crc32_digest_are_still_checked() -> None:
+    """Records written before the switch to xxh3 carry crc32; they must keep verifying."""
+    import json
+    import struct
+    import zlib
+
+    payload = b"an older record"
+    header = json.dumps(
+        {
+            "serializer": "pickle",
+            "attribute": "x",
+            "lengths": [len(payload)],
+            "crc32": zlib.crc32(payload),
+        }
+    ).encode()
+    prefix = struct.pack("<4sII", _record.MAGIC, len(header), zlib.crc32(header))
+    start = len(prefix) + len(header)
+    record = prefix + header + bytes(-start % _record.ALIGNMENT) + payload
+    parsed, (part,) = _record.unseal(record)
+    assert parsed.digest == ("crc32", zlib.crc32(payload))
+    assert bytes(part) == payload
+    damaged = bytearray(record)
+    damaged[-1] ^= 1
+    with pytest.raises(_record.DamagedRecord, match="checksum"):
+        _record.unseal(damaged)

