@@ -308,3 +308,22 @@ async def test_reading_with_another_serializer_is_refused(tmp_path: Path) -> Non
     async with AsyncShelveDataStore(tmp_path, serializer=JSONSerializer()) as second:
         with pytest.raises(SerializationError, match="'pickle' serializer"):
             await second.retrieve(SimpleComponent({"x": 1}), "v")
+
+
+async def test_verify_on_read_false_skips_the_digest_but_verify_does_not(
+    tmp_path: Path,
+) -> None:
+    c = SimpleComponent({"x": 1})
+    async with AsyncShelveDataStore(tmp_path) as store:
+        await store.store(c, "v", b"\x00" * 1000)
+    (path,) = records(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01  # inside the pickled bytes: still a valid pickle
+    path.write_bytes(bytes(data))
+    async with AsyncShelveDataStore(tmp_path, verify_on_read=False) as trusting:
+        value = await trusting.retrieve(c, "v")
+        assert value != b"\x00" * 1000  # the price of skipping the check
+        assert not (await trusting.verify()).ok
+    async with AsyncShelveDataStore(tmp_path) as checking:
+        with pytest.raises(CorruptEntryError):
+            await checking.retrieve(c, "v")
