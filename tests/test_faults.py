@@ -56,11 +56,17 @@ if role == "write":
         entry = rng.randrange(8)
         store.store(SimpleComponent({"entry": entry}), "value", expected(me, i, big=i % 5 == 0))
 else:
-    seen = torn = 0
-    for _ in range(40):
+    # read while the writers write: at least 40 rounds, and until every entry was seen
+    import time
+    seen = torn = rounds = 0
+    present = set()
+    deadline = time.monotonic() + 120
+    while (rounds < 40 or len(present) < 8) and time.monotonic() < deadline:
+        rounds += 1
         for entry in range(8):
             value = store.retrieve(SimpleComponent({"entry": entry}), "value")
             if value is not None:
+                present.add(entry)
                 seen += 1
                 torn += not is_whole(value)
     print(seen, torn)
