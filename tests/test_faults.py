@@ -137,6 +137,13 @@ def _wait_for_death(pid: int) -> None:
         os.close(handle)
 
 
+def _line(stream: Any) -> str:
+    """The next line from a child, or a failure if none comes within a minute."""
+    readable, _, _ = select.select([stream], [], [], 60)
+    assert readable, "the writer process said nothing for a minute"
+    return str(stream.readline()).strip()
+
+
 def _litter(backend: str, directory: Path) -> list[Path]:
     if backend == "files":
         return list((directory / "files").rglob(".tmp-*"))
@@ -156,7 +163,7 @@ def test_writer_killed_100_times_leaves_old_or_new(backend: str, tmp_path: Path)
             for round_ in range(100):
                 zygote.stdin.write(f"{round_}\n")
                 zygote.stdin.flush()
-                lines = {zygote.stdout.readline().strip(), zygote.stdout.readline().strip()}
+                lines = {_line(zygote.stdout), _line(zygote.stdout)}
                 assert "ready" in lines, lines
                 (pid,) = (int(line) for line in lines if line != "ready")
                 # fault injection: land the kill at a random point of the write loop
