@@ -137,11 +137,22 @@ def _wait_for_death(pid: int) -> None:
         os.close(handle)
 
 
-def _line(stream: Any) -> str:
-    """The next line from a child, or a failure if none comes within a minute."""
-    readable, _, _ = select.select([stream], [], [], 60)
-    assert readable, "the writer process said nothing for a minute"
-    return str(stream.readline()).strip()
+class _Lines:
+    """Lines from a pipe, read with os.read (no hidden buffer), each within a minute."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def next(self) -> str:
+        while b"\n" not in self.buffer:
+            readable, _, _ = select.select([self.fd], [], [], 60)
+            assert readable, "the writer process said nothing for a minute"
+            chunk = os.read(self.fd, 4096)
+            assert chunk, "the writer process closed its output"
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode().strip()
 
 
 def _litter(backend: str, directory: Path) -> list[Path]:
@@ -159,11 +170,12 @@ def test_writer_killed_100_times_leaves_old_or_new(backend: str, tmp_path: Path)
         zygote = python(ZYGOTE, url, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert zygote.stdin is not None
         assert zygote.stdout is not None
+        output = _Lines(zygote.stdout.fileno())
         try:
             for round_ in range(100):
                 zygote.stdin.write(f"{round_}\n")
                 zygote.stdin.flush()
-                lines = {_line(zygote.stdout), _line(zygote.stdout)}
+                lines = {output.next(), output.next()}
                 assert "ready" in lines, lines
                 (pid,) = (int(line) for line in lines if line != "ready")
                 # fault injection: land the kill at a random point of the write loop
