@@ -122,7 +122,7 @@ for line in sys.stdin:
     print(pid, flush=True)
 """
 
-KILLABLE = ["files", "sqlite", "django-sqlite"]
+KILLABLE = ["files", "sqlite", "django-sqlite", "django-postgresql"]
 
 
 def _wait_for_death(pid: int) -> None:
