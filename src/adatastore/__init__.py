@@ -16,6 +16,7 @@ from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
 from .component import Component
+from .decorators import cached
 from .errors import (
     ComponentError,
     ConfigurationError,
@@ -25,7 +26,8 @@ from .errors import (
     UnhashableParameterError,
 )
 from .serializers import JSONSerializer, PickleSerializer, Serializer
-from .store import AsyncDataStore, ComponentRecord, Entry
+from .stats import Stats
+from .store import AsyncDataStore, ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport
 from .sync import MemoryDataStore, ShelveDataStore, SQLiteDataStore, SyncDataStore
 from .urls import open_store, open_store_sync, register_scheme
 
@@ -83,8 +85,13 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "SerializationError",
     "Serializer",
     "ShelveDataStore",
+    "Stats",
     "SyncDataStore",
     "UnhashableParameterError",
+    "VerifyReport",
+    "WarmProgress",
+    "WarmReport",
+    "cached",
     "errors",
     "keygenerators",
     "open_store",

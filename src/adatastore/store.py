@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import functools
+import inspect
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
+import anyio.to_process
 import anyio.to_thread
 
 from . import _record
@@ -35,6 +39,7 @@ from .errors import (
 from .keygenerators import KeyGenerator, canonical_hash, describe_parameters
 from .serializers import Buffer, PickleSerializer, Serializer
 from .signing import SigningKey, signer_from
+from .stats import Stats, logger
 
 __all__ = [
     "MAX_ATTRIBUTE_NAME_LENGTH",
@@ -43,6 +48,8 @@ __all__ = [
     "DamagedEntry",
     "Entry",
     "VerifyReport",
+    "WarmProgress",
+    "WarmReport",
 ]
 
 MAX_ATTRIBUTE_NAME_LENGTH = 255
@@ -105,6 +112,96 @@ class ComponentRecord:
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a component record: {error!r}") from None
+
+
+_MISSING: Any = object()
+
+
+@dataclass
+class WarmProgress:
+    """Where a `warm` run is, passed to a progress callback after each component."""
+
+    total: int
+    """Distinct components to go through."""
+    duplicates: int = 0
+    done: int = 0
+    computed: int = 0
+    already_stored: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    """What `warm` did."""
+
+    computed: int
+    already_stored: int
+    duplicates: int
+    """Components given more than once (computed once)."""
+    failed: tuple[tuple[object, BaseException], ...]
+    """(component, exception) for every failure."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed."""
+        return not self.failed
+
+
+class _Reporter(Protocol):
+    def __call__(self, *, close: bool = False) -> None: ...
+
+
+def _progress_reporter(
+    progress: bool | Callable[[WarmProgress], None], state: WarmProgress
+) -> _Reporter:
+    if progress is False:
+        return lambda *, close=False: None
+    if callable(progress):
+        callback = progress
+        return lambda *, close=False: None if close else callback(state)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise ConfigurationError(
+            "progress=True needs tqdm: pip install 'adatastore[progress]', or pass a "
+            "callable to receive progress"
+        ) from None
+    bar = tqdm(total=state.total, unit="component", desc="warming")
+
+    def update(*, close: bool = False) -> None:
+        if close:
+            bar.close()
+        else:
+            bar.update(state.done - bar.n)
+            bar.set_postfix(
+                computed=state.computed, stored=state.already_stored, failed=state.failed
+            )
+
+    return update
+
+
+async def _in_process(task: Callable[[], Any]) -> Any:
+    return await anyio.to_process.run_sync(task)
+
+
+@contextlib.asynccontextmanager
+async def _no_lock() -> AsyncIterator[bool]:
+    yield True
+
+
+class _Flight:
+    """One in-process computation of one entry, which other callers wait for."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.computing = False
+        self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, outcome: str, value: Any, error: BaseException | None = None) -> None:
+        self.outcome, self.value, self.error = outcome, value, error
+        self.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +309,8 @@ class AsyncDataStore(abc.ABC):
         self.serializer: Serializer = serializer or PickleSerializer()
         self.signer = signer_from(signing_key)
         self.verify_on_read = verify_on_read
+        self.stats = Stats()
+        self._flights: dict[tuple[str, str], _Flight] = {}
         self._opened = False
         self._closed = False
 
@@ -329,7 +428,10 @@ class AsyncDataStore(abc.ABC):
         """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
         await self._ready()
         check_attribute_name(attribute_name)
-        key = self.key_of(component)
+        await self._put(component, self.key_of(component), attribute_name, data)
+
+    async def _put(self, component: object, key: str, attribute_name: str, data: Any) -> None:
+        start = time.perf_counter()
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
         seal = functools.partial(
@@ -340,6 +442,11 @@ class AsyncDataStore(abc.ABC):
         else:
             sealed = seal()
         await self.write_raw(key, attribute_name, sealed, record)
+        size = _record.sealed_size(sealed)
+        self.stats.stores += 1
+        self.stats.bytes_written += size
+        self.stats.write_seconds += time.perf_counter() - start
+        logger.debug("stored %s of %s (%d bytes)", attribute_name, key, size)
 
     async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored.
@@ -350,10 +457,225 @@ class AsyncDataStore(abc.ABC):
         await self._ready()
         check_attribute_name(attribute_name)
         key = self.key_of(component)
+        value = await self._fetch(key, attribute_name)
+        if value is _MISSING:
+            self.stats.misses += 1
+            logger.debug("miss: %s of %s", attribute_name, key)
+            return default
+        self.stats.hits += 1
+        logger.debug("hit: %s of %s", attribute_name, key)
+        return value
+
+    async def _fetch(self, key: str, attribute_name: str) -> Any:
+        """The stored value, or `_MISSING`; counts bytes and time, not hits or misses."""
+        start = time.perf_counter()
         data = await self.read_raw(key, attribute_name)
         if data is None:
-            return default
-        return await self._decode(key, attribute_name, data)
+            return _MISSING
+        value = await self._decode(key, attribute_name, data)
+        self.stats.bytes_read += memoryview(data).nbytes
+        self.stats.read_seconds += time.perf_counter() - start
+        return value
+
+    # -- compute once ---------------------------------------------------------------------------
+
+    def lock_raw(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """A lock on one entry shared by every process using this storage.
+
+        Back-ends override it (files and SQLite lock a file, Django a database advisory
+        lock); the default, for in-process storage, locks nothing. It yields whether the
+        lock was taken (False after `timeout` seconds: the caller goes ahead unlocked).
+        """
+        return _no_lock()
+
+    async def get_or_compute(
+        self,
+        component: object,
+        attribute_name: str,
+        compute: Callable[[], Any],
+        *,
+        cross_process: bool = True,
+        lock_timeout: float | None = 3600.0,
+    ) -> Any:
+        """Return the stored attribute, or compute, store and return it.
+
+        `compute` is a plain callable (run in a worker thread), an async callable, or one
+        returning an awaitable. Callers in this process asking for the same missing entry
+        at once share one computation; if it raises, they all get the exception and
+        nothing is stored. With `cross_process` (the default) processes sharing the
+        storage also compute it once: they wait for the holder of the entry's lock and
+        then read its result (a holder that dies releases the lock; after `lock_timeout`
+        seconds a waiter computes anyway).
+
+        The computation runs in the first caller's task, shielded from cancellation: when
+        that caller is cancelled the computation still completes and is stored for the
+        others (the cancellation takes effect then). It never leaves a partial entry.
+        """
+        value, _ = await self._get_or_compute(
+            component, attribute_name, compute, cross_process, lock_timeout
+        )
+        return value
+
+    async def _get_or_compute(
+        self,
+        component: object,
+        attribute_name: str,
+        compute: Callable[[], Any],
+        cross_process: bool,
+        lock_timeout: float | None,
+    ) -> tuple[Any, str]:
+        """The value, and how it came: "hit", "computed" or "shared"."""
+        await self._ready()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        while True:
+            flight = self._flights.get((key, attribute_name))
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.outcome == "computed" or flight.outcome == "hit":
+                self.stats.shared += 1
+                return flight.value, "shared"
+            if flight.outcome == "failed":
+                self.stats.shared += 1
+                assert flight.error is not None
+                raise flight.error
+            # the leader was cancelled before it computed: try again, maybe as the leader
+        flight = _Flight()
+        self._flights[key, attribute_name] = flight
+        try:
+            value = await self._fetch(key, attribute_name)
+            if value is _MISSING:
+                lock = (
+                    self.lock_raw(key, attribute_name, lock_timeout)
+                    if cross_process
+                    else (_no_lock())
+                )
+                async with lock as locked:
+                    if locked and cross_process:
+                        # another process may have stored it while we waited for the lock
+                        value = await self._fetch(key, attribute_name)
+                    if value is _MISSING:
+                        with anyio.CancelScope(shield=True):
+                            value = await self._run_compute(compute, key, attribute_name)
+                            await self._put(component, key, attribute_name, value)
+                        flight.finish("computed", value)
+                        self.stats.misses += 1
+            if flight.outcome is None:
+                flight.finish("hit", value)
+                self.stats.hits += 1
+        except BaseException as error:
+            if flight.outcome is None:
+                computed = isinstance(error, Exception) and flight.computing
+                flight.finish("failed" if computed else "abandoned", None, error)
+            raise
+        else:
+            assert flight.outcome is not None
+            return value, flight.outcome
+        finally:
+            if self._flights.get((key, attribute_name)) is flight:
+                del self._flights[key, attribute_name]
+
+    async def warm(
+        self,
+        components: Iterable[object],
+        attribute_name: str,
+        compute: Callable[[Any], Any],
+        *,
+        concurrency: int = 8,
+        progress: bool | Callable[[WarmProgress], None] = False,
+        processes: bool = False,
+        stop_on_error: bool = False,
+        cross_process: bool = True,
+    ) -> WarmReport:
+        """Make sure `attribute_name` is stored for every component; return a summary.
+
+        Components already stored are skipped, repeated ones are computed once, and at
+        most `concurrency` computations run at a time. `compute(component)` may be async,
+        or plain (run in worker threads, or in worker processes with `processes=True` for
+        CPU-bound work: then `compute` and the components must be picklable). A failure
+        is recorded and the rest go on, unless `stop_on_error`, which cancels the rest and
+        raises. `progress=True` shows a bar (needs ``tqdm``: ``adatastore[progress]``), or
+        pass a callable that receives a `WarmProgress` after each component.
+        """
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
+        await self._ready()
+        check_attribute_name(attribute_name)
+        unique: dict[str, object] = {}
+        total = 0
+        failed: list[tuple[object, BaseException]] = []
+        for component in components:
+            total += 1
+            try:
+                unique.setdefault(self.key_of(component), component)
+            except DataStoreError as error:
+                failed.append((component, error))
+        state = WarmProgress(total=len(unique), duplicates=total - len(unique) - len(failed))
+        report_progress = _progress_reporter(progress, state)
+        limiter = anyio.CapacityLimiter(concurrency)
+
+        async def one(component: object) -> None:
+            async with limiter:
+                task = functools.partial(compute, component)
+                if processes and not inspect.iscoroutinefunction(compute):
+                    run: Callable[[], Any] = functools.partial(_in_process, task)
+                else:
+                    run = task
+                try:
+                    _, outcome = await self._get_or_compute(
+                        component, attribute_name, run, cross_process, 3600.0
+                    )
+                except Exception as error:
+                    state.failed += 1
+                    failed.append((component, error))
+                    if stop_on_error:
+                        raise
+                else:
+                    if outcome == "hit":
+                        state.already_stored += 1
+                    else:
+                        state.computed += 1
+                state.done += 1
+                report_progress()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for component in unique.values():
+                    group.start_soon(one, component)
+        except BaseExceptionGroup as group_error:
+            first = group_error.exceptions[0]
+            raise first from group_error
+        finally:
+            report_progress(close=True)
+        return WarmReport(
+            computed=state.computed,
+            already_stored=state.already_stored,
+            duplicates=state.duplicates,
+            failed=tuple(failed),
+        )
+
+    async def _run_compute(self, compute: Callable[[], Any], key: str, name: str) -> Any:
+        flight = self._flights[key, name]
+        flight.computing = True
+        self.stats.computes += 1
+        start = time.perf_counter()
+        logger.debug("computing %s of %s", name, key)
+        try:
+            if inspect.iscoroutinefunction(compute):
+                value = await compute()
+            else:
+                value = await anyio.to_thread.run_sync(compute)
+                if inspect.isawaitable(value):
+                    value = await value
+        except Exception:
+            self.stats.failures += 1
+            raise
+        finally:
+            self.stats.compute_seconds += time.perf_counter() - start
+        return value
 
     def _open_record(
         self, key: str, attribute_name: str, data: Buffer, verify: bool

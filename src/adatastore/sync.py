@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -19,7 +20,8 @@ from .backends.sqlite import AsyncSQLiteDataStore
 from .keygenerators import KeyGenerator
 from .serializers import Serializer
 from .signing import SigningKey
-from .store import AsyncDataStore, Entry, VerifyReport
+from .stats import Stats
+from .store import AsyncDataStore, Entry, VerifyReport, WarmReport
 
 __all__ = ["MemoryDataStore", "SQLiteDataStore", "ShelveDataStore", "SyncDataStore"]
 
@@ -66,6 +68,49 @@ class SyncDataStore(Generic[A]):
     def list_contents(self) -> list[Entry]:
         """Describe every stored entry, sorted by key then attribute name."""
         return _portal.call(self.async_store.list_contents)
+
+    @property
+    def stats(self) -> Stats:
+        """Hits, misses, stores, computations, bytes and time of this store."""
+        return self.async_store.stats
+
+    def get_or_compute(
+        self,
+        component: object,
+        attribute_name: str,
+        compute: Callable[[], Any],
+        *,
+        cross_process: bool = True,
+        lock_timeout: float | None = 3600.0,
+    ) -> Any:
+        """Return the stored attribute, or compute, store and return it (computed once,
+        even when threads or processes ask at the same time); see
+        `AsyncDataStore.get_or_compute`.
+        """
+        return _portal.call(
+            functools.partial(
+                self.async_store.get_or_compute,
+                component,
+                attribute_name,
+                compute,
+                cross_process=cross_process,
+                lock_timeout=lock_timeout,
+            )
+        )
+
+    def warm(
+        self,
+        components: Iterable[object],
+        attribute_name: str,
+        compute: Callable[[Any], Any],
+        **options: Any,
+    ) -> WarmReport:
+        """Store `attribute_name` for every component; see `AsyncDataStore.warm`."""
+        return _portal.call(
+            functools.partial(
+                self.async_store.warm, list(components), attribute_name, compute, **options
+            )
+        )
 
     def verify(self, *, repair: bool = False) -> VerifyReport:
         """Check every entry's checksum and signature; see `AsyncDataStore.verify`."""

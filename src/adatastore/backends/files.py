@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
-from .. import _fsio, _naming, _record
+from .. import _fsio, _locks, _naming, _record
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
@@ -43,6 +43,7 @@ FORMAT_VERSION = 1
 MARKER = ".adatastore"
 COMPONENT_FILE = "component.json"
 RECORD_SUFFIX = ".rec"
+LOCK_DIR = ".locks"
 
 T = TypeVar("T")
 
@@ -204,6 +205,12 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     async def list_raw(self) -> list[Entry]:
         return await self._run(self._list_sync)
+
+    def lock_raw(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        lock = _locks.FileLock(self.root_dir / LOCK_DIR / (_locks.lock_name(key, attribute_name)))
+        return lock.hold(timeout)
 
     async def cleanup_raw(self, older_than: float) -> int:
         return await self._run(self._cleanup_sync, older_than)

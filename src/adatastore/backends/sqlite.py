@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .. import _fsio
+from .. import _fsio, _locks
 from .._shutdown import at_shutdown
 from ..errors import ConfigurationError, NetworkFilesystemWarning, StorageError
 from ..keygenerators import KeyGenerator
@@ -375,6 +375,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         if rows:
             await self._collect_garbage(writer)
         return len(rows)
+
+    def lock_raw(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        directory = self.path.with_name(self.path.name + "-locks")
+        return _locks.FileLock(directory / _locks.lock_name(key, attribute_name)).hold(timeout)
 
     async def cleanup_raw(self, older_than: float) -> int:
         writer, reader = self._connections()

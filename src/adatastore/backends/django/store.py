@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from ... import _fsio, _naming
+from ... import _fsio, _locks, _naming
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
@@ -488,6 +488,41 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             ).delete()
         return paths, count
 
+    def lock_raw(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """PostgreSQL advisory lock, MariaDB/MySQL ``GET_LOCK``, or a file beside SQLite."""
+        from django.db import connections
+
+        connection = connections[self.alias]
+        name = _locks.lock_name(key, attribute_name)
+        if connection.vendor == "sqlite":
+            database = Path(str(connection.settings_dict["NAME"]))
+            directory = database.with_name(database.name + "-locks")
+            return _locks.FileLock(directory / name).hold(timeout)
+        if connection.vendor == "postgresql":
+            number = int.from_bytes(bytes.fromhex(name[:16]), "big", signed=True)
+            take, give = "SELECT pg_try_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)"
+            argument: object = number
+        elif connection.vendor == "mysql":
+            take, give = "SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)"
+            argument = f"adatastore:{name}"
+        else:  # pragma: no cover - other engines: no cross-process lock
+            return _locks.polling_lock(_true, _nothing, timeout)
+
+        def run(sql: str) -> bool:
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(sql, [argument])
+                return bool(cursor.fetchone()[0])
+
+        async def try_acquire() -> bool:
+            return bool(await self._sync(run, take))
+
+        async def release() -> None:
+            await self._sync(run, give)
+
+        return _locks.polling_lock(try_acquire, release, timeout)
+
     async def cleanup_raw(self, older_than: float) -> int:
         if self.data_root_dir is None:
             return 0
@@ -558,6 +593,14 @@ def _remove_unreferenced(root: Path, referenced: set[str], older_than: float) ->
             if path.name.startswith(_fsio.TEMP_PREFIX) or relative not in referenced:
                 stale.append(str(path))
     return _fsio.remove_stale(stale, older_than, time.time())
+
+
+async def _true() -> bool:
+    return True
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _write_file(path: str, record: Sequence[Buffer]) -> None:

@@ -1,0 +1,90 @@
+"""Cross-process locks for single-flight computation.
+
+`FileLock` uses ``fcntl.flock`` on a small file: the kernel releases it when the holder
+dies, even by SIGKILL, so a killed process never blocks a key for longer than its life.
+Acquisition polls (non-blocking attempts with a growing pause, off the event loop), so
+waiting is cancellable and takes no thread while it sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+__all__ = ["FileLock", "lock_name", "polling_lock"]
+
+
+def lock_name(key: str, attribute_name: str) -> str:
+    """A short, file-name-safe name for the lock of one entry."""
+    text = f"{key}\0{attribute_name}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:40]
+
+
+@contextlib.asynccontextmanager
+async def polling_lock(
+    try_acquire: Callable[[], Awaitable[bool]],
+    release: Callable[[], Awaitable[None]],
+    patience: float | None,
+) -> AsyncIterator[bool]:
+    """Hold a lock taken by polling `try_acquire`; yields whether it was acquired.
+
+    After `patience` seconds without it, yields False: the caller goes ahead unlocked
+    (a cache prefers a duplicate computation to waiting forever on a stuck holder).
+    """
+    pause = 0.005
+    acquired = await try_acquire()
+    with anyio.move_on_after(patience):
+        while not acquired:
+            await anyio.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+            acquired = await try_acquire()
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with anyio.CancelScope(shield=True):
+                await release()
+
+
+class FileLock:
+    """An exclusive lock on `path` shared by every process on the machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def _try(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    async def try_acquire(self) -> bool:
+        return await anyio.to_thread.run_sync(self._try)
+
+    def _release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    async def release(self) -> None:
+        await anyio.to_thread.run_sync(self._release)
+
+    def hold(self, patience: float | None) -> contextlib.AbstractAsyncContextManager[bool]:
+        """``async with lock.hold(patience) as acquired: ...``"""
+        return polling_lock(self.try_acquire, self.release, patience)
