@@ -32,3 +32,8 @@ class PlainComponent:
         self.parameters = parameters
         self.input = input
         self.version = version
+
+
+def square_of_n(component: PlainComponent) -> int:
+    """A module-level compute function: picklable, so it can run in a worker process."""
+    return int(component.parameters["n"]) ** 2

@@ -21,6 +21,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
+import anyio.lowlevel
 import anyio.to_process
 import anyio.to_thread
 
@@ -178,6 +179,29 @@ def _progress_reporter(
             )
 
     return update
+
+
+def _is_async(function: object) -> bool:
+    """Whether calling `function` gives a coroutine (functions, partials, async __call__)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    if inspect.iscoroutinefunction(function):
+        return True
+    return callable(function) and inspect.iscoroutinefunction(type(function).__call__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaitable:
+    """An awaitable a plain compute function returned, carried back from its thread."""
+
+    awaitable: Any
+
+
+def _call_boxed(compute: Callable[[], Any]) -> Any:
+    # Run in a worker thread. An awaitable result is boxed: it is awaited on the loop
+    # (trio refuses a thread that hands back a bare coroutine).
+    value = compute()
+    return _Awaitable(value) if inspect.isawaitable(value) else value
 
 
 async def _in_process(task: Callable[[], Any]) -> Any:
@@ -525,11 +549,14 @@ class AsyncDataStore(abc.ABC):
         compute: Callable[[], Any],
         cross_process: bool,
         lock_timeout: float | None,
+        key: str | None = None,
     ) -> tuple[Any, str]:
         """The value, and how it came: "hit", "computed" or "shared"."""
+        await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
         await self._ready()
         check_attribute_name(attribute_name)
-        key = self.key_of(component)
+        if key is None:
+            key = self.key_of(component)
         while True:
             flight = self._flights.get((key, attribute_name))
             if flight is None:
@@ -563,6 +590,8 @@ class AsyncDataStore(abc.ABC):
                             await self._put(component, key, attribute_name, value)
                         flight.finish("computed", value)
                         self.stats.misses += 1
+                        # a caller cancelled during the computation is cancelled now
+                        await anyio.lowlevel.checkpoint_if_cancelled()
             if flight.outcome is None:
                 flight.finish("hit", value)
                 self.stats.hits += 1
@@ -617,16 +646,16 @@ class AsyncDataStore(abc.ABC):
         report_progress = _progress_reporter(progress, state)
         limiter = anyio.CapacityLimiter(concurrency)
 
-        async def one(component: object) -> None:
+        async def one(key: str, component: object) -> None:
             async with limiter:
                 task = functools.partial(compute, component)
-                if processes and not inspect.iscoroutinefunction(compute):
+                if processes and not _is_async(compute):
                     run: Callable[[], Any] = functools.partial(_in_process, task)
                 else:
                     run = task
                 try:
                     _, outcome = await self._get_or_compute(
-                        component, attribute_name, run, cross_process, 3600.0
+                        component, attribute_name, run, cross_process, 3600.0, key
                     )
                 except Exception as error:
                     state.failed += 1
@@ -643,8 +672,8 @@ class AsyncDataStore(abc.ABC):
 
         try:
             async with anyio.create_task_group() as group:
-                for component in unique.values():
-                    group.start_soon(one, component)
+                for key, component in unique.items():
+                    group.start_soon(one, key, component)
         except BaseExceptionGroup as group_error:
             first = group_error.exceptions[0]
             raise first from group_error
@@ -664,12 +693,12 @@ class AsyncDataStore(abc.ABC):
         start = time.perf_counter()
         logger.debug("computing %s of %s", name, key)
         try:
-            if inspect.iscoroutinefunction(compute):
+            if _is_async(compute):
                 value = await compute()
             else:
-                value = await anyio.to_thread.run_sync(compute)
-                if inspect.isawaitable(value):
-                    value = await value
+                value = await anyio.to_thread.run_sync(_call_boxed, compute)
+                if isinstance(value, _Awaitable):
+                    value = await value.awaitable
         except Exception:
             self.stats.failures += 1
             raise

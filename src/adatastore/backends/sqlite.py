@@ -134,6 +134,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         )
         self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
+        self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._writer: aiosqlite.Connection | None = None
@@ -198,6 +199,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     def _check_path(self) -> None:
         self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
+        self.lock_dir = self.path.with_name(self.path.name + "-locks")
         if self.path.is_dir():
             raise ConfigurationError(f"SQLite store path {str(self.path)!r} is a directory")
         try:
@@ -206,6 +208,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"cannot create {str(self.path.parent)!r}: a parent is not a directory"
             ) from None
+        self.lock_dir.mkdir(exist_ok=True)
         kind = _fsio.filesystem_type(str(self.path.parent), _fsio.MOUNTS_FILE)
         if kind in _fsio.NETWORK_FILESYSTEMS:
             message = (
@@ -379,8 +382,9 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     def lock_raw(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
-        directory = self.path.with_name(self.path.name + "-locks")
-        return _locks.FileLock(directory / _locks.lock_name(key, attribute_name)).hold(timeout)
+        # SQLite's directory is local (it warns otherwise): lock attempts run inline.
+        lock = _locks.FileLock(self.lock_dir / _locks.lock_name(key, attribute_name), inline=True)
+        return lock.hold(timeout)
 
     async def cleanup_raw(self, older_than: float) -> int:
         writer, reader = self._connections()
