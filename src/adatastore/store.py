@@ -219,6 +219,7 @@ class _Flight:
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.computing = False
+        self.has_value = True  # False when a "hit" only checked that the entry exists
         self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
         self.value: Any = None
         self.error: BaseException | None = None
@@ -375,6 +376,11 @@ class AsyncDataStore(abc.ABC):
 
     async def close_raw(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once."""
+
+    async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (key, name) pairs are stored. Back-ends may answer in one round trip;
+        by default it asks `contains_raw` for each."""
+        return {pair for pair in pairs if await self.contains_raw(*pair)}
 
     async def cleanup_raw(self, older_than: float) -> int:
         """Remove leftovers of interrupted writes older than `older_than` seconds.
@@ -550,8 +556,14 @@ class AsyncDataStore(abc.ABC):
         cross_process: bool,
         lock_timeout: float | None,
         key: str | None = None,
+        value_needed: bool = True,
+        known_missing: bool = False,
     ) -> tuple[Any, str]:
-        """The value, and how it came: "hit", "computed" or "shared"."""
+        """The value, and how it came: "hit", "computed" or "shared".
+
+        Without `value_needed` a stored entry is only checked for, not read (its value
+        comes back as None); `known_missing` skips the first check (warm did it in bulk).
+        """
         await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
         await self._ready()
         check_attribute_name(attribute_name)
@@ -562,6 +574,8 @@ class AsyncDataStore(abc.ABC):
             if flight is None:
                 break
             await flight.done.wait()
+            if flight.outcome == "hit" and value_needed and not flight.has_value:
+                continue  # that caller only checked the entry exists: read it ourselves
             if flight.outcome == "computed" or flight.outcome == "hit":
                 self.stats.shared += 1
                 return flight.value, "shared"
@@ -573,7 +587,9 @@ class AsyncDataStore(abc.ABC):
         flight = _Flight()
         self._flights[key, attribute_name] = flight
         try:
-            value = await self._fetch(key, attribute_name)
+            value = (
+                _MISSING if known_missing else await self._lookup(key, attribute_name, value_needed)
+            )
             if value is _MISSING:
                 lock = (
                     self.lock_raw(key, attribute_name, lock_timeout)
@@ -583,7 +599,7 @@ class AsyncDataStore(abc.ABC):
                 async with lock as locked:
                     if locked and cross_process:
                         # another process may have stored it while we waited for the lock
-                        value = await self._fetch(key, attribute_name)
+                        value = await self._lookup(key, attribute_name, value_needed)
                     if value is _MISSING:
                         with anyio.CancelScope(shield=True):
                             value = await self._run_compute(compute, key, attribute_name)
@@ -593,6 +609,7 @@ class AsyncDataStore(abc.ABC):
                         # a caller cancelled during the computation is cancelled now
                         await anyio.lowlevel.checkpoint_if_cancelled()
             if flight.outcome is None:
+                flight.has_value = value_needed
                 flight.finish("hit", value)
                 self.stats.hits += 1
         except BaseException as error:
@@ -644,36 +661,56 @@ class AsyncDataStore(abc.ABC):
                 failed.append((component, error))
         state = WarmProgress(total=len(unique), duplicates=total - len(unique) - len(failed))
         report_progress = _progress_reporter(progress, state)
-        limiter = anyio.CapacityLimiter(concurrency)
+        stored = await self.contains_many_raw([(key, attribute_name) for key in unique])
+        for key, _ in stored:
+            del unique[key]
+            state.already_stored += 1
+            state.done += 1
+            self.stats.hits += 1
+        if stored:
+            report_progress()
 
         async def one(key: str, component: object) -> None:
-            async with limiter:
-                task = functools.partial(compute, component)
-                if processes and not _is_async(compute):
-                    run: Callable[[], Any] = functools.partial(_in_process, task)
+            task = functools.partial(compute, component)
+            if processes and not _is_async(compute):
+                run: Callable[[], Any] = functools.partial(_in_process, task)
+            else:
+                run = task
+            try:
+                _, outcome = await self._get_or_compute(
+                    component,
+                    attribute_name,
+                    run,
+                    cross_process,
+                    3600.0,
+                    key,
+                    value_needed=False,
+                    known_missing=True,
+                )
+            except Exception as error:
+                state.failed += 1
+                failed.append((component, error))
+                if stop_on_error:
+                    raise
+            else:
+                if outcome == "hit":
+                    state.already_stored += 1
                 else:
-                    run = task
-                try:
-                    _, outcome = await self._get_or_compute(
-                        component, attribute_name, run, cross_process, 3600.0, key
-                    )
-                except Exception as error:
-                    state.failed += 1
-                    failed.append((component, error))
-                    if stop_on_error:
-                        raise
-                else:
-                    if outcome == "hit":
-                        state.already_stored += 1
-                    else:
-                        state.computed += 1
-                state.done += 1
-                report_progress()
+                    state.computed += 1
+            state.done += 1
+            report_progress()
+
+        work = iter(list(unique.items()))
+
+        async def worker() -> None:
+            # `concurrency` workers share the work: cheaper than a task per component.
+            for key, component in work:
+                await one(key, component)
 
         try:
             async with anyio.create_task_group() as group:
-                for key, component in unique.items():
-                    group.start_soon(one, key, component)
+                for _ in range(min(concurrency, len(unique))):
+                    group.start_soon(worker)
         except BaseExceptionGroup as group_error:
             first = group_error.exceptions[0]
             raise first from group_error
@@ -685,6 +722,11 @@ class AsyncDataStore(abc.ABC):
             duplicates=state.duplicates,
             failed=tuple(failed),
         )
+
+    async def _lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
+        if value_needed:
+            return await self._fetch(key, attribute_name)
+        return None if await self.contains_raw(key, attribute_name) else _MISSING
 
     async def _run_compute(self, compute: Callable[[], Any], key: str, name: str) -> Any:
         flight = self._flights[key, name]

@@ -43,7 +43,8 @@ FORMAT_VERSION = 1
 MARKER = ".adatastore"
 COMPONENT_FILE = "component.json"
 RECORD_SUFFIX = ".rec"
-LOCK_DIR = ".locks"
+LOCK_DIR = ".locks"  # one flock file per entry, where OFD locks are missing
+LOCK_FILE = ".lock"
 
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         )
         self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
+        self._lock_file: _locks.LockFile | None = None
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -114,6 +116,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         except FileNotFoundError:
             content = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
             _fsio.atomic_write(str(marker), [content], durable=self.durable)
+            self._open_lock_file()
             return
         except ValueError:
             raise ConfigurationError(f"{str(marker)!r} is not an adatastore marker") from None
@@ -124,6 +127,13 @@ class AsyncShelveDataStore(AsyncDataStore):
                 f"{str(root)!r} holds format version {found.get('version')!r}; "
                 f"this adatastore reads version {FORMAT_VERSION}"
             )
+        self._open_lock_file()
+
+    def _open_lock_file(self) -> None:
+        if _locks.LockFile.supported() and self._lock_file is None:
+            lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)
+            lock_file.open()
+            self._lock_file = lock_file
 
     async def write_raw(
         self,
@@ -164,6 +174,10 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
         return await self._run(os.path.isfile, self._record_path(key, attribute_name))
+
+    async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        paths = [(pair, self._record_path(*pair)) for pair in pairs]
+        return await self._run(lambda: {pair for pair, path in paths if os.path.isfile(path)})
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
         path = None if attribute_name is None else self._record_path(key, attribute_name)
@@ -209,8 +223,14 @@ class AsyncShelveDataStore(AsyncDataStore):
     def lock_raw(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
+        if self._lock_file is not None:
+            return self._lock_file.hold(key, attribute_name, timeout)
         lock = _locks.FileLock(self.root_dir / LOCK_DIR / (_locks.lock_name(key, attribute_name)))
         return lock.hold(timeout)
+
+    async def close_raw(self) -> None:
+        if self._lock_file is not None:
+            await anyio.to_thread.run_sync(self._lock_file.close)
 
     async def cleanup_raw(self, older_than: float) -> int:
         return await self._run(self._cleanup_sync, older_than)

@@ -15,6 +15,7 @@ trigger and removed after the next large write, delete, open or close.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -135,6 +136,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
+        self._lock_file: _locks.LockFile | None = None
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._writer: aiosqlite.Connection | None = None
@@ -208,7 +210,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"cannot create {str(self.path.parent)!r}: a parent is not a directory"
             ) from None
-        self.lock_dir.mkdir(exist_ok=True)
+        if _locks.LockFile.supported():
+            if self._lock_file is None:
+                self._lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
+                self._lock_file.open()
+        else:
+            self.lock_dir.mkdir(exist_ok=True)
         kind = _fsio.filesystem_type(str(self.path.parent), _fsio.MOUNTS_FILE)
         if kind in _fsio.NETWORK_FILESYSTEMS:
             message = (
@@ -251,6 +258,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
 
     async def close_raw(self) -> None:
         _unclosed.discard(self)
+        if self._lock_file is not None:
+            await anyio.to_thread.run_sync(self._lock_file.close)
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         with anyio.CancelScope(shield=True):
@@ -366,6 +375,18 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         )
         return bool(rows)
 
+    async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        _, reader = self._connections()
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(pairs), 400):  # SQLite allows 999 bound parameters
+            chunk = pairs[start : start + 400]
+            condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
+            arguments = [value for pair in chunk for value in pair]
+            query = f"SELECT key, attribute FROM entries WHERE {condition}"
+            rows = await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
+            found.update((str(key), str(name)) for key, name in rows)
+        return found
+
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
         writer, _ = self._connections()
         args: tuple[str, ...]
@@ -382,6 +403,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     def lock_raw(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
+        if self._lock_file is not None:
+            return self._lock_file.hold(key, attribute_name, timeout)
         # SQLite's directory is local (it warns otherwise): lock attempts run inline.
         lock = _locks.FileLock(self.lock_dir / _locks.lock_name(key, attribute_name), inline=True)
         return lock.hold(timeout)

@@ -220,6 +220,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         )
         self.data_root_dir = None if data_root_dir is None else Path(data_root_dir)
         self._requested_alias = alias
+        self._lock_file: _locks.LockFile | None = None
         self.alias: str | None = None
         self._migrate = False
 
@@ -237,6 +238,15 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         if self.data_root_dir is not None:
             self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
         await self._sync(self._prepare_tables)
+        settings = self._database or {}
+        if (
+            settings.get("NAME")
+            and str(settings.get("ENGINE", "")).endswith("sqlite3")
+            and _locks.LockFile.supported()
+        ):
+            lock_file = _locks.LockFile(Path(str(settings["NAME"]) + "-lock"))
+            await anyio.to_thread.run_sync(lock_file.open)
+            self._lock_file = lock_file
 
     def _prepare_root(self) -> Path:
         assert self.data_root_dir is not None
@@ -278,6 +288,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             )
 
     async def close_raw(self) -> None:
+        if self._lock_file is not None:
+            await anyio.to_thread.run_sync(self._lock_file.close)
         if self.alias is not None:
             from django.db import connections
 
@@ -498,6 +510,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         name = _locks.lock_name(key, attribute_name)
         if connection.vendor == "sqlite":
             database = Path(str(connection.settings_dict["NAME"]))
+            if self._lock_file is not None:
+                return self._lock_file.hold(key, attribute_name, timeout)
             directory = database.with_name(database.name + "-locks")
             return _locks.FileLock(directory / name).hold(timeout)
         if connection.vendor == "postgresql":
