@@ -132,7 +132,10 @@ class AsyncShelveDataStore(AsyncDataStore):
     def _open_lock_file(self) -> None:
         if _locks.LockFile.supported() and self._lock_file is None:
             lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)
-            lock_file.open()
+            try:
+                lock_file.open()
+            except OSError:
+                return  # read-only storage: reading needs no lock, writing will say why
             self._lock_file = lock_file
 
     async def write_raw(

@@ -174,7 +174,10 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         async with self._open_lock:
             if self._writer is not None:
                 return
-            await anyio.to_thread.run_sync(self._check_path)
+            try:
+                await anyio.to_thread.run_sync(self._check_path)
+            except OSError as error:
+                raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
             try:
                 writer = await self._connect()
             except sqlite3.Error as error:
@@ -212,10 +215,13 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ) from None
         if _locks.LockFile.supported():
             if self._lock_file is None:
-                self._lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
-                self._lock_file.open()
+                lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
+                with contextlib.suppress(OSError):  # read-only: SQLite will say so below
+                    lock_file.open()
+                    self._lock_file = lock_file
         else:
-            self.lock_dir.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):
+                self.lock_dir.mkdir(exist_ok=True)
         kind = _fsio.filesystem_type(str(self.path.parent), _fsio.MOUNTS_FILE)
         if kind in _fsio.NETWORK_FILESYSTEMS:
             message = (
