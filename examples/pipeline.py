@@ -17,11 +17,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import numpy as np
 from parameters import ParameterSet
 
@@ -112,40 +110,18 @@ def build() -> Analysis:
     return Analysis(ParameterSet({"statistic": "rates"}), input=network)
 
 
-class Counter:
-    def __init__(self) -> None:
-        self.hits = 0
-        self.misses = 0
-
-
-async def cached(
-    store: AsyncDataStore,
-    counter: Counter,
-    component: object,
-    attribute: str,
-    compute: Callable[[], Any],
-) -> Any:
-    """Return the stored attribute, or compute it in a worker thread and store it."""
-    value = await store.retrieve(component, attribute)
-    if value is not None:
-        counter.hits += 1
-        return value
-    counter.misses += 1
-    value = await anyio.to_thread.run_sync(compute)
-    await store.store(component, attribute, value)
-    return value
-
-
-async def run_pipeline(store: AsyncDataStore) -> tuple[dict[str, Any], Counter]:
-    counter = Counter()
+async def run_pipeline(store: AsyncDataStore) -> dict[str, Any]:
+    """Run the three stages; each is computed only when the store does not hold it."""
+    store.stats.reset()
     analysis = build()
     network = analysis.input
     stimulus = network.input
-    stim = await cached(store, counter, stimulus, "spikes", stimulus.compute)
-    spikes = await cached(store, counter, network, "spikes", lambda: network.compute(stim))
+    stim = await store.get_or_compute(stimulus, "spikes", stimulus.compute)
+    spikes = await store.get_or_compute(network, "spikes", lambda: network.compute(stim))
     dt = network.parameters.dt
-    result = await cached(store, counter, analysis, "summary", lambda: analysis.compute(spikes, dt))
-    return result, counter
+    return dict(
+        await store.get_or_compute(analysis, "summary", lambda: analysis.compute(spikes, dt))
+    )
 
 
 async def main(root: str) -> list[float]:
@@ -153,11 +129,12 @@ async def main(root: str) -> list[float]:
     async with AsyncShelveDataStore(root) as store:
         for run in (1, 2):
             start = time.perf_counter()
-            result, counter = await run_pipeline(store)
+            result = await run_pipeline(store)
             elapsed = time.perf_counter() - start
             timings.append(elapsed)
+            stats = store.stats
             print(
-                f"run {run}: {elapsed:8.3f} s  hits={counter.hits} misses={counter.misses}  "
+                f"run {run}: {elapsed:8.3f} s  hits={stats.hits} misses={stats.misses}  "
                 f"mean rate {result['mean_rate']:.2f} Hz"
             )
     print(f"second run {timings[0] / timings[1]:.0f}x faster; store in {root}")

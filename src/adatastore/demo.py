@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from .store import AsyncDataStore
 from .urls import open_store
@@ -137,34 +136,22 @@ class RunReport:
     result: dict[str, Any]
 
 
-async def _cached(
-    store: AsyncDataStore, report: RunReport, component: Any, name: str, compute: Callable[[], Any]
-) -> Any:
-    value = await store.retrieve(component, name)
-    if value is not None:
-        report.hits += 1
-        return value
-    report.misses += 1
-    value = await anyio.to_thread.run_sync(compute)
-    await store.store(component, name, value)
-    return value
-
-
 async def run_pipeline(store: AsyncDataStore) -> RunReport:
     """Run the pipeline once, computing only what the store does not hold."""
-    report = RunReport(0.0, 0, 0, {})
+    store.stats.reset()
     start = time.perf_counter()
     analysis = build()
     network = analysis.input
     stimulus = network.input
-    trains = await _cached(store, report, stimulus, "spikes", stimulus.compute)
-    spikes = await _cached(store, report, network, "spikes", lambda: network.compute(trains))
+    # Each stage is computed (in a worker thread) only when the store does not hold it.
+    trains = await store.get_or_compute(stimulus, "spikes", stimulus.compute)
+    spikes = await store.get_or_compute(network, "spikes", lambda: network.compute(trains))
     duration = stimulus.parameters["duration"]
-    report.result = await _cached(
-        store, report, analysis, "summary", lambda: analysis.compute(spikes, duration)
+    result = await store.get_or_compute(
+        analysis, "summary", lambda: analysis.compute(spikes, duration)
     )
-    report.seconds = time.perf_counter() - start
-    return report
+    seconds = time.perf_counter() - start
+    return RunReport(seconds, store.stats.hits, store.stats.misses, result)
 
 
 async def demo(url: str, print_: Callable[[str], None] = print) -> list[RunReport]:
