@@ -12,20 +12,30 @@ import abc
 import asyncio
 import contextlib
 import functools
-import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Self
 
 import anyio.lowlevel
 import anyio.to_process
 import anyio.to_thread
 
 from . import _record
+from ._compute import (
+    AwaitableResult,
+    Flight,
+    WarmProgress,
+    WarmReport,
+    call_boxed,
+    in_process,
+    is_async,
+    no_lock,
+    progress_reporter,
+)
 from .component import Component, check_component, full_type, inputs_of
 from .errors import (
     ConfigurationError,
@@ -116,117 +126,6 @@ class ComponentRecord:
 
 
 _MISSING: Any = object()
-
-
-@dataclass
-class WarmProgress:
-    """Where a `warm` run is, passed to a progress callback after each component."""
-
-    total: int
-    """Distinct components to go through."""
-    duplicates: int = 0
-    done: int = 0
-    computed: int = 0
-    already_stored: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True)
-class WarmReport:
-    """What `warm` did."""
-
-    computed: int
-    already_stored: int
-    duplicates: int
-    """Components given more than once (computed once)."""
-    failed: tuple[tuple[object, BaseException], ...]
-    """(component, exception) for every failure."""
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing failed."""
-        return not self.failed
-
-
-class _Reporter(Protocol):
-    def __call__(self, *, close: bool = False) -> None: ...
-
-
-def _progress_reporter(
-    progress: bool | Callable[[WarmProgress], None], state: WarmProgress
-) -> _Reporter:
-    if progress is False:
-        return lambda *, close=False: None
-    if callable(progress):
-        callback = progress
-        return lambda *, close=False: None if close else callback(state)
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        raise ConfigurationError(
-            "progress=True needs tqdm: pip install 'adatastore[progress]', or pass a "
-            "callable to receive progress"
-        ) from None
-    bar = tqdm(total=state.total, unit="component", desc="warming")
-
-    def update(*, close: bool = False) -> None:
-        if close:
-            bar.close()
-        else:
-            bar.update(state.done - bar.n)
-            bar.set_postfix(
-                computed=state.computed, stored=state.already_stored, failed=state.failed
-            )
-
-    return update
-
-
-def _is_async(function: object) -> bool:
-    """Whether calling `function` gives a coroutine (functions, partials, async __call__)."""
-    while isinstance(function, functools.partial):
-        function = function.func
-    if inspect.iscoroutinefunction(function):
-        return True
-    return callable(function) and inspect.iscoroutinefunction(type(function).__call__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Awaitable:
-    """An awaitable a plain compute function returned, carried back from its thread."""
-
-    awaitable: Any
-
-
-def _call_boxed(compute: Callable[[], Any]) -> Any:
-    # Run in a worker thread. An awaitable result is boxed: it is awaited on the loop
-    # (trio refuses a thread that hands back a bare coroutine).
-    value = compute()
-    return _Awaitable(value) if inspect.isawaitable(value) else value
-
-
-async def _in_process(task: Callable[[], Any]) -> Any:
-    return await anyio.to_process.run_sync(task)
-
-
-@contextlib.asynccontextmanager
-async def _no_lock() -> AsyncIterator[bool]:
-    yield True
-
-
-class _Flight:
-    """One in-process computation of one entry, which other callers wait for."""
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.computing = False
-        self.has_value = True  # False when a "hit" only checked that the entry exists
-        self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def finish(self, outcome: str, value: Any, error: BaseException | None = None) -> None:
-        self.outcome, self.value, self.error = outcome, value, error
-        self.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +234,7 @@ class AsyncDataStore(abc.ABC):
         self.signer = signer_from(signing_key)
         self.verify_on_read = verify_on_read
         self.stats = Stats()
-        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._flights: dict[tuple[str, str], Flight] = {}
         self._opened = False
         self._closed = False
 
@@ -518,7 +417,7 @@ class AsyncDataStore(abc.ABC):
         lock); the default, for in-process storage, locks nothing. It yields whether the
         lock was taken (False after `timeout` seconds: the caller goes ahead unlocked).
         """
-        return _no_lock()
+        return no_lock()
 
     async def get_or_compute(
         self,
@@ -584,7 +483,7 @@ class AsyncDataStore(abc.ABC):
                 assert flight.error is not None
                 raise flight.error
             # the leader was cancelled before it computed: try again, maybe as the leader
-        flight = _Flight()
+        flight = Flight()
         self._flights[key, attribute_name] = flight
         try:
             value = (
@@ -594,7 +493,7 @@ class AsyncDataStore(abc.ABC):
                 lock = (
                     self.lock_raw(key, attribute_name, lock_timeout)
                     if cross_process
-                    else (_no_lock())
+                    else (no_lock())
                 )
                 async with lock as locked:
                     if locked and cross_process:
@@ -660,7 +559,7 @@ class AsyncDataStore(abc.ABC):
             except DataStoreError as error:
                 failed.append((component, error))
         state = WarmProgress(total=len(unique), duplicates=total - len(unique) - len(failed))
-        report_progress = _progress_reporter(progress, state)
+        report_progress = progress_reporter(progress, state)
         stored = await self.contains_many_raw([(key, attribute_name) for key in unique])
         for key, _ in stored:
             del unique[key]
@@ -672,8 +571,8 @@ class AsyncDataStore(abc.ABC):
 
         async def one(key: str, component: object) -> None:
             task = functools.partial(compute, component)
-            if processes and not _is_async(compute):
-                run: Callable[[], Any] = functools.partial(_in_process, task)
+            if processes and not is_async(compute):
+                run: Callable[[], Any] = functools.partial(in_process, task)
             else:
                 run = task
             try:
@@ -735,11 +634,11 @@ class AsyncDataStore(abc.ABC):
         start = time.perf_counter()
         logger.debug("computing %s of %s", name, key)
         try:
-            if _is_async(compute):
+            if is_async(compute):
                 value = await compute()
             else:
-                value = await anyio.to_thread.run_sync(_call_boxed, compute)
-                if isinstance(value, _Awaitable):
+                value = await anyio.to_thread.run_sync(call_boxed, compute)
+                if isinstance(value, AwaitableResult):
                     value = await value.awaitable
         except Exception:
             self.stats.failures += 1

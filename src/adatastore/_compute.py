@@ -1,0 +1,142 @@
+"""The machinery behind `get_or_compute` and `warm`: flights, compute calls, reports.
+
+Kept apart from `store` so the store's module stays about storing; the public methods live
+on `AsyncDataStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_process
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "AwaitableResult",
+    "Flight",
+    "WarmProgress",
+    "WarmReport",
+    "call_boxed",
+    "in_process",
+    "is_async",
+    "no_lock",
+    "progress_reporter",
+]
+
+
+@dataclass
+class WarmProgress:
+    """Where a `warm` run is, passed to a progress callback after each component."""
+
+    total: int
+    """Distinct components to go through."""
+    duplicates: int = 0
+    done: int = 0
+    computed: int = 0
+    already_stored: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    """What `warm` did."""
+
+    computed: int
+    already_stored: int
+    duplicates: int
+    """Components given more than once (computed once)."""
+    failed: tuple[tuple[object, BaseException], ...]
+    """(component, exception) for every failure."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed."""
+        return not self.failed
+
+
+class Reporter(Protocol):
+    def __call__(self, *, close: bool = False) -> None: ...
+
+
+def progress_reporter(
+    progress: bool | Callable[[WarmProgress], None], state: WarmProgress
+) -> Reporter:
+    if progress is False:
+        return lambda *, close=False: None
+    if callable(progress):
+        callback = progress
+        return lambda *, close=False: None if close else callback(state)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise ConfigurationError(
+            "progress=True needs tqdm: pip install 'adatastore[progress]', or pass a "
+            "callable to receive progress"
+        ) from None
+    bar = tqdm(total=state.total, unit="component", desc="warming")
+
+    def update(*, close: bool = False) -> None:
+        if close:
+            bar.close()
+        else:
+            bar.update(state.done - bar.n)
+            bar.set_postfix(
+                computed=state.computed, stored=state.already_stored, failed=state.failed
+            )
+
+    return update
+
+
+def is_async(function: object) -> bool:
+    """Whether calling `function` gives a coroutine (functions, partials, async __call__)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    if inspect.iscoroutinefunction(function):
+        return True
+    return callable(function) and inspect.iscoroutinefunction(type(function).__call__)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitableResult:
+    """An awaitable a plain compute function returned, carried back from its thread."""
+
+    awaitable: Any
+
+
+def call_boxed(compute: Callable[[], Any]) -> Any:
+    # Run in a worker thread. An awaitable result is boxed: it is awaited on the loop
+    # (trio refuses a thread that hands back a bare coroutine).
+    value = compute()
+    return AwaitableResult(value) if inspect.isawaitable(value) else value
+
+
+async def in_process(task: Callable[[], Any]) -> Any:
+    return await anyio.to_process.run_sync(task)
+
+
+@contextlib.asynccontextmanager
+async def no_lock() -> AsyncIterator[bool]:
+    yield True
+
+
+class Flight:
+    """One in-process computation of one entry, which other callers wait for."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.computing = False
+        self.has_value = True  # False when a "hit" only checked that the entry exists
+        self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, outcome: str, value: Any, error: BaseException | None = None) -> None:
+        self.outcome, self.value, self.error = outcome, value, error
+        self.done.set()
