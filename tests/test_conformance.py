@@ -419,3 +419,38 @@ async def test_bad_constructor_arguments(make_store: StoreFactory) -> None:
         make_store(key_generator="not callable")
     with pytest.raises(ConfigurationError, match="serializer"):
         make_store(serializer=object())
+
+
+# -- bulk methods -----------------------------------------------------------------------------
+
+
+async def test_store_many_and_retrieve_many(store: AsyncDataStore) -> None:
+    big = np.arange(40_000, dtype=np.float64)  # beyond SQLite's in-row limit
+    items = [(component(i=i), "v", {"i": i}) for i in range(30)] + [(component(i=99), "big", big)]
+    await store.store_many(items)
+    requests = [(c, name) for c, name, _ in items] + [(component(i=-1), "v"), (component(i=3), "v")]
+    values = await store.retrieve_many(requests, default="none")
+    assert values[:30] == [{"i": i} for i in range(30)]
+    np.testing.assert_array_equal(values[30], big)
+    assert values[31:] == ["none", {"i": 3}]
+    assert len(await store.list_contents()) == 31
+    # overwriting in bulk replaces, and counts
+    store.stats.reset()
+    await store.store_many([(component(i=i), "v", -i) for i in range(5)])
+    assert await store.retrieve_many([(component(i=i), "v") for i in range(5)]) == [
+        0,
+        -1,
+        -2,
+        -3,
+        -4,
+    ]
+    assert (store.stats.stores, store.stats.hits) == (5, 5)
+
+
+async def test_store_many_with_one_bad_item_stores_nothing(store: AsyncDataStore) -> None:
+    before = await _snapshot(store)
+    with pytest.raises(SerializationError):
+        await store.store_many([(component(i=1), "v", 1), (component(i=2), "v", lambda: 0)])
+    with pytest.raises(InvalidNameError):
+        await store.store_many([(component(i=1), "v", 1), (component(i=2), "a/b", 2)])
+    assert await _snapshot(store) == before

@@ -276,6 +276,19 @@ class AsyncDataStore(abc.ABC):
     async def close_raw(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once."""
 
+    async def write_many_raw(
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+    ) -> None:
+        """Store several records (key, name, record, component). Back-ends may do it in
+        one transaction or one round trip; by default it calls `write_raw` for each."""
+        for key, name, record, component in records:
+            await self.write_raw(key, name, record, component)
+
+    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        """The records of several (key, name) pairs, None where missing; by default it
+        calls `read_raw` for each."""
+        return [await self.read_raw(key, name) for key, name in pairs]
+
     async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (key, name) pairs are stored. Back-ends may answer in one round trip;
         by default it asks `contains_raw` for each."""
@@ -361,21 +374,74 @@ class AsyncDataStore(abc.ABC):
 
     async def _put(self, component: object, key: str, attribute_name: str, data: Any) -> None:
         start = time.perf_counter()
+        record, sealed = await self._seal_value(component, key, attribute_name, data)
+        await self.write_raw(key, attribute_name, sealed, record)
+        self._count_store(key, attribute_name, sealed, start)
+
+    async def _seal_value(
+        self, component: object, key: str, attribute_name: str, data: Any
+    ) -> tuple[ComponentRecord, list[Buffer]]:
+        """The component record and the sealed record of a value (serialized, signed)."""
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
         seal = functools.partial(
             _record.seal, self.serializer.name, attribute_name, parts, key=key, signer=self.signer
         )
         if sum(memoryview(part).nbytes for part in parts) >= _OFFLOAD_BYTES:
-            sealed = await anyio.to_thread.run_sync(seal)
-        else:
-            sealed = seal()
-        await self.write_raw(key, attribute_name, sealed, record)
+            return record, await anyio.to_thread.run_sync(seal)
+        return record, seal()
+
+    def _count_store(
+        self, key: str, attribute_name: str, sealed: Sequence[Buffer], start: float
+    ) -> None:
         size = _record.sealed_size(sealed)
         self.stats.stores += 1
         self.stats.bytes_written += size
         self.stats.write_seconds += time.perf_counter() - start
         logger.debug("stored %s of %s (%d bytes)", attribute_name, key, size)
+
+    async def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
+        """Store several ``(component, attribute_name, data)`` at once.
+
+        Everything is checked and serialized first: one bad item raises and nothing is
+        stored. Back-ends write them in one go (one transaction on SQLite and Django).
+        """
+        await self._ready()
+        start = time.perf_counter()
+        prepared = []
+        for component, attribute_name, data in items:
+            check_attribute_name(attribute_name)
+            key = self.key_of(component)
+            record, sealed = await self._seal_value(component, key, attribute_name, data)
+            prepared.append((key, attribute_name, sealed, record))
+        await self.write_many_raw(prepared)
+        for key, attribute_name, sealed, _ in prepared:
+            self._count_store(key, attribute_name, sealed, start)
+            start = time.perf_counter()
+
+    async def retrieve_many(
+        self, requests: Iterable[tuple[object, str]], default: Any = None
+    ) -> list[Any]:
+        """Retrieve several ``(component, attribute_name)`` at once, in order; `default`
+        where nothing is stored. One round trip on SQLite and Django."""
+        await self._ready()
+        pairs = []
+        for component, attribute_name in requests:
+            check_attribute_name(attribute_name)
+            pairs.append((self.key_of(component), attribute_name))
+        start = time.perf_counter()
+        records = await self.read_many_raw(pairs)
+        values = []
+        for (key, attribute_name), data in zip(pairs, records, strict=True):
+            if data is None:
+                self.stats.misses += 1
+                values.append(default)
+                continue
+            values.append(await self._decode(key, attribute_name, data))
+            self.stats.hits += 1
+            self.stats.bytes_read += memoryview(data).nbytes
+        self.stats.read_seconds += time.perf_counter() - start
+        return values
 
     async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored.

@@ -57,6 +57,16 @@ class SyncDataStore(Generic[A]):
         """Return the stored attribute, or `default` (None) when nothing is stored."""
         return _portal.call(self.async_store.retrieve, component, attribute_name, default)
 
+    def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
+        """Store several ``(component, attribute_name, data)`` in one call."""
+        _portal.call(self.async_store.store_many, list(items))
+
+    def retrieve_many(
+        self, requests: Iterable[tuple[object, str]], default: Any = None
+    ) -> list[Any]:
+        """Retrieve several ``(component, attribute_name)`` in one call, in order."""
+        return _portal.call(self.async_store.retrieve_many, list(requests), default)
+
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
         return _portal.call(self.async_store.contains, component, attribute_name)

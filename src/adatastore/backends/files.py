@@ -172,6 +172,25 @@ class AsyncShelveDataStore(AsyncDataStore):
             else:
                 return
 
+    async def write_many_raw(
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+    ) -> None:
+        """Every record written (each atomically) in one worker-thread hop."""
+        jobs = [
+            (self._entry_dir(key), self._record_path(key, name), record, component)
+            for key, name, record, component in records
+        ]
+
+        def write_all() -> None:
+            for job in jobs:
+                self._write_sync(*job)
+
+        await self._run(write_all)
+
+    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        paths = [self._record_path(key, name) for key, name in pairs]
+        return await self._run(lambda: [_fsio.read_file(path) for path in paths])
+
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         return await self._run(_fsio.read_file, self._record_path(key, attribute_name))
 

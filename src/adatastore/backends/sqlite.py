@@ -137,6 +137,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self._lock_file: _locks.LockFile | None = None
+        self._write_lock: anyio.Lock | None = None
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._writer: aiosqlite.Connection | None = None
@@ -170,7 +171,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
 
     async def open_raw(self) -> None:
         if self._open_lock is None:
-            self._open_lock = anyio.Lock()  # made on the loop that uses it
+            self._open_lock = anyio.Lock()  # made on the loop that uses them
+            self._write_lock = anyio.Lock()
         async with self._open_lock:
             if self._writer is not None:
                 return
@@ -293,10 +295,17 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         _fsio.atomic_write(path, record, durable=self.durable)
         return name
 
+    async def _execute(
+        self, writer: aiosqlite.Connection, sql: str, parameters: Any = ()
+    ) -> list[Any]:
+        """One statement on the writer connection, never inside another task's transaction
+        (tasks sharing a connection share its transaction)."""
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return list(await self._sql(lambda: writer.execute_fetchall(sql, parameters)))
+
     async def _collect_garbage(self, writer: aiosqlite.Connection) -> None:
-        rows = await self._sql(
-            lambda: writer.execute_fetchall("DELETE FROM garbage RETURNING file")
-        )
+        rows = await self._execute(writer, "DELETE FROM garbage RETURNING file")
         if rows:
             await anyio.to_thread.run_sync(self._unlink, [str(row[0]) for row in rows])
 
@@ -315,25 +324,10 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         component: ComponentRecord,
     ) -> None:
         writer, _ = self._connections()
-        size = sum(memoryview(buffer).nbytes for buffer in record)
-        values: dict[str, Any] = {
-            "key": key,
-            "attribute": attribute_name,
-            "size": size,
-            "stored_at": datetime.now(UTC).timestamp(),
-            "full_type": component.full_type,
-            "version": component.version,
-            "parameters": json.dumps(component.parameters, ensure_ascii=False),
-            "input_keys": json.dumps(list(component.input_keys)),
-        }
-        insert = (
-            "INSERT INTO store_entry (key, attribute, payload, file, size, stored_at, "
-            "full_type, version, parameters, input_keys) VALUES (:key, :attribute, :payload, "
-            ":file, :size, :stored_at, :full_type, :version, :parameters, :input_keys)"
-        )
+        values = _row(key, attribute_name, record, component)
+        size = values["size"]
         if size < FILE_THRESHOLD:
-            values.update(payload=b"".join(record), file=None)
-            await self._sql(lambda: writer.execute_fetchall(insert, values))
+            await self._execute(writer, _INSERT, values)
             return
         # The file first, then the row that points to it; shielded, so a cancelled store
         # cannot leave a file that no row points to.
@@ -344,7 +338,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
             values.update(payload=None, file=name)
             try:
-                await self._sql(lambda: writer.execute_fetchall(insert, values))
+                await self._execute(writer, _INSERT, values)
             except BaseException:
                 await anyio.to_thread.run_sync(self._unlink, [name])
                 raise
@@ -380,6 +374,72 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             )
         )
         return bool(rows)
+
+    async def write_many_raw(
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+    ) -> None:
+        """All records in one transaction; large ones go to their files first."""
+        writer, _ = self._connections()
+        rows = [_row(key, name, record, component) for key, name, record, component in records]
+        large = [
+            (index, record)
+            for index, (_, _, record, _) in enumerate(records)
+            if rows[index]["size"] >= FILE_THRESHOLD
+        ]
+        assert self._write_lock is not None
+        with anyio.CancelScope(shield=True):  # no files without rows, no open transaction
+            names: list[str] = []
+            try:
+                names = await anyio.to_thread.run_sync(
+                    lambda: [self._write_file(record) for _, record in large]
+                )
+            except OSError as error:
+                raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+            for (index, _), name in zip(large, names, strict=True):
+                rows[index]["file"] = name
+            try:
+                async with self._write_lock:
+                    try:
+                        await self._sql(lambda: writer.execute("BEGIN IMMEDIATE"))
+                        await self._sql(lambda: writer.executemany(_INSERT, rows))
+                        await self._sql(lambda: writer.execute("COMMIT"))
+                    except BaseException:
+                        if writer.in_transaction:
+                            await writer.rollback()
+                        raise
+            except BaseException:
+                await anyio.to_thread.run_sync(self._unlink, names)
+                raise
+            if names:
+                await self._collect_garbage(writer)
+
+    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        """One query per 400 entries; payload files read in one worker-thread hop."""
+        _, reader = self._connections()
+        found: dict[tuple[str, str], tuple[Any, Any]] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
+            arguments = [value for pair in chunk for value in pair]
+            query = f"SELECT key, attribute, payload, file FROM entries WHERE {condition}"
+            rows = await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
+            for key, name, payload, file in rows:
+                found[str(key), str(name)] = (payload, file)
+        files = {pair: value[1] for pair, value in found.items() if value[1] is not None}
+        contents = await anyio.to_thread.run_sync(
+            lambda: {pair: _fsio.read_file(self._file_path(name)) for pair, name in files.items()}
+        )
+        results: list[Buffer | None] = []
+        for pair in pairs:
+            if pair not in found:
+                results.append(None)
+            elif pair in contents:
+                data = contents[pair]
+                # replaced meanwhile: read it alone (read_raw retries)
+                results.append(data if data is not None else await self.read_raw(*pair))
+            else:
+                results.append(bytearray(found[pair][0]))
+        return results
 
     async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         _, reader = self._connections()
@@ -455,6 +515,32 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             )
             for key, attribute, full_type, version, size, stored_at in rows
         ]
+
+
+_INSERT = (
+    "INSERT INTO store_entry (key, attribute, payload, file, size, stored_at, full_type, "
+    "version, parameters, input_keys) VALUES (:key, :attribute, :payload, :file, :size, "
+    ":stored_at, :full_type, :version, :parameters, :input_keys)"
+)
+
+
+def _row(
+    key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+) -> dict[str, Any]:
+    """The parameters of `_INSERT` for one record (payload in the row; files replace it)."""
+    size = sum(memoryview(buffer).nbytes for buffer in record)
+    return {
+        "key": key,
+        "attribute": attribute_name,
+        "payload": b"".join(record) if size < FILE_THRESHOLD else None,
+        "file": None,
+        "size": size,
+        "stored_at": datetime.now(UTC).timestamp(),
+        "full_type": component.full_type,
+        "version": component.version,
+        "parameters": json.dumps(component.parameters, ensure_ascii=False),
+        "input_keys": json.dumps(list(component.input_keys)),
+    }
 
 
 _unclosed: weakref.WeakSet[AsyncSQLiteDataStore] = weakref.WeakSet()

@@ -431,6 +431,32 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         )
         return state
 
+    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        """One query for all the entries (files, if any, read in one worker-thread hop)."""
+        from .models import DataItem
+
+        digests = {_digest(key): key for key, _ in pairs}
+        names = {name for _, name in pairs}
+
+        def query() -> dict[tuple[str, str], tuple[Any, Any]]:
+            rows = (
+                DataItem.objects.using(self.alias)
+                .filter(state__key_digest__in=list(digests), attribute__in=list(names))
+                .values_list("state__key_digest", "attribute", "payload", "path")
+            )
+            return {(digests[d], a): (payload, path) for d, a, payload, path in rows}
+
+        found = await self._sync(query)
+        results: list[Buffer | None] = []
+        for pair in pairs:
+            if pair not in found:
+                results.append(None)
+            elif found[pair][1] is None:
+                results.append(bytearray(found[pair][0]))
+            else:
+                results.append(await self.read_raw(*pair))
+        return results
+
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         from django.db import DatabaseError
 
