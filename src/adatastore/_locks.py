@@ -22,6 +22,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from .errors import StorageError
+
 __all__ = ["FileLock", "LockFile", "lock_name", "polling_lock"]
 
 
@@ -135,11 +137,6 @@ class LockFile:
             self._pid = os.getpid()
         return self._fd
 
-    def open(self) -> None:
-        """Open the lock file (blocking: call it from a worker thread)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._descriptor()
-
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None and self._pid == os.getpid():
@@ -149,11 +146,12 @@ class LockFile:
         assert _OFD_SETLK is not None
         request = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
         try:
+            # The file is opened at the first attempt (one open(2) of a local file).
             fcntl.fcntl(self._descriptor(), _OFD_SETLK, request)
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES):
                 return False
-            raise
+            raise StorageError(f"cannot lock {str(self.path)!r}: {error}") from error
         return True
 
     def hold(

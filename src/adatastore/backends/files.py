@@ -131,12 +131,8 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     def _open_lock_file(self) -> None:
         if _locks.LockFile.supported() and self._lock_file is None:
-            lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)
-            try:
-                lock_file.open()
-            except OSError:
-                return  # read-only storage: reading needs no lock, writing will say why
-            self._lock_file = lock_file
+            # opened at its first use: read-only storage can still be read
+            self._lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)
 
     async def write_raw(
         self,

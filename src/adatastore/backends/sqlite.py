@@ -216,11 +216,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 f"cannot create {str(self.path.parent)!r}: a parent is not a directory"
             ) from None
         if _locks.LockFile.supported():
-            if self._lock_file is None:
-                lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
-                with contextlib.suppress(OSError):  # read-only: SQLite will say so below
-                    lock_file.open()
-                    self._lock_file = lock_file
+            if self._lock_file is None:  # opened at its first use
+                self._lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
         else:
             with contextlib.suppress(OSError):
                 self.lock_dir.mkdir(exist_ok=True)

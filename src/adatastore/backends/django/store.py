@@ -244,9 +244,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             and str(settings.get("ENGINE", "")).endswith("sqlite3")
             and _locks.LockFile.supported()
         ):
-            lock_file = _locks.LockFile(Path(str(settings["NAME"]) + "-lock"))
-            await anyio.to_thread.run_sync(lock_file.open)
-            self._lock_file = lock_file
+            self._lock_file = _locks.LockFile(Path(str(settings["NAME"]) + "-lock"))
 
     def _prepare_root(self) -> Path:
         assert self.data_root_dir is not None
