@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,18 @@ def make_store(backend_name: str, tmp_path: Path) -> Iterator[StoreFactory]:
 async def store(make_store: StoreFactory) -> AsyncIterator[AsyncDataStore]:
     async with make_store() as opened:
         yield opened
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `code` (dedented) in a new Python process that can import the test helpers."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(),
+        check=False,
+    )
 
 
 def subprocess_env() -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from components import SimpleComponent
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 from servers import fresh_database
 
 from adatastore import AsyncDjangoORMDataStore, DjangoORMDataStore, open_store, open_store_sync
@@ -20,17 +20,6 @@ from adatastore.backends.django.store import database_settings
 from adatastore.errors import ConfigurationError
 
 pytestmark = pytest.mark.asyncio_only  # Django's async ORM runs on asyncio
-
-
-def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=subprocess_env(),
-        check=False,
-    )
 
 
 # -- settings ---------------------------------------------------------------------------------

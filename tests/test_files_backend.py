@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from components import SimpleComponent
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 
 from adatastore import AsyncShelveDataStore, JSONSerializer, keygenerators
 from adatastore.errors import (
@@ -157,17 +157,6 @@ async def test_no_temp_files_are_left_behind(tmp_path: Path) -> None:
                 group.start_soon(store.store, SimpleComponent({"i": i % 5}), f"a{i % 7}", i)
         assert len(await store.list_contents()) == len({(i % 5, i % 7) for i in range(50)})
     assert not [p for p in tmp_path.rglob(".tmp-*")]
-
-
-def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=subprocess_env(),
-        check=False,
-    )
 
 
 async def test_a_value_stored_by_one_process_is_read_by_another(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import pytest
 from components import SimpleComponent
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 
 from adatastore import AsyncSQLiteDataStore, SQLiteDataStore
 from adatastore.backends import sqlite as sqlite_backend
@@ -234,14 +234,7 @@ def test_blocking_store_and_clean_exit(tmp_path: Path) -> None:
         print(store.retrieve(SimpleComponent({"a": 1}), "x"))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "exit.db")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=subprocess_env(),
-        check=False,
-    )
+    result = run_python(code, str(tmp_path / "exit.db"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[1, 2]"
     assert result.stderr == ""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from components import SimpleComponent
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 
 import adatastore
 from adatastore import MemoryDataStore, ShelveDataStore, SyncDataStore, _portal, keygenerators
@@ -189,14 +189,7 @@ def test_interpreter_exits_promptly_with_open_stores(tmp_path: Path) -> None:
         print("done")
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=subprocess_env(),
-        check=False,
-    )
+    result = run_python(code, str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert result.stderr == ""
