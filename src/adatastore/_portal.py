@@ -57,13 +57,12 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
 
     asyncio.set_event_loop(loop)
     loop.run_until_complete(root())
-    # Let what waited for the root task finish (anyio's process-pool shutdown), then
-    # cancel whatever is left, as asyncio.run does.
+    # Cancel what is left and let it finish, as asyncio.run does (anyio's process-pool
+    # task, for one, shuts its worker processes down when cancelled).
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
     if pending:
-        loop.run_until_complete(asyncio.wait(pending, timeout=10))
-        for task in pending:
-            task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_asyncgens())
 
