@@ -193,3 +193,24 @@ def test_interpreter_exits_promptly_with_open_stores(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert result.stderr == ""
+
+
+def test_the_files_store_blocks_in_the_callers_thread(tmp_path: Path) -> None:
+    """ShelveDataStore's I/O is blocking anyway: store/retrieve/contains need no loop."""
+    code = """
+        import sys, threading
+        from adatastore import ShelveDataStore
+        from components import SimpleComponent
+        store = ShelveDataStore(sys.argv[1])
+        store.store(SimpleComponent({"a": 1}), "x", [1, 2])
+        assert store.retrieve(SimpleComponent({"a": 1}), "x") == [1, 2]
+        assert store.contains(SimpleComponent({"a": 1}), "x")
+        store.close()
+        print(sorted(t.name for t in threading.enumerate()))
+        """
+    result = run_python(code, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['MainThread']"
+    with ShelveDataStore(tmp_path) as store:  # and the async view agrees
+        assert store.retrieve(SimpleComponent({"a": 1}), "x") == [1, 2]
+        assert store.delete(SimpleComponent({"a": 1})) == 1

@@ -749,12 +749,92 @@ class AsyncDataStore(abc.ABC):
 
     async def _decode(self, key: str, attribute_name: str, data: Buffer) -> Any:
         header, parts = await self._checked(key, attribute_name, data, self.verify_on_read)
+        return self._loads(key, attribute_name, header, parts)
+
+    def _loads(
+        self, key: str, attribute_name: str, header: _record.Header, parts: list[memoryview]
+    ) -> Any:
         if header.serializer != self.serializer.name:
             raise SerializationError(
                 f"entry {attribute_name!r} of {key!r} was written by the "
                 f"{header.serializer!r} serializer; this store uses {self.serializer.name!r}"
             )
         return self.serializer.loads(parts)
+
+    # -- the direct blocking path ---------------------------------------------------------------
+    #
+    # Back-ends whose raw I/O is plain blocking calls (files) set `supports_blocking` and
+    # implement the ``*_raw_blocking`` methods; the blocking classes then run store,
+    # retrieve and contains in the caller's thread, with no hop to adatastore's loop.
+
+    supports_blocking: ClassVar[bool] = False
+
+    def open_raw_blocking(self) -> None:
+        raise NotImplementedError
+
+    def write_raw_blocking(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        raise NotImplementedError
+
+    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
+        raise NotImplementedError
+
+    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
+        raise NotImplementedError
+
+    def close_raw_blocking(self) -> None:  # noqa: B027 - optional hook
+        """Release resources, from a blocking caller."""
+
+    def open_blocking(self) -> None:
+        """`open`, in the caller's thread."""
+        self._check_usable()
+        if not self._opened:
+            self.open_raw_blocking()
+            self._opened = True
+
+    def close_blocking(self) -> None:
+        """`aclose`, in the caller's thread."""
+        if not self._closed:
+            self._closed = True
+            self.close_raw_blocking()
+
+    def store_blocking(self, component: object, attribute_name: str, data: Any) -> None:
+        """`store`, in the caller's thread."""
+        self._check_usable()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        start = time.perf_counter()
+        record = self._component_record(component, key)  # type: ignore[arg-type]
+        parts = self.serializer.dumps(data)
+        sealed = _record.seal(
+            self.serializer.name, attribute_name, parts, key=key, signer=self.signer
+        )
+        self.write_raw_blocking(key, attribute_name, sealed, record)
+        self._count_store(key, attribute_name, sealed, start)
+
+    def retrieve_blocking(self, component: object, attribute_name: str, default: Any) -> Any:
+        """`retrieve`, in the caller's thread."""
+        self._check_usable()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        start = time.perf_counter()
+        data = self.read_raw_blocking(key, attribute_name)
+        if data is None:
+            self.stats.misses += 1
+            return default
+        header, parts = self._open_record(key, attribute_name, data, self.verify_on_read)
+        value = self._loads(key, attribute_name, header, parts)
+        self.stats.hits += 1
+        self.stats.bytes_read += memoryview(data).nbytes
+        self.stats.read_seconds += time.perf_counter() - start
+        return value
+
+    def contains_blocking(self, component: object, attribute_name: str) -> bool:
+        """`contains`, in the caller's thread."""
+        self._check_usable()
+        check_attribute_name(attribute_name)
+        return self.contains_raw_blocking(self.key_of(component), attribute_name)
 
     async def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""

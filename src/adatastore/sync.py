@@ -3,6 +3,9 @@
 Each blocking method is one round trip to `adatastore._portal` (about 0.1 ms), which runs
 the async method on its asyncio loop. This works in scripts, in threads and inside a
 running event loop (Jupyter). In async code, await the ``Async*`` classes instead.
+
+Back-ends whose I/O is blocking anyway (the files back-end) skip the loop for `store`,
+`retrieve` and `contains`: the same core runs in the caller's thread.
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ class SyncDataStore(Generic[A]):
 
     def __init__(self, async_store: A) -> None:
         self.async_store: A = async_store
-        _portal.call(async_store.open)
+        # Back-ends with blocking I/O (files) serve store/retrieve/contains in the caller's
+        # thread; the others go through adatastore's loop thread.
+        self._direct = async_store.supports_blocking
+        if self._direct:
+            async_store.open_blocking()
+        else:
+            _portal.call(async_store.open)
         _portal.track(async_store)
 
     @property
@@ -51,10 +60,15 @@ class SyncDataStore(Generic[A]):
 
     def store(self, component: object, attribute_name: str, data: Any) -> None:
         """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
-        _portal.call(self.async_store.store, component, attribute_name, data)
+        if self._direct:
+            self.async_store.store_blocking(component, attribute_name, data)
+        else:
+            _portal.call(self.async_store.store, component, attribute_name, data)
 
     def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored."""
+        if self._direct:
+            return self.async_store.retrieve_blocking(component, attribute_name, default)
         return _portal.call(self.async_store.retrieve, component, attribute_name, default)
 
     def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
@@ -69,6 +83,8 @@ class SyncDataStore(Generic[A]):
 
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
+        if self._direct:
+            return self.async_store.contains_blocking(component, attribute_name)
         return _portal.call(self.async_store.contains, component, attribute_name)
 
     def delete(self, component: object, attribute_name: str | None = None) -> int:
@@ -132,7 +148,10 @@ class SyncDataStore(Generic[A]):
 
     def close(self) -> None:
         """Close the store; closing twice is harmless."""
-        _portal.call(self.async_store.aclose)
+        if self._direct:
+            self.async_store.close_blocking()
+        else:
+            _portal.call(self.async_store.aclose)
 
     def __enter__(self) -> Self:
         return self

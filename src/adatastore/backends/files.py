@@ -168,6 +168,40 @@ class AsyncShelveDataStore(AsyncDataStore):
             else:
                 return
 
+    # -- the direct blocking path (the blocking class calls these in its own thread) -----------
+
+    supports_blocking = True
+
+    def _blocking(self, function: Callable[..., T], *args: object) -> T:
+        try:
+            return function(*args)
+        except OSError as error:
+            raise _storage_error(error, self.root_dir) from error
+
+    def open_raw_blocking(self) -> None:
+        self._blocking(self._open_sync)
+
+    def write_raw_blocking(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        self._blocking(
+            self._write_sync,
+            self._entry_dir(key),
+            self._record_path(key, attribute_name),
+            record,
+            component,
+        )
+
+    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
+        return self._blocking(_fsio.read_file, self._record_path(key, attribute_name))
+
+    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
+        return os.path.isfile(self._record_path(key, attribute_name))
+
+    def close_raw_blocking(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+
     async def write_many_raw(
         self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
     ) -> None:
