@@ -111,7 +111,7 @@ for line in sys.stdin:
     if pid == 0:
         try:
             store = adatastore.open_store_sync(url)
-            print("ready", flush=True)
+            os.write(1, b"ready\\n")  # one write(2): lines from two processes never mix
             step = 0
             while True:
                 entry = SimpleComponent({"entry": step % 3})
@@ -119,7 +119,7 @@ for line in sys.stdin:
                 step += 1
         finally:
             os._exit(1)
-    print(pid, flush=True)
+    os.write(1, f"{pid}\\n".encode())
 """
 
 KILLABLE = ["files", "sqlite", "django-sqlite", "django-postgresql"]

