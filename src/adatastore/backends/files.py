@@ -8,11 +8,13 @@ Layout under ``root_dir``::
 
 Names are encoded by `adatastore._naming` (no path separators, no leading dot, long names
 shortened with a digest), so nothing a user passes can reach outside ``root_dir``. Writes
-go to a temp file that replaces the target (`os.replace`): readers and other processes see
-the old record or the new one, never a torn one, even if the writer is killed.
+go to a temp file that takes the target's place atomically (`_fsio.atomic_write`): readers
+and other processes see the old record or the new one, never a torn one, even if the
+writer is killed.
 
-Each operation is one hop to a worker thread (`anyio.to_thread`), which is faster than
-aiofiles' hop per call and runs on asyncio and trio alike.
+Each async operation is one hop to a worker thread (`anyio.to_thread`), which is faster
+than aiofiles' hop per call and runs on asyncio and trio alike; the blocking class calls
+the same functions in its own thread.
 """
 
 from __future__ import annotations
