@@ -135,7 +135,7 @@ async def test_cancelled_stores_leave_no_partial_entry_and_no_lock(
             value = await store.retrieve(c, "v")
             assert value in (b"old" * (size // 3), b"new" * (size // 3))
             # another connection can write at once: no transaction was left open
-            async with AsyncSQLiteDataStore(path, busy_timeout=0.5) as other:
+            async with AsyncSQLiteDataStore(path, busy_timeout=5) as other:
                 await other.store(SimpleComponent({"other": delay}), "v", 1)
             await store.store(c, "v", b"old" * (size // 3))
         referenced = {r[0] for r in rows(path, "SELECT file FROM entries WHERE file IS NOT NULL")}
