@@ -11,7 +11,9 @@ import pytest
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["foundation.py", "sqlite_store.py", "durability.py", "warm.py"])
+@pytest.mark.parametrize(
+    "script", ["foundation.py", "sqlite_store.py", "durability.py", "warm.py", "scaling.py"]
+)
 def test_benchmark_runs_quickly(script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick"],
