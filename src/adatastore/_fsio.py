@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "filesystem_type",
     "read_file",
     "remove_stale",
+    "remove_unreferenced",
 ]
 
 TEMP_PREFIX = ".tmp-"
@@ -157,6 +159,18 @@ def remove_stale(paths: list[str], older_than: float, now: float) -> int:
         except FileNotFoundError:
             continue
     return removed
+
+
+def remove_unreferenced(root: str, referenced: set[str], older_than: float) -> int:
+    """Remove stale temp files under `root`, and files whose path relative to `root` is
+    not in `referenced` (payload files no index row points to)."""
+    stale = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.startswith(TEMP_PREFIX) or os.path.relpath(path, root) not in referenced:
+                stale.append(path)
+    return remove_stale(stale, older_than, time.time())
 
 
 NETWORK_FILESYSTEMS = frozenset(

@@ -376,7 +376,7 @@ class AsyncDataStore(abc.ABC):
         start = time.perf_counter()
         record, sealed = await self._seal_value(component, key, attribute_name, data)
         await self.write_raw(key, attribute_name, sealed, record)
-        self._count_store(key, attribute_name, sealed, start)
+        self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
     async def _seal_value(
         self, component: object, key: str, attribute_name: str, data: Any
@@ -392,12 +392,12 @@ class AsyncDataStore(abc.ABC):
         return record, seal()
 
     def _count_store(
-        self, key: str, attribute_name: str, sealed: Sequence[Buffer], start: float
+        self, key: str, attribute_name: str, sealed: Sequence[Buffer], seconds: float
     ) -> None:
         size = _record.sealed_size(sealed)
         self.stats.stores += 1
         self.stats.bytes_written += size
-        self.stats.write_seconds += time.perf_counter() - start
+        self.stats.write_seconds += seconds
         logger.debug("stored %s of %s (%d bytes)", attribute_name, key, size)
 
     async def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
@@ -415,9 +415,9 @@ class AsyncDataStore(abc.ABC):
             record, sealed = await self._seal_value(component, key, attribute_name, data)
             prepared.append((key, attribute_name, sealed, record))
         await self.write_many_raw(prepared)
+        share = (time.perf_counter() - start) / max(len(prepared), 1)
         for key, attribute_name, sealed, _ in prepared:
-            self._count_store(key, attribute_name, sealed, start)
-            start = time.perf_counter()
+            self._count_store(key, attribute_name, sealed, share)
 
     async def retrieve_many(
         self, requests: Iterable[tuple[object, str]], default: Any = None
@@ -811,7 +811,7 @@ class AsyncDataStore(abc.ABC):
             self.serializer.name, attribute_name, parts, key=key, signer=self.signer
         )
         self.write_raw_blocking(key, attribute_name, sealed, record)
-        self._count_store(key, attribute_name, sealed, start)
+        self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
     def retrieve_blocking(self, component: object, attribute_name: str, default: Any) -> Any:
         """`retrieve`, in the caller's thread."""

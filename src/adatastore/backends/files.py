@@ -118,7 +118,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         except FileNotFoundError:
             content = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
             _fsio.atomic_write(str(marker), [content], durable=self.durable)
-            self._open_lock_file()
+            self._make_lock_file()
             return
         except ValueError:
             raise ConfigurationError(f"{str(marker)!r} is not an adatastore marker") from None
@@ -129,9 +129,9 @@ class AsyncShelveDataStore(AsyncDataStore):
                 f"{str(root)!r} holds format version {found.get('version')!r}; "
                 f"this adatastore reads version {FORMAT_VERSION}"
             )
-        self._open_lock_file()
+        self._make_lock_file()
 
-    def _open_lock_file(self) -> None:
+    def _make_lock_file(self) -> None:
         if _locks.LockFile.supported() and self._lock_file is None:
             # opened at its first use: read-only storage can still be read
             self._lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import secrets
 import sqlite3
-import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +36,7 @@ from ..errors import ConfigurationError, NetworkFilesystemWarning, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
+from ..stats import logger
 from ..store import AsyncDataStore, ComponentRecord, Entry
 
 try:
@@ -53,7 +52,6 @@ FILE_THRESHOLD = 128 * 1024
 """Records at least this large are kept in files beside the database."""
 
 T = TypeVar("T")
-logger = logging.getLogger("adatastore")
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -283,7 +281,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     # -- payload files --------------------------------------------------------------------------
 
     def _file_path(self, name: str) -> str:
-        return os.path.join(self.payload_dir, name[:2], name)
+        return os.path.join(self.payload_dir, _relative_file(name))
 
     def _write_file(self, record: Sequence[Buffer]) -> str:
         name = secrets.token_hex(16) + ".rec"
@@ -412,16 +410,10 @@ class AsyncSQLiteDataStore(AsyncDataStore):
 
     async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         """One query per 400 entries; payload files read in one worker-thread hop."""
-        _, reader = self._connections()
-        found: dict[tuple[str, str], tuple[Any, Any]] = {}
-        for start in range(0, len(pairs), 400):
-            chunk = pairs[start : start + 400]
-            condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
-            arguments = [value for pair in chunk for value in pair]
-            query = f"SELECT key, attribute, payload, file FROM entries WHERE {condition}"
-            rows = await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
-            for key, name, payload, file in rows:
-                found[str(key), str(name)] = (payload, file)
+        found = {
+            (str(key), str(name)): (payload, file)
+            for key, name, payload, file in await self._select_pairs("payload, file", pairs)
+        }
         files = {pair: value[1] for pair, value in found.items() if value[1] is not None}
         contents = await anyio.to_thread.run_sync(
             lambda: {pair: _fsio.read_file(self._file_path(name)) for pair, name in files.items()}
@@ -439,16 +431,23 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         return results
 
     async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        rows = await self._select_pairs("1", pairs)
+        return {(str(key), str(name)) for key, name, _ in rows}
+
+    async def _select_pairs(self, columns: str, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+        """``key, attribute, <columns>`` of the stored entries among `pairs`, on the reader,
+        one query per 400 pairs (SQLite allows 999 bound parameters)."""
         _, reader = self._connections()
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(pairs), 400):  # SQLite allows 999 bound parameters
+        rows: list[Any] = []
+        for start in range(0, len(pairs), 400):
             chunk = pairs[start : start + 400]
             condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
             arguments = [value for pair in chunk for value in pair]
-            query = f"SELECT key, attribute FROM entries WHERE {condition}"
-            rows = await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
-            found.update((str(key), str(name)) for key, name in rows)
-        return found
+            query = f"SELECT key, attribute, {columns} FROM entries WHERE {condition}"
+            rows.extend(
+                await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
+            )
+        return rows
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
         writer, _ = self._connections()
@@ -478,20 +477,10 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         rows = await self._sql(
             lambda: reader.execute_fetchall("SELECT file FROM entries WHERE file IS NOT NULL")
         )
-        referenced = {str(row[0]) for row in rows}
-        return await anyio.to_thread.run_sync(self._remove_unreferenced, referenced, older_than)
-
-    def _remove_unreferenced(self, referenced: set[str], older_than: float) -> int:
-        """Remove stale temp files and payload files no row points to."""
-        if not self.payload_dir.is_dir():
-            return 0
-        stale = [
-            str(path)
-            for path in self.payload_dir.rglob("*")
-            if path.is_file()
-            and (path.name.startswith(_fsio.TEMP_PREFIX) or path.name not in referenced)
-        ]
-        return _fsio.remove_stale(stale, older_than, time.time())
+        referenced = {_relative_file(str(row[0])) for row in rows}
+        return await anyio.to_thread.run_sync(
+            _fsio.remove_unreferenced, str(self.payload_dir), referenced, older_than
+        )
 
     async def list_raw(self) -> list[Entry]:
         _, reader = self._connections()
@@ -512,6 +501,11 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             )
             for key, attribute, full_type, version, size, stored_at in rows
         ]
+
+
+def _relative_file(name: str) -> str:
+    """Where a payload file lives inside the payload directory (fanned out by prefix)."""
+    return os.path.join(name[:2], name)
 
 
 _INSERT = (

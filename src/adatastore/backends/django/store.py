@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import anyio.to_thread
 
 from ... import _fsio, _locks, _naming
+from ..._compute import no_lock
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
@@ -546,7 +546,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             take, give = "SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)"
             argument = f"adatastore:{name}"
         else:  # pragma: no cover - other engines: no cross-process lock
-            return _locks.polling_lock(_true, _nothing, timeout)
+            return no_lock()
 
         def run(sql: str) -> bool:
             with connections[self.alias].cursor() as cursor:
@@ -575,9 +575,9 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                 )
             )
         )
-        root = self.data_root_dir
-        return int(
-            await anyio.to_thread.run_sync(_remove_unreferenced, root, referenced, older_than)
+        root = str(self.data_root_dir)
+        return await anyio.to_thread.run_sync(
+            _fsio.remove_unreferenced, root, referenced, older_than
         )
 
     async def list_raw(self) -> list[Entry]:
@@ -621,24 +621,6 @@ def _migration_lock(connection: Any) -> Any:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [0x41445331])
             elif vendor == "mysql":
                 cursor.execute("SELECT RELEASE_LOCK('adatastore_migrate')")
-
-
-def _remove_unreferenced(root: Path, referenced: set[str], older_than: float) -> int:
-    stale = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            relative = str(path.relative_to(root))
-            if path.name.startswith(_fsio.TEMP_PREFIX) or relative not in referenced:
-                stale.append(str(path))
-    return _fsio.remove_stale(stale, older_than, time.time())
-
-
-async def _true() -> bool:
-    return True
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _write_file(path: str, record: Sequence[Buffer]) -> None:
