@@ -344,6 +344,139 @@ async def test_warm_stop_on_error_and_bad_options(anyio_backend: str) -> None:
         await store.warm([], "v", compute, concurrency=0)
 
 
+WARMER = """
+import os, sys, time
+from adatastore import open_store_sync
+from components import SimpleComponent
+url, log, order = sys.argv[1], sys.argv[2], [int(k) for k in sys.argv[3].split(",")]
+
+def compute(component):
+    with open(log, "a") as stream:
+        stream.write(f"{component.parameters['n']} {os.getpid()}\\n")
+    time.sleep(0.02)
+    return component.parameters["n"] * 10
+
+store = open_store_sync(url)
+report = store.warm([SimpleComponent({"n": n}) for n in order], "v", compute, concurrency=8)
+print(report.computed, report.already_stored, len(report.failed))
+store.close()
+"""
+
+
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
+def test_three_processes_warming_overlapping_sets_compute_each_once(
+    backend: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "computes.log"
+    orders = [range(0, 60), range(59, -1, -1), [*range(30, 60), *range(0, 30)]]
+    with store_url(backend, tmp_path) as url:
+        open_store_sync(url).close()
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", WARMER, url, str(log), ",".join(map(str, order))],
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for order in orders
+        ]
+        outputs = [p.communicate(timeout=300) for p in processes]
+        assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
+        computed = Counter(int(line.split()[0]) for line in log.read_text().splitlines())
+        assert computed == dict.fromkeys(range(60), 1)
+        reports = [tuple(map(int, out.split())) for out, _ in outputs]
+        assert sum(computed for computed, _, _ in reports) == 60
+        assert all(done + stored == 60 and failed == 0 for done, stored, failed in reports)
+        store = open_store_sync(url)
+        values = store.retrieve_many([(SimpleComponent({"n": n}), "v") for n in range(60)])
+        store.close()
+    assert values == [n * 10 for n in range(60)]
+
+
+@pytest.mark.anyio
+async def test_warm_waits_for_an_entry_another_task_is_computing(
+    make_store: StoreFactory,
+) -> None:
+    gate = anyio.Event()
+    calls: Counter[int] = Counter()
+
+    async def slow() -> int:
+        calls[-1] += 1
+        await gate.wait()
+        return -1
+
+    async def compute(component: PlainComponent) -> int:
+        calls[int(component.parameters["n"])] += 1
+        return int(component.parameters["n"])
+
+    components = [PlainComponent({"n": n}) for n in range(20)]
+    nineteen_done = anyio.Event()
+
+    def on_progress(state: WarmProgress) -> None:
+        if state.done >= 19:
+            nineteen_done.set()
+
+    async with make_store() as store, anyio.create_task_group() as group:
+        group.start_soon(store.get_or_compute, components[5], "v", slow)
+        await anyio.wait_all_tasks_blocked()
+        warming = anyio.Event()
+
+        async def warm() -> None:
+            report = await store.warm(components, "v", compute, concurrency=4, progress=on_progress)
+            assert (report.computed, report.already_stored) == (20, 0)
+            warming.set()
+
+        try:
+            group.start_soon(warm)
+            with anyio.fail_after(30):
+                await nineteen_done.wait()
+            assert not warming.is_set()  # it waits for the entry in flight
+            assert await store.retrieve(components[19], "v") == 19
+        finally:
+            gate.set()
+    assert calls[5] == 0  # computed once, by get_or_compute
+    assert calls[-1] == 1
+    assert warming.is_set()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_warm_stores_what_it_computed_and_lets_go(
+    make_store: StoreFactory,
+) -> None:
+    started: list[int] = []
+    release = anyio.Event()
+
+    async def compute(component: PlainComponent) -> int:
+        n = int(component.parameters["n"])
+        started.append(n)
+        if len(started) == 8:
+            eight_started.set()
+        await release.wait()
+        return n
+
+    components = [PlainComponent({"n": n}) for n in range(40)]
+    eight_started = anyio.Event()
+    async with make_store() as store:
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(store.warm, components, "v", compute)
+                try:
+                    with anyio.fail_after(30):
+                        await eight_started.wait()
+                    await anyio.wait_all_tasks_blocked()
+                    assert sorted(started) == list(range(8))  # concurrency 8
+                    scope.cancel()
+                    await anyio.wait_all_tasks_blocked()
+                finally:
+                    release.set()  # the computations in flight were shielded: they finish
+        assert store._flights == {}
+        stored = [await store.contains(c, "v") for c in components]
+        assert stored == [True] * 8 + [False] * 32
+        report = await store.warm(components, "v", compute)  # nothing left locked
+        assert (report.computed, report.already_stored) == (32, 8)
+
+
 def test_warm_in_worker_processes_and_with_a_progress_bar(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -296,3 +296,37 @@ async def test_network_filesystem_warning(tmp_path: Path, monkeypatch: pytest.Mo
             await store.store(SimpleComponent({}), "v", 1)
     async with AsyncSQLiteDataStore(tmp_path / "local" / "cache.db") as local:  # no warning
         await local.store(SimpleComponent({}), "v", 1)
+
+
+@pytest.mark.anyio
+async def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    # tests/data/store-v1.db was written by adatastore 0.1 (schema 1: WITHOUT ROWID
+    # tables), with a payload file for its large entry.
+    import shutil
+
+    data = Path(__file__).parent / "data"
+    path = tmp_path / "store-v1.db"
+    shutil.copy(data / "store-v1.db", path)
+    shutil.copytree(data / "store-v1.db-payloads", tmp_path / "store-v1.db-payloads")
+    assert rows(path, "PRAGMA user_version") == [(1,)]
+    up = SimpleComponent({"seed": 3})
+    down = SimpleComponent({"a": 1, "b": {"c": 2.5}}, input=up, version="2")
+    async with AsyncSQLiteDataStore(path) as store:
+        assert await store.retrieve(up, "spikes") == [1, 2, 3]
+        assert await store.retrieve(down, "rates") == {"mean": 4.5}
+        assert await store.retrieve(down, "note") == "text"
+        assert await store.retrieve(SimpleComponent({"large": True}), "blob") == (
+            bytes(range(256)) * 1024
+        )
+        assert len(await store.list_contents()) == 4
+        assert (await store.verify()).ok
+        await store.store(down, "note", "replaced")  # the upgraded tables take writes
+        assert await store.delete(up) == 1
+    assert rows(path, "PRAGMA user_version") == [(sqlite_backend.SCHEMA_VERSION,)]
+    assert rows(path, "SELECT count(*) FROM entries") == [(3,)]
+    assert rows(path, "SELECT count(*) FROM components") == [(2,)]
+    names = {name for (name,) in rows(path, "SELECT name FROM sqlite_master")}
+    assert not {"entries_v1", "components_v1"} & names
+    assert {"store_entry", "store_entry_insert", "entries_delete"} <= names
+    async with AsyncSQLiteDataStore(path) as store:  # opening again changes nothing
+        assert await store.retrieve(down, "note") == "replaced"

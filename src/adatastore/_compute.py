@@ -36,7 +36,8 @@ class WarmProgress:
     """Where a `warm` run is, passed to a progress callback after each component."""
 
     total: int
-    """Distinct components to go through."""
+    """Distinct components to go through: the number given at first, less the repeats and
+    unusable components as they are found."""
     duplicates: int = 0
     done: int = 0
     computed: int = 0
@@ -86,6 +87,9 @@ def progress_reporter(
         if close:
             bar.close()
         else:
+            if bar.total != state.total:
+                bar.total = state.total
+                bar.refresh()
             bar.update(state.done - bar.n)
             bar.set_postfix(
                 computed=state.computed, stored=state.already_stored, failed=state.failed

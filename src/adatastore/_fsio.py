@@ -96,13 +96,14 @@ def _exchange(temp: str, path: str) -> bool:
     return True
 
 
-def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False) -> None:
     """Write the concatenation of `parts` to `path` atomically.
 
     The bytes go to a temp file in the same directory, which then takes the place of
     `path` (an atomic exchange where the system has one, else `os.replace`); a reader sees
     the old file or the new one. The temp file is removed on every path. With `durable`,
-    the data and the rename are fsynced before returning.
+    the data and the rename are fsynced before returning. `fresh` says `path` is most
+    likely new (its directory was just made): no exchange is tried.
     """
     directory = os.path.dirname(path)
     temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
@@ -118,7 +119,7 @@ def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        if _exchange(temp, path):
+        if not fresh and _exchange(temp, path):
             os.unlink(temp)  # now the old contents
         else:
             os.replace(temp, path)

@@ -46,11 +46,12 @@ async def polling_lock(
     """
     pause = 0.005
     acquired = await try_acquire()
-    with anyio.move_on_after(patience):
-        while not acquired:
-            await anyio.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
-            acquired = await try_acquire()
+    if not acquired and patience != 0:  # a cancel scope only when waiting: they cost
+        with anyio.move_on_after(patience):
+            while not acquired:
+                await anyio.sleep(pause)
+                pause = min(pause * 1.5, 0.25)
+                acquired = await try_acquire()
     try:
         yield acquired
     finally:

@@ -23,11 +23,14 @@ _SAFE = frozenset((string.ascii_lowercase + string.digits + "_.-").encode("ascii
 _TABLE = [chr(b) if b in _SAFE else f"%{b:02X}" for b in range(256)]
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 _ENCODED = re.compile(r"(?:[a-z0-9_.\-]|%[0-9A-F]{2})+")
+_PLAIN = re.compile(r"[a-z0-9_\-][a-z0-9_.\-]*")  # names that encode to themselves
 _KEEP = 96  # characters of the encoding kept before the digest of a shortened name
 
 
 def encode_name(name: str) -> str:
     """Return a safe, injective file name for `name`."""
+    if len(name) <= MAX_ENCODED_LENGTH and _PLAIN.fullmatch(name):
+        return name  # the common case (hex keys, plain attribute names)
     encoded = "".join(_TABLE[b] for b in name.encode("utf-8", "surrogatepass"))
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]

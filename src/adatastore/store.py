@@ -31,11 +31,11 @@ from ._compute import (
     WarmProgress,
     WarmReport,
     call_boxed,
-    in_process,
     is_async,
     no_lock,
     progress_reporter,
 )
+from ._warm import WarmRun
 from .component import Component, check_component, full_type, inputs_of
 from .errors import (
     ConfigurationError,
@@ -615,69 +615,28 @@ class AsyncDataStore(abc.ABC):
             raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
         await self._ready()
         check_attribute_name(attribute_name)
-        unique: dict[str, object] = {}
-        total = 0
+        components = list(components)
         failed: list[tuple[object, BaseException]] = []
-        for component in components:
-            total += 1
-            try:
-                unique.setdefault(self.key_of(component), component)
-            except DataStoreError as error:
-                failed.append((component, error))
-        state = WarmProgress(total=len(unique), duplicates=total - len(unique) - len(failed))
+        state = WarmProgress(total=len(components))
         report_progress = progress_reporter(progress, state)
-        stored = await self.contains_many_raw([(key, attribute_name) for key in unique])
-        for key, _ in stored:
-            del unique[key]
-            state.already_stored += 1
-            state.done += 1
-            self.stats.hits += 1
-        if stored:
-            report_progress()
-
-        async def one(key: str, component: object) -> None:
-            task = functools.partial(compute, component)
-            if processes and not is_async(compute):
-                run: Callable[[], Any] = functools.partial(in_process, task)
-            else:
-                run = task
-            try:
-                _, outcome = await self._get_or_compute(
-                    component,
-                    attribute_name,
-                    run,
-                    cross_process,
-                    3600.0,
-                    key,
-                    value_needed=False,
-                    known_missing=True,
-                )
-            except Exception as error:
-                state.failed += 1
-                failed.append((component, error))
-                if stop_on_error:
-                    raise
-            else:
-                if outcome == "hit":
-                    state.already_stored += 1
-                else:
-                    state.computed += 1
-            state.done += 1
-            report_progress()
-
-        work = iter(list(unique.items()))
-
-        async def worker() -> None:
-            # `concurrency` workers share the work: cheaper than a task per component.
-            for key, component in work:
-                await one(key, component)
-
+        run = WarmRun(
+            self,
+            attribute_name,
+            compute,
+            concurrency=concurrency,
+            processes=processes,
+            stop_on_error=stop_on_error,
+            cross_process=cross_process,
+            state=state,
+            report_progress=report_progress,
+            failed=failed,
+        )
         try:
-            async with anyio.create_task_group() as group:
-                for _ in range(min(concurrency, len(unique))):
-                    group.start_soon(worker)
+            await run.run(components)
         except BaseExceptionGroup as group_error:
             first = group_error.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
             raise first from group_error
         finally:
             report_progress(close=True)

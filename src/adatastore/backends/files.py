@@ -157,11 +157,16 @@ class AsyncShelveDataStore(AsyncDataStore):
         meta = os.path.join(entry_dir, COMPONENT_FILE)
         for attempt in range(3):
             try:
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(entry_dir)
-                if not os.path.exists(meta):
-                    _fsio.atomic_write(meta, [component.to_json()], durable=self.durable)
-                _fsio.atomic_write(path, record, durable=self.durable)
+                    fresh = True
+                except FileExistsError:
+                    fresh = False
+                if fresh or not os.path.exists(meta):
+                    _fsio.atomic_write(
+                        meta, [component.to_json()], durable=self.durable, fresh=fresh
+                    )
+                _fsio.atomic_write(path, record, durable=self.durable, fresh=fresh)
             except FileNotFoundError:
                 # A concurrent delete removed the entry directory between our steps,
                 # or root_dir itself is gone: try again, then report.

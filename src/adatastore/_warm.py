@@ -1,0 +1,372 @@
+"""The pipeline behind `AsyncDataStore.warm`: claim, compute, store in groups.
+
+Three stages joined by memory streams, so that no computation waits for storage:
+
+- *claim* (one task) makes the keys a chunk of components at a time, drops repeats,
+  registers each entry's in-process flight and takes its cross-process lock without
+  waiting, then checks the chunk's claimed entries in one query and hands the missing ones
+  to the workers. An entry whose flight or lock is held elsewhere takes the ordinary
+  `get_or_compute` path, which waits for it. Computations start after the first chunk,
+  not after every key is made.
+- *compute* (`concurrency` workers) takes entries from the claim stage's queue (no task
+  per entry, no hand-over wait) and runs the computations, shielded: a computation that
+  has started completes and is stored even when the warm-up is cancelled.
+- *store* (one task) serializes the results and stores everything that has accumulated in
+  one `write_many_raw` (one transaction on SQL back-ends: a group commit), then releases
+  the locks and wakes whoever waits for those entries.
+
+An entry's lock is held from its claim until it is stored, so other processes warming the
+same entries wait for it and then read it instead of computing it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._compute import Flight, Reporter, WarmProgress, in_process, is_async, no_lock
+from .errors import DataStoreError
+
+if TYPE_CHECKING:
+    from .store import AsyncDataStore
+
+__all__ = ["WarmRun"]
+
+_WRITERS = 4
+"""Groups stored at a time: the files back-end writes in parallel worker threads; SQL
+back-ends serialize the writes but prepare the next group meanwhile."""
+
+
+@dataclass(slots=True)
+class _Claim:
+    """An entry this run has claimed: its flight is registered and its lock held."""
+
+    key: str
+    component: object
+    flight: Flight
+    lock: contextlib.AbstractAsyncContextManager[bool]
+    value: Any = None
+
+
+class WarmRun:
+    """One call of `warm` over entries known to be missing at its start."""
+
+    def __init__(
+        self,
+        store: AsyncDataStore,
+        attribute_name: str,
+        compute: Callable[[Any], Any],
+        *,
+        concurrency: int,
+        processes: bool,
+        stop_on_error: bool,
+        cross_process: bool,
+        state: WarmProgress,
+        report_progress: Reporter,
+        failed: list[tuple[object, BaseException]],
+    ) -> None:
+        self.store = store
+        self.attribute_name = attribute_name
+        self.compute = compute
+        self.concurrency = concurrency
+        self.processes = processes
+        self.stop_on_error = stop_on_error
+        self.cross_process = cross_process
+        self.state = state
+        self.report_progress = report_progress
+        self.failed = failed
+        self._ready: deque[_Claim | tuple[str, object]] = deque()
+        """Claimed entries for the workers, and (key, component) of entries held elsewhere."""
+        self._claimed_all = False
+        self._added = anyio.Event()  # set (and replaced) when entries are queued
+        self._wanted = anyio.Event()  # set when the queue runs low
+
+    async def run(self, components: list[object]) -> None:
+        """Compute and store the attribute of every component that lacks it."""
+        done_send, done_receive = anyio.create_memory_object_stream[_Claim](math.inf)
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._store_results, done_receive)
+                with done_send:
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(self._claim_all, components)
+                        for _ in range(min(self.concurrency, len(components))):
+                            group.start_soon(self._work, done_send.clone())
+        finally:
+            with anyio.CancelScope(shield=True):  # cancelled: let go of what was not started
+                while self._ready:
+                    item = self._ready.popleft()
+                    if isinstance(item, _Claim):
+                        await self._abandon(item)
+
+    # -- claim ----------------------------------------------------------------------------------
+
+    async def _claim_all(self, components: list[object]) -> None:
+        """Claim the entries a chunk at a time (keys, one existence check), queue them.
+
+        It stays about one chunk ahead of the workers: enough that a free worker never
+        waits, few enough that it holds few locks that other processes may want.
+        """
+        seen: set[str] = set()
+        batch: list[_Claim] = []
+        chunk = max(1, min(self.concurrency, 256))
+        try:
+            for start in range(0, len(components), chunk):
+                while len(self._ready) >= chunk:
+                    self._wanted = anyio.Event()
+                    await self._wanted.wait()
+                for component in components[start : start + chunk]:
+                    try:
+                        key = self.store.key_of(component)
+                    except DataStoreError as error:
+                        self.failed.append((component, error))
+                        self.state.total -= 1
+                        continue
+                    if key in seen:
+                        self.state.total -= 1
+                        self.state.duplicates += 1
+                        continue
+                    seen.add(key)
+                    claim = await self._claim(key, component)
+                    if claim is None:
+                        self._ready.append((key, component))
+                    else:
+                        batch.append(claim)
+                await self._drop_stored(batch)
+                self._ready.extend(batch)
+                batch.clear()
+                self._announce()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for claim in batch:
+                    await self._abandon(claim)
+            raise
+        finally:
+            self._claimed_all = True
+            self._announce()
+
+    def _announce(self) -> None:
+        added, self._added = self._added, anyio.Event()
+        added.set()
+
+    async def _claim(self, key: str, component: object) -> _Claim | None:
+        """Register the flight and take the lock without waiting; None if held elsewhere."""
+        store, name = self.store, self.attribute_name
+        if (key, name) in store._flights:
+            return None
+        flight = Flight()
+        store._flights[key, name] = flight
+        lock = store.lock_raw(key, name, 0) if self.cross_process else no_lock()
+        claim = _Claim(key, component, flight, lock)
+        try:
+            locked = await lock.__aenter__()
+        except BaseException:
+            self._drop_flight(claim, "abandoned")
+            raise
+        if not locked:
+            with anyio.CancelScope(shield=True):
+                await lock.__aexit__(None, None, None)
+            self._drop_flight(claim, "abandoned")  # a waiter retries, maybe as the leader
+            return None
+        return claim
+
+    async def _drop_stored(self, batch: list[_Claim]) -> None:
+        """Release the claims whose entry is stored already.
+
+        The check comes after the lock: an entry another process stored before we took
+        its lock is seen here, and one it would store later waits for our lock.
+        """
+        if not batch:
+            return
+        name = self.attribute_name
+        stored = await self.store.contains_many_raw([(claim.key, name) for claim in batch])
+        if not stored:
+            return
+        with anyio.CancelScope(shield=True):
+            for claim in [claim for claim in batch if (claim.key, name) in stored]:
+                batch.remove(claim)
+                claim.flight.has_value = False
+                self._drop_flight(claim, "hit")
+                await claim.lock.__aexit__(None, None, None)
+                self.store.stats.hits += 1
+                self.state.already_stored += 1
+                self._one_done()
+
+    # -- compute --------------------------------------------------------------------------------
+
+    def _task(self, component: object) -> Callable[[], Any]:
+        task = functools.partial(self.compute, component)
+        if self.processes and not is_async(self.compute):
+            return functools.partial(in_process, task)
+        return task
+
+    async def _work(self, done: MemoryObjectSendStream[_Claim]) -> None:
+        """One of `concurrency` workers: take queued entries until there are none."""
+        with done:
+            while True:
+                await anyio.lowlevel.checkpoint_if_cancelled()  # computations are shielded
+                while not self._ready:
+                    if self._claimed_all:
+                        return
+                    await self._added.wait()
+                item = self._ready.popleft()
+                if len(self._ready) < self.concurrency:
+                    self._wanted.set()
+                if isinstance(item, _Claim):
+                    await self._compute(item, done)
+                else:
+                    await self._elsewhere(*item)
+
+    async def _compute(self, claim: _Claim, done: MemoryObjectSendStream[_Claim]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                claim.value = await self.store._run_compute(
+                    self._task(claim.component), claim.key, self.attribute_name
+                )
+        except Exception as error:
+            with anyio.CancelScope(shield=True):
+                await self._fail(claim, error)
+            if self.stop_on_error:
+                raise
+            return
+        try:
+            done.send_nowait(claim)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            with anyio.CancelScope(shield=True):  # the store stage has ended (cancelled)
+                await self._store_group([claim])
+
+    async def _elsewhere(self, key: str, component: object) -> None:
+        """An entry computing in another task or process: wait for it (or compute it)."""
+        try:
+            _, outcome = await self.store._get_or_compute(
+                component,
+                self.attribute_name,
+                self._task(component),
+                self.cross_process,
+                3600.0,
+                key,
+                value_needed=False,
+                known_missing=True,
+            )
+        except Exception as error:
+            self._record_failure(component, error)
+            self._one_done()
+            if self.stop_on_error:
+                raise
+            return
+        if outcome == "hit":
+            self.state.already_stored += 1
+        else:
+            self.state.computed += 1
+        self._one_done()
+
+    # -- store ----------------------------------------------------------------------------------
+
+    async def _store_results(self, done: MemoryObjectReceiveStream[_Claim]) -> None:
+        """Store the results in groups, up to `_WRITERS` groups at a time.
+
+        A group is everything that has arrived by the time a writer is free, so groups
+        grow when storage is the bottleneck and stay small (quick) when it is not.
+        """
+        writers = anyio.CapacityLimiter(_WRITERS)
+        async with done, anyio.create_task_group() as group:
+            try:
+                async for claim in done:
+                    token = object()
+                    await writers.acquire_on_behalf_of(token)
+                    claims = [claim]
+                    with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                        while True:
+                            claims.append(done.receive_nowait())
+                    group.start_soon(self._write_group, claims, writers, token)
+            finally:
+                with anyio.CancelScope(shield=True):  # cancelled: store what was computed
+                    rest: list[_Claim] = []
+                    with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                        while True:
+                            rest.append(done.receive_nowait())
+                    if rest:
+                        await self._store_group(rest)
+
+    async def _write_group(
+        self, claims: list[_Claim], writers: anyio.CapacityLimiter, token: object
+    ) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._store_group(claims)
+        finally:
+            writers.release_on_behalf_of(token)
+
+    async def _store_group(self, claims: list[_Claim]) -> None:
+        """Serialize and store `claims` in one `write_many_raw`, then release them."""
+        store, name = self.store, self.attribute_name
+        start = time.perf_counter()
+        prepared, sealed_claims = [], []
+        for claim in claims:
+            try:
+                record, sealed = await store._seal_value(
+                    claim.component, claim.key, name, claim.value
+                )
+            except Exception as error:
+                await self._fail(claim, error)
+                continue
+            prepared.append((claim.key, name, sealed, record))
+            sealed_claims.append(claim)
+        if not prepared:
+            return
+        try:
+            await store.write_many_raw(prepared)
+        except Exception as error:
+            for claim in sealed_claims:
+                await self._fail(claim, error)
+            if self.stop_on_error:
+                raise
+            return
+        share = (time.perf_counter() - start) / len(prepared)
+        for (key, _, sealed, _), claim in zip(prepared, sealed_claims, strict=True):
+            store._count_store(key, name, sealed, share)
+            store.stats.misses += 1
+            self._drop_flight(claim, "computed", claim.value)
+            await self._unlock(claim)
+            self.state.computed += 1
+            self._one_done()
+
+    # -- endings --------------------------------------------------------------------------------
+
+    def _drop_flight(
+        self, claim: _Claim, outcome: str, value: Any = None, error: Exception | None = None
+    ) -> None:
+        claim.flight.finish(outcome, value, error)
+        if self.store._flights.get((claim.key, self.attribute_name)) is claim.flight:
+            del self.store._flights[claim.key, self.attribute_name]
+
+    async def _unlock(self, claim: _Claim) -> None:
+        await claim.lock.__aexit__(None, None, None)  # callers shield it
+
+    async def _fail(self, claim: _Claim, error: Exception) -> None:
+        self._drop_flight(claim, "failed", error=error)
+        await self._unlock(claim)
+        self._record_failure(claim.component, error)
+        self._one_done()
+
+    async def _abandon(self, claim: _Claim) -> None:
+        self._drop_flight(claim, "abandoned")
+        await self._unlock(claim)
+
+    def _record_failure(self, component: object, error: BaseException) -> None:
+        self.state.failed += 1
+        self.failed.append((component, error))
+
+    def _one_done(self) -> None:
+        self.state.done += 1
+        self.report_progress()
