@@ -1,15 +1,11 @@
 """Does retrieve latency stay flat as the store grows? 10³, 10⁴ and 10⁵ entries.
 
-    python benchmarks/scaling.py [--quick]
-
 Fills a SQLite and a files store with small entries (in bulk), then times blocking
-retrieves of random stored entries at each size. Printed: median µs per retrieve and the
-ratio to the smallest size (target: at most 1.5 at 10⁵).
+retrieves of random stored entries at each size (µs per retrieve).
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import tempfile
@@ -18,58 +14,52 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import Component, Table
+
 from adatastore import ShelveDataStore, SQLiteDataStore, SyncDataStore
 
 
-class Component:
-    version = "1"
-
-    def __init__(self, n: int) -> None:
-        self.parameters = {"n": n}
-        self.input = None
-
-
-def latency(store: SyncDataStore[Any], size: int, calls: int, rounds: int) -> float:
-    rng = random.Random(size)
-    samples = []
-    for _ in range(rounds):
-        picks = [Component(rng.randrange(size)) for _ in range(calls)]
-        start = time.perf_counter()
-        for component in picks:
-            store.retrieve(component, "v")
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    sizes = [100, 1_000] if args.quick else [1_000, 10_000, 100_000]
-    calls, rounds = (50, 2) if args.quick else (500, 5)
-    print(f"# retrieve latency as the store grows ({rounds} rounds of {calls}; medians)\n")
-    print("| back-end | entries | µs per retrieve | ratio to smallest |")
-    print("|---|---:|---:|---:|")
+def run(rounds: int, sizes: list[int], calls: int) -> list[Table]:
+    table = Table(
+        "Retrieve latency as the store grows (blocking API, random stored entries)",
+        "µs per retrieve",
+    )
     with tempfile.TemporaryDirectory(prefix="adatastore-bench-") as name:
         makers: dict[str, Callable[[], SyncDataStore[Any]]] = {
-            "sqlite": lambda: SQLiteDataStore(Path(name) / "s.db"),
+            "SQLite": lambda: SQLiteDataStore(Path(name) / "s.db"),
             "files": lambda: ShelveDataStore(Path(name) / "files"),
         }
         for backend, make in makers.items():
             with make() as store:
-                filled, first = 0, 0.0
+                filled = 0
                 for size in sizes:
-                    batch = [
-                        (Component(n), "v", {"n": n, "data": "x" * 200})
-                        for n in range(filled, size)
-                    ]
-                    for start in range(0, len(batch), 5_000):
-                        store.store_many(batch[start : start + 5_000])
+                    for start in range(filled, size, 5_000):
+                        store.store_many(
+                            [
+                                (Component({"n": n}), "v", {"n": n, "data": "x" * 200})
+                                for n in range(start, min(size, start + 5_000))
+                            ]
+                        )
                     filled = size
-                    micros = latency(store, size, calls, rounds)
-                    first = first or micros
-                    print(f"| {backend} | {size:,} | {micros:.1f} | {micros / first:.2f} |")
+                    rng = random.Random(size)
+                    for _ in range(rounds):
+                        picks = [Component({"n": rng.randrange(size)}) for _ in range(calls)]
+                        start_time = time.perf_counter()
+                        for component in picks:
+                            store.retrieve(component, "v")
+                        micros = (time.perf_counter() - start_time) / calls * 1e6
+                        table.add(f"{backend}: {size:,} entries", micros)
+    return table_with_ratios(table, sizes)
 
 
-if __name__ == "__main__":
-    main()
+def table_with_ratios(table: Table, sizes: list[int]) -> list[Table]:
+    """The latency table, and the ratio of each size to the smallest per back-end."""
+    ratios = Table("Retrieve latency: ratio to the smallest store", "x latency at smallest")
+    for backend in ("SQLite", "files"):
+        first = table.median(f"{backend}: {sizes[0]:,} entries")
+        for size in sizes:
+            ratios.add(
+                f"{backend}: {size:,} entries",
+                statistics.median(table.samples[f"{backend}: {size:,} entries"]) / first,
+            )
+    return [table, ratios]
