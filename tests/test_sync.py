@@ -15,7 +15,14 @@ from components import SimpleComponent
 from conftest import run_python, subprocess_env
 
 import adatastore
-from adatastore import MemoryDataStore, ShelveDataStore, SyncDataStore, _portal, keygenerators
+from adatastore import (
+    MemoryDataStore,
+    ShelveDataStore,
+    SQLiteDataStore,
+    SyncDataStore,
+    _portal,
+    keygenerators,
+)
 from adatastore.errors import ConfigurationError, StoreClosedError
 
 LEGACY_SCRIPT = """
@@ -214,3 +221,79 @@ def test_the_files_store_blocks_in_the_callers_thread(tmp_path: Path) -> None:
     with ShelveDataStore(tmp_path) as store:  # and the async view agrees
         assert store.retrieve(SimpleComponent({"a": 1}), "x") == [1, 2]
         assert store.delete(SimpleComponent({"a": 1})) == 1
+
+
+def test_sqlite_reads_run_in_the_callers_thread_beside_writers(tmp_path: Path) -> None:
+    """SQLiteDataStore reads through a connection of the calling thread (no loop hop),
+    while stores go through the loop's writer; readers in 4 threads see whole values."""
+    store = SQLiteDataStore(tmp_path / "s.db")
+    components = [SimpleComponent({"n": n}) for n in range(50)]
+    store.store_many([(c, "v", [n] * 1000) for n, c in enumerate(components)])
+    portal_calls = 0
+    real_call = _portal.call
+
+    def counting_call(*args: object, **kwargs: object) -> object:
+        nonlocal portal_calls
+        portal_calls += 1
+        return real_call(*args, **kwargs)  # type: ignore[arg-type]
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                for n, c in enumerate(components):
+                    value = store.retrieve(c, "v")
+                    assert value in ([n] * 1000, [-n] * 1000), value[:3]
+                values = store.retrieve_many([(c, "v") for c in components])
+                assert [abs(v[0]) for v in values] == list(range(50))
+        except BaseException as error:
+            errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    _portal.call = counting_call  # type: ignore[assignment]
+    try:
+        for round_number in range(5):
+            sign = -1 if round_number % 2 == 0 else 1
+            for n, c in enumerate(components):
+                store.store(c, "v", [sign * n] * 1000)
+        assert store.contains(components[0], "v")
+        assert not store.contains(SimpleComponent({"n": -1}), "v")
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=60)
+        _portal.call = real_call
+    assert not errors, errors[0]
+    assert portal_calls == 250  # the stores; no read went through the loop
+    assert len(store.async_store._blocking_readers) >= 5  # 4 readers + this thread
+    store.close()
+    assert store.async_store._blocking_readers == []
+    with pytest.raises(StoreClosedError):
+        store.retrieve(components[0], "v")
+
+
+def test_a_forked_child_reads_sqlite_through_its_own_connection(tmp_path: Path) -> None:
+    store = SQLiteDataStore(tmp_path / "s.db")
+    store.store(SimpleComponent({"parent": 1}), "x", "from the parent")
+    assert store.retrieve(SimpleComponent({"parent": 1}), "x") == "from the parent"
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[object] = context.Queue()
+    child = context.Process(target=_child_reads_sqlite, args=(store, queue))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == ("from the parent", True)
+    store.close()
+
+
+def _child_reads_sqlite(store: SQLiteDataStore, queue: multiprocessing.Queue[object]) -> None:
+    inherited = store.async_store._local.connection
+    value = store.retrieve(SimpleComponent({"parent": 1}), "x")
+    queue.put((value, store.async_store._local.connection is not inherited))

@@ -279,24 +279,29 @@ class WarmRun:
         grow when storage is the bottleneck and stay small (quick) when it is not.
         """
         writers = anyio.CapacityLimiter(_WRITERS)
+        pending: list[_Claim] = []  # received, not yet handed to a writer
         async with done, anyio.create_task_group() as group:
             try:
                 async for claim in done:
+                    pending.append(claim)
                     token = object()
                     await writers.acquire_on_behalf_of(token)
-                    claims = [claim]
                     with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
                         while True:
-                            claims.append(done.receive_nowait())
+                            pending.append(done.receive_nowait())
+                    claims, pending = pending, []
                     group.start_soon(self._write_group, claims, writers, token)
             finally:
-                with anyio.CancelScope(shield=True):  # cancelled: store what was computed
-                    rest: list[_Claim] = []
-                    with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-                        while True:
-                            rest.append(done.receive_nowait())
-                    if rest:
-                        await self._store_group(rest)
+                # Cancelled: store what was computed. Draining and closing happen in one
+                # step, so a result sent later finds the stream closed and is stored by
+                # its worker instead of being left in the stream.
+                with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                    while True:
+                        pending.append(done.receive_nowait())
+                done.close()
+                if pending:
+                    with anyio.CancelScope(shield=True):
+                        await self._store_group(pending)
 
     async def _write_group(
         self, claims: list[_Claim], writers: anyio.CapacityLimiter, token: object

@@ -724,9 +724,13 @@ class AsyncDataStore(abc.ABC):
     #
     # Back-ends whose raw I/O is plain blocking calls (files) set `supports_blocking` and
     # implement the ``*_raw_blocking`` methods; the blocking classes then run store,
-    # retrieve and contains in the caller's thread, with no hop to adatastore's loop.
+    # retrieve, retrieve_many and contains in the caller's thread, with no hop to
+    # adatastore's loop. Back-ends that can only read that way (SQLite, whose writes go
+    # through the loop's single writer connection) set `supports_blocking_reads` and
+    # implement the read methods.
 
     supports_blocking: ClassVar[bool] = False
+    supports_blocking_reads: ClassVar[bool] = False
 
     def open_raw_blocking(self) -> None:
         raise NotImplementedError
@@ -741,6 +745,10 @@ class AsyncDataStore(abc.ABC):
 
     def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
         raise NotImplementedError
+
+    def read_many_raw_blocking(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        """The records of several (key, name) pairs; by default `read_raw_blocking` each."""
+        return [self.read_raw_blocking(key, name) for key, name in pairs]
 
     def close_raw_blocking(self) -> None:  # noqa: B027 - optional hook
         """Release resources, from a blocking caller."""
@@ -772,9 +780,13 @@ class AsyncDataStore(abc.ABC):
         self.write_raw_blocking(key, attribute_name, sealed, record)
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
+    def _check_usable_blocking(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+
     def retrieve_blocking(self, component: object, attribute_name: str, default: Any) -> Any:
         """`retrieve`, in the caller's thread."""
-        self._check_usable()
+        self._check_usable_blocking()
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         start = time.perf_counter()
@@ -789,9 +801,33 @@ class AsyncDataStore(abc.ABC):
         self.stats.read_seconds += time.perf_counter() - start
         return value
 
+    def retrieve_many_blocking(
+        self, requests: Iterable[tuple[object, str]], default: Any = None
+    ) -> list[Any]:
+        """`retrieve_many`, in the caller's thread."""
+        self._check_usable_blocking()
+        pairs = []
+        for component, attribute_name in requests:
+            check_attribute_name(attribute_name)
+            pairs.append((self.key_of(component), attribute_name))
+        start = time.perf_counter()
+        records = self.read_many_raw_blocking(pairs)
+        values = []
+        for (key, attribute_name), data in zip(pairs, records, strict=True):
+            if data is None:
+                self.stats.misses += 1
+                values.append(default)
+                continue
+            header, parts = self._open_record(key, attribute_name, data, self.verify_on_read)
+            values.append(self._loads(key, attribute_name, header, parts))
+            self.stats.hits += 1
+            self.stats.bytes_read += memoryview(data).nbytes
+        self.stats.read_seconds += time.perf_counter() - start
+        return values
+
     def contains_blocking(self, component: object, attribute_name: str) -> bool:
         """`contains`, in the caller's thread."""
-        self._check_usable()
+        self._check_usable_blocking()
         check_attribute_name(attribute_name)
         return self.contains_raw_blocking(self.key_of(component), attribute_name)
 

@@ -5,7 +5,8 @@ the async method on its asyncio loop. This works in scripts, in threads and insi
 running event loop (Jupyter). In async code, await the ``Async*`` classes instead.
 
 Back-ends whose I/O is blocking anyway (the files back-end) skip the loop for `store`,
-`retrieve` and `contains`: the same core runs in the caller's thread.
+`retrieve`, `retrieve_many` and `contains`: the same core runs in the caller's thread.
+SQLite skips it for the reads (a connection per calling thread, beside the loop's writer).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SyncDataStore(Generic[A]):
         # Back-ends with blocking I/O (files) serve store/retrieve/contains in the caller's
         # thread; the others go through adatastore's loop thread.
         self._direct = async_store.supports_blocking
+        self._direct_reads = self._direct or async_store.supports_blocking_reads
         if self._direct:
             async_store.open_blocking()
         else:
@@ -67,7 +69,7 @@ class SyncDataStore(Generic[A]):
 
     def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored."""
-        if self._direct:
+        if self._direct_reads:
             return self.async_store.retrieve_blocking(component, attribute_name, default)
         return _portal.call(self.async_store.retrieve, component, attribute_name, default)
 
@@ -79,11 +81,13 @@ class SyncDataStore(Generic[A]):
         self, requests: Iterable[tuple[object, str]], default: Any = None
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` in one call, in order."""
+        if self._direct_reads:
+            return self.async_store.retrieve_many_blocking(requests, default)
         return _portal.call(self.async_store.retrieve_many, list(requests), default)
 
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
-        if self._direct:
+        if self._direct_reads:
             return self.async_store.contains_blocking(component, attribute_name)
         return _portal.call(self.async_store.contains, component, attribute_name)
 

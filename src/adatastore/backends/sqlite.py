@@ -20,9 +20,10 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -168,6 +169,9 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self._lock_file: _locks.LockFile | None = None
         self._write_lock: anyio.Lock | None = None
+        self._local = threading.local()  # the blocking readers' connections, one per thread
+        self._blocking_readers: list[sqlite3.Connection] = []
+        self._blocking_readers_lock = threading.Lock()
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._writer: aiosqlite.Connection | None = None
@@ -317,6 +321,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
 
     async def close_raw(self) -> None:
         _unclosed.discard(self)
+        self._close_blocking_readers()
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.close)
         writer, reader = self._writer, self._reader
@@ -328,6 +333,90 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 await writer.close()
             if reader is not None:
                 await reader.close()
+
+    # -- the direct blocking path for reads ------------------------------------------------------
+    #
+    # The blocking class reads in the caller's thread through a plain sqlite3 connection of
+    # that thread (WAL lets it read beside the async writer); writes still go through the
+    # store's loop, whose connection is the only writer of this process.
+
+    supports_blocking_reads = True
+
+    def _blocking_reader(self) -> sqlite3.Connection:
+        local = self._local
+        connection: sqlite3.Connection | None = getattr(local, "connection", None)
+        if connection is None or local.pid != os.getpid():
+            try:
+                connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+                connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                connection.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as error:
+                raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+            local.connection, local.pid = connection, os.getpid()
+            with self._blocking_readers_lock:
+                self._blocking_readers.append(connection)
+        return connection
+
+    def _close_blocking_readers(self) -> None:
+        with self._blocking_readers_lock:
+            readers, self._blocking_readers = self._blocking_readers, []
+        for connection in readers:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+
+    def _query_blocking(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
+        try:
+            return self._blocking_reader().execute(sql, arguments).fetchall()
+        except sqlite3.Error as error:
+            raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+
+    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
+        query = "SELECT payload, file FROM entries WHERE key = ? AND attribute = ?"
+        for _attempt in range(5):
+            rows = self._query_blocking(query, (key, attribute_name))
+            if not rows:
+                return None
+            ((payload, name),) = rows
+            if name is None:
+                return bytearray(payload)
+            data = self._read_payload_file(name)
+            if data is not None:
+                return data
+            # The record was replaced and its old file removed after we read the row.
+        raise StorageError(
+            f"SQLite store {str(self.path)!r}: the payload file of {attribute_name!r} "
+            f"of {key!r} is missing"
+        )
+
+    def _read_payload_file(self, name: str) -> Buffer | None:
+        try:
+            return _fsio.read_file(self._file_path(name))
+        except OSError as error:
+            raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+
+    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
+        query = "SELECT 1 FROM entries WHERE key = ? AND attribute = ?"
+        return bool(self._query_blocking(query, (key, attribute_name)))
+
+    def read_many_raw_blocking(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        rows: list[Any] = []
+        for sql, arguments in _pair_queries("payload, file", pairs):
+            rows.extend(self._query_blocking(sql, arguments))
+        found = {(str(key), str(name)): (payload, file) for key, name, payload, file in rows}
+        results: list[Buffer | None] = []
+        for pair in pairs:
+            if pair not in found:
+                results.append(None)
+                continue
+            payload, file = found[pair]
+            if file is None:
+                results.append(bytearray(payload))
+            else:
+                data = self._read_payload_file(file)
+                results.append(data if data is not None else self.read_raw_blocking(*pair))
+        return results
 
     def _connections(self) -> tuple[aiosqlite.Connection, aiosqlite.Connection]:
         if self._writer is None or self._reader is None:
@@ -510,14 +599,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         one query per 400 pairs (SQLite allows 999 bound parameters)."""
         _, reader = self._connections()
         rows: list[Any] = []
-        for start in range(0, len(pairs), 400):
-            chunk = pairs[start : start + 400]
-            condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
-            arguments = [value for pair in chunk for value in pair]
-            query = f"SELECT key, attribute, {columns} FROM entries WHERE {condition}"
-            rows.extend(
-                await self._sql(functools.partial(reader.execute_fetchall, query, arguments))
-            )
+        for sql, arguments in _pair_queries(columns, pairs):
+            rows.extend(await self._sql(functools.partial(reader.execute_fetchall, sql, arguments)))
         return rows
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
@@ -608,6 +691,18 @@ def _insert_rows(rows: Sequence[dict[str, Any]]) -> tuple[str, list[Any]]:
         [placeholders] * len(rows)
     )
     return sql, [row[column] for row in rows for column in _COLUMNS]
+
+
+def _pair_queries(
+    columns: str, pairs: Sequence[tuple[str, str]]
+) -> Iterator[tuple[str, list[str]]]:
+    """``SELECT key, attribute, <columns>`` of the entries among `pairs`, 400 pairs a query
+    (SQLite's historical limit is 999 bound parameters)."""
+    for start in range(0, len(pairs), 400):
+        chunk = pairs[start : start + 400]
+        condition = " OR ".join(["(key = ? AND attribute = ?)"] * len(chunk))
+        arguments = [value for pair in chunk for value in pair]
+        yield f"SELECT key, attribute, {columns} FROM entries WHERE {condition}", arguments
 
 
 def _row(
