@@ -25,6 +25,7 @@ from .errors import (
     SerializationError,
     UnhashableParameterError,
 )
+from .provenance import Explanation, Provenance
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .stats import Stats
 from .store import AsyncDataStore, ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport
@@ -34,7 +35,7 @@ from .urls import open_store, open_store_sync, register_scheme
 if TYPE_CHECKING:
     from .backends.django.store import AsyncDjangoORMDataStore, DjangoORMDataStore
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _DJANGO_NAMES = ("AsyncDjangoORMDataStore", "DjangoORMDataStore")
 
@@ -78,9 +79,11 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "DataStoreError",
     "DjangoORMDataStore",
     "Entry",
+    "Explanation",
     "JSONSerializer",
     "MemoryDataStore",
     "PickleSerializer",
+    "Provenance",
     "SQLiteDataStore",
     "SerializationError",
     "Serializer",

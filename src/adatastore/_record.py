@@ -45,6 +45,9 @@ class Header:
     """The payload digest: ("xxh3", value) or, in older records, ("crc32", value)."""
     signature: str | None = None
     """HMAC-SHA256 (hex) of the record's contents when the writer had a signing key."""
+    provenance: dict[str, Any] | None = None
+    """When and where the record was written (`adatastore.provenance.Provenance` as JSON);
+    None in records written before adatastore 0.2. Informational: not signed."""
 
 
 def _views(parts: Sequence[Buffer]) -> list[memoryview]:
@@ -72,6 +75,7 @@ def seal(
     *,
     key: str = "",
     signer: Signer | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> list[Buffer]:
     """Return the buffers of a record holding `parts`, to be written one after another.
 
@@ -87,6 +91,8 @@ def seal(
     }
     if signer is not None:
         fields["hmac"] = signer.sign(key, attribute_name, serializer, views)
+    if provenance is not None:
+        fields["provenance"] = provenance
     header = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     out: list[Buffer] = [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header]
     position = _PREFIX.size + len(header)
@@ -128,6 +134,9 @@ def read_header(data: Buffer) -> tuple[Header, int]:
             if "xxh3" in fields
             else ("crc32", int(fields["crc32"])),
             signature=None if fields.get("hmac") is None else str(fields["hmac"]),
+            provenance=provenance
+            if isinstance(provenance := fields.get("provenance"), dict)
+            else None,
         )
     except (ValueError, KeyError, TypeError) as error:
         raise DamagedRecord(f"unreadable header: {error}") from None

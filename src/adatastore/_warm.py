@@ -56,6 +56,7 @@ class _Claim:
     flight: Flight
     lock: contextlib.AbstractAsyncContextManager[bool]
     value: Any = None
+    compute_seconds: float | None = None
 
 
 class WarmRun:
@@ -230,9 +231,11 @@ class WarmRun:
     async def _compute(self, claim: _Claim, done: MemoryObjectSendStream[_Claim]) -> None:
         try:
             with anyio.CancelScope(shield=True):
+                started = time.perf_counter()
                 claim.value = await self.store._run_compute(
                     self._task(claim.component), claim.key, self.attribute_name
                 )
+                claim.compute_seconds = time.perf_counter() - started
         except Exception as error:
             with anyio.CancelScope(shield=True):
                 await self._fail(claim, error)
@@ -320,7 +323,7 @@ class WarmRun:
         for claim in claims:
             try:
                 record, sealed = await store._seal_value(
-                    claim.component, claim.key, name, claim.value
+                    claim.component, claim.key, name, claim.value, claim.compute_seconds
                 )
             except Exception as error:
                 await self._fail(claim, error)

@@ -1,27 +1,144 @@
-"""The ``adatastore`` command (also ``python -m adatastore``)."""
+"""The ``adatastore`` command (also ``python -m adatastore``): look into stores, clean them,
+move them, and ask why a lookup missed, without writing Python.
+
+Every sub-command takes the store as ``--url`` (the `open_store` syntax) or from
+``ADATASTORE_URL``. Output is for people by default; ``--json`` prints one JSON document for
+scripts. Exit codes: 0 done, 1 the answer is "no" (damage found, a miss explained), 2 a
+usage or store error (reported in one line, no traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from .errors import DataStoreError
+import anyio
+
+from . import _record
+from .errors import ConfigurationError, DataStoreError
+from .provenance import Explanation, Provenance
+from .store import AsyncDataStore, ComponentRecord, Entry
 
 __all__ = ["main"]
 
 
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="adatastore", description="Look into and manage adatastore stores."
+        prog="adatastore",
+        description="Look into and manage adatastore stores. The store is --url URL "
+        "(sqlite:///cache.db, file:///data/cache, django+postgresql://..., or a plain path) "
+        "or the ADATASTORE_URL environment variable.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
+
+    def command(name: str, summary: str, description: str, *, json_output: bool = True) -> Any:
+        sub = commands.add_parser(name, help=summary, description=description)
+        if name not in ("copy", "demo"):
+            sub.add_argument("--url", help="the store (default: $ADATASTORE_URL)")
+        if json_output:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    ls = command(
+        "ls",
+        "list entries: type, version, attribute, size, age",
+        "List the stored entries as a table, newest first.",
+    )
+    ls.add_argument("--type", help="only this component type (full name or its last part)")
+    ls.add_argument("--attribute", help="only this attribute name")
+
+    show = command(
+        "show",
+        "one component: metadata, parameters, inputs, attributes",
+        "Show a stored component: its type, version, parameters as a tree, inputs, and "
+        "each stored attribute with its size and provenance.",
+    )
+    show.add_argument("key", help="the component's key, or a unique prefix of it (4+ chars)")
+
+    command(
+        "stats",
+        "counts, bytes, per-type breakdown, oldest and newest",
+        "Summarize the store: entries, components, bytes, per type, oldest and newest.",
+    )
+
+    verify = command(
+        "verify",
+        "check every entry; exit 1 if any is damaged",
+        "Read every entry and check its envelope, checksum and signature. Damaged entries "
+        "are listed (and deleted with --repair); the exit code is 1 when any is found.",
+    )
+    verify.add_argument("--repair", action="store_true", help="delete the damaged entries")
+
+    prune = command(
+        "prune",
+        "delete old entries, or the oldest beyond a size",
+        "Delete entries stored before --older-than, and then, with --max-size, the "
+        "least recently stored ones until the store fits. Every deletion is printed; "
+        "--dry-run prints them without deleting.",
+    )
+    prune.add_argument("--older-than", type=_duration, help="e.g. 30d, 12h, 90m, 45s")
+    prune.add_argument("--max-size", type=_size, help="e.g. 10GB, 500MB, 1.5GiB")
+    prune.add_argument("--type", help="only entries of this component type")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; delete none")
+
+    copy = command(
+        "copy",
+        "copy a whole store to another (any back-ends)",
+        "Copy every entry of SRC into DST, records unchanged and keys kept (files -> "
+        "SQLite -> PostgreSQL and back). Entries DST already holds are skipped, so an "
+        "interrupted copy resumes where it stopped.",
+    )
+    copy.add_argument("source", metavar="SRC", help="the store to copy from (a URL)")
+    copy.add_argument("destination", metavar="DST", help="the store to copy into (a URL)")
+    copy.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+
+    explain = command(
+        "explain",
+        "why is a component's attribute not stored? (or where it came from)",
+        "Describe a component and ask for one of its attributes: for a hit, where the "
+        "entry came from; for a miss, the closest stored components of the same type and "
+        "exactly what differs. Exit code 1 for a miss.",
+    )
+    explain.add_argument("attribute", help="the attribute name, e.g. spikes")
+    explain.add_argument(
+        "--type", required=True, help="the component's full type, e.g. mymodel.Network"
+    )
+    explain.add_argument("--version", default="1", help="the component's version")
+    explain.add_argument("--parameters", default="{}", help="the parameters as JSON, or @file.json")
+    explain.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="the key (or prefix) of a stored input component; repeatable",
+    )
+    explain.add_argument("--limit", type=int, default=3, help="closest components to show")
+
+    demo = command(
         "demo",
-        help="run a small simulation pipeline twice; the second run comes from the store",
-        description="Run a small simulation pipeline twice against a store (the embedded "
-        "SQLite default unless --url says otherwise) and print, for each run, the wall "
-        "time and the store's hits and misses.",
+        "run a small simulation pipeline twice; the second run comes from the store",
+        "Run a small simulation pipeline twice against a store (the embedded SQLite "
+        "default unless --url says otherwise) and print, for each run, the wall time and "
+        "the store's hits and misses.",
+        json_output=False,
     )
     where = demo.add_mutually_exclusive_group()
     where.add_argument(
@@ -29,6 +146,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--url", help="use this store URL instead (sqlite:///..., file:///...)")
     return parser
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30d, 12h or 90m")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return timedelta(**{unit[match.group(2)]: float(match.group(1))})
+
+
+def _size(text: str) -> int:
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 10GB or 500MiB")
+    unit = match.group(2).lower().rstrip("b")
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+    base = 1024 if unit.endswith("i") else 1000
+    return int(float(match.group(1)) * base ** powers[unit.rstrip("i")])
+
+
+# -- running --------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +181,435 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(directory=args.dir, url=args.url)
-    except DataStoreError as error:
+            return 0
+        result: int = anyio.run(_COMMANDS[args.command], args, backend="asyncio")
+    except (DataStoreError, UsageError) as error:
         print(f"adatastore: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("adatastore: interrupted", file=sys.stderr)
+        return 130
+    return result
+
+
+async def _open(url: str | None) -> AsyncDataStore:
+    from .urls import open_store
+
+    if url is None and not os.environ.get("ADATASTORE_URL"):
+        raise UsageError("no store given: pass --url URL or set ADATASTORE_URL")
+    return await open_store(url)
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def _matches_type(full_type: str, wanted: str | None) -> bool:
+    return wanted is None or full_type == wanted or full_type.endswith("." + wanted)
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _age(moment: datetime, now: datetime) -> str:
+    seconds = max((now - moment).total_seconds(), 0)
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
+    lines += [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "type": entry.full_type,
+        "version": entry.version,
+        "attribute": entry.attribute_name,
+        "size": entry.size,
+        "stored_at": entry.stored_at.isoformat(),
+    }
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    async with await _open(args.url) as store:
+        entries = [
+            entry
+            for entry in await store.list_contents()
+            if _matches_type(entry.full_type, args.type)
+            and (args.attribute is None or entry.attribute_name == args.attribute)
+        ]
+    entries.sort(key=lambda entry: entry.stored_at, reverse=True)
+    if args.json:
+        _print_json([_entry_json(entry) for entry in entries])
+        return 0
+    now = datetime.now(UTC)
+    rows = [
+        (
+            entry.key[:12],
+            entry.full_type,
+            entry.version,
+            entry.attribute_name,
+            _human_size(entry.size),
+            _age(entry.stored_at, now),
+        )
+        for entry in entries
+    ]
+    print(_table(("KEY", "TYPE", "VERSION", "ATTRIBUTE", "SIZE", "AGE"), rows))
+    print(f"{len(entries)} entries, {_human_size(sum(e.size for e in entries))}")
     return 0
+
+
+async def _find_component(store: AsyncDataStore, prefix: str) -> ComponentRecord:
+    if len(prefix) < 4:
+        raise UsageError(f"key prefix {prefix!r} is too short: give at least 4 characters")
+    matches = [r for r in await store.components_raw(None) if r.key.startswith(prefix)]
+    if not matches:
+        raise UsageError(f"no stored component has a key starting with {prefix!r}")
+    if len(matches) > 1:
+        exact = [record for record in matches if record.key == prefix]
+        if exact:
+            return exact[0]
+        raise UsageError(
+            f"{len(matches)} components have keys starting with {prefix!r}: give more of it"
+        )
+    return matches[0]
+
+
+async def _provenance(store: AsyncDataStore, key: str, name: str) -> Provenance | None:
+    data = await store.read_raw(key, name)
+    if data is None:
+        return None
+    try:
+        header, _ = _record.read_header(data)
+    except _record.DamagedRecord:
+        return None
+    return None if header.provenance is None else Provenance.from_json(header.provenance)
+
+
+def _tree(value: Any, indent: str = "  ") -> list[str]:
+    if isinstance(value, dict) and value:
+        lines = []
+        for name, item in value.items():
+            if isinstance(item, dict) and item:
+                lines.append(f"{indent}{name}:")
+                lines += _tree(item, indent + "  ")
+            else:
+                lines.append(f"{indent}{name}: {json.dumps(item, ensure_ascii=False)}")
+        return lines
+    return [f"{indent}{json.dumps(value, ensure_ascii=False)}"]
+
+
+async def _show(args: argparse.Namespace) -> int:
+    async with await _open(args.url) as store:
+        record = await _find_component(store, args.key)
+        entries = [e for e in await store.list_contents() if e.key == record.key]
+        provenances = {
+            e.attribute_name: await _provenance(store, e.key, e.attribute_name) for e in entries
+        }
+        known = {r.key: r for r in await store.components_raw(None)}
+    inputs = [(key, known[key].full_type if key in known else None) for key in record.input_keys]
+    if args.json:
+        _print_json(
+            {
+                "key": record.key,
+                "type": record.full_type,
+                "version": record.version,
+                "parameters": record.parameters,
+                "inputs": [{"key": key, "type": kind} for key, kind in inputs],
+                "attributes": [
+                    {
+                        **_entry_json(e),
+                        "provenance": (
+                            None
+                            if provenances[e.attribute_name] is None
+                            else provenances[e.attribute_name].to_json()  # type: ignore[union-attr]
+                        ),
+                    }
+                    for e in entries
+                ],
+            }
+        )
+        return 0
+    print(f"key:        {record.key}")
+    print(f"type:       {record.full_type}")
+    print(f"version:    {record.version}")
+    print("parameters:")
+    print("\n".join(_tree(record.parameters)))
+    print("inputs:" + ("" if inputs else "     none"))
+    for key, kind in inputs:
+        print(f"  {key[:12]}  {kind or '(not stored here)'}")
+    print("attributes:")
+    for entry in entries:
+        found = provenances[entry.attribute_name]
+        where = found.describe() if found else "no provenance recorded"
+        print(f"  {entry.attribute_name}  {_human_size(entry.size)}  {where}")
+    return 0
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    async with await _open(args.url) as store:
+        entries = await store.list_contents()
+    per_type: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        row = per_type.setdefault(entry.full_type, {"entries": 0, "bytes": 0})
+        row["entries"] += 1
+        row["bytes"] += entry.size
+    total = sum(entry.size for entry in entries)
+    oldest = min((e.stored_at for e in entries), default=None)
+    newest = max((e.stored_at for e in entries), default=None)
+    components = len({entry.key for entry in entries})
+    if args.json:
+        _print_json(
+            {
+                "entries": len(entries),
+                "components": components,
+                "bytes": total,
+                "oldest": oldest,
+                "newest": newest,
+                "types": per_type,
+            }
+        )
+        return 0
+    print(f"entries:    {len(entries)} of {components} components")
+    print(f"size:       {_human_size(total)}")
+    if oldest is not None and newest is not None:
+        print(f"oldest:     {oldest:%Y-%m-%d %H:%M:%S} UTC")
+        print(f"newest:     {newest:%Y-%m-%d %H:%M:%S} UTC")
+        rows = [
+            (kind, str(row["entries"]), _human_size(row["bytes"]))
+            for kind, row in sorted(per_type.items(), key=lambda item: -item[1]["bytes"])
+        ]
+        print(_table(("TYPE", "ENTRIES", "SIZE"), rows))
+    return 0
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    async with await _open(args.url) as store:
+        report = await store.verify(repair=args.repair)
+    if args.json:
+        _print_json(
+            {
+                "checked": report.checked,
+                "damaged": [
+                    {"key": d.key, "attribute": d.attribute_name, "reason": d.reason}
+                    for d in report.damaged
+                ],
+                "removed": report.removed,
+            }
+        )
+    else:
+        for damaged in report.damaged:
+            print(f"damaged: {damaged.attribute_name!r} of {damaged.key[:12]}: {damaged.reason}")
+        removed = f", {report.removed} removed" if args.repair else ""
+        print(f"{report.checked} entries checked, {len(report.damaged)} damaged{removed}")
+    return 0 if report.ok else 1
+
+
+async def _prune(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.max_size is None:
+        raise UsageError("say what to prune: --older-than, --max-size, or both")
+    now = datetime.now(UTC)
+    async with await _open(args.url) as store:
+        entries = sorted(await store.list_contents(), key=lambda entry: entry.stored_at)
+        doomed: list[tuple[Entry, str]] = []
+        kept = []
+        for entry in entries:
+            if not _matches_type(entry.full_type, args.type):
+                kept.append(entry)
+            elif args.older_than is not None and now - entry.stored_at > args.older_than:
+                doomed.append((entry, f"older than {_age(now - args.older_than, now)}"))
+            else:
+                kept.append(entry)
+        if args.max_size is not None:
+            total = sum(entry.size for entry in kept)
+            for entry in list(kept):  # oldest first
+                if total <= args.max_size:
+                    break
+                if _matches_type(entry.full_type, args.type):
+                    doomed.append((entry, f"over {_human_size(args.max_size)}"))
+                    kept.remove(entry)
+                    total -= entry.size
+        if not args.dry_run:
+            for entry, _ in doomed:
+                await store.delete_raw(entry.key, entry.attribute_name)
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.json:
+        _print_json(
+            {
+                "dry_run": args.dry_run,
+                "deleted": [{**_entry_json(entry), "reason": why} for entry, why in doomed],
+                "bytes": sum(entry.size for entry, _ in doomed),
+            }
+        )
+        return 0
+    for entry, why in doomed:
+        print(
+            f"{verb}: {entry.attribute_name!r} of {entry.full_type} {entry.key[:12]} "
+            f"({_human_size(entry.size)}, {why})"
+        )
+    freed = _human_size(sum(entry.size for entry, _ in doomed))
+    print(f"{verb} {len(doomed)} entries, {freed}")
+    return 0
+
+
+async def _copy(args: argparse.Namespace) -> int:
+    from .urls import open_store
+
+    async with (
+        await open_store(args.source) as source,
+        await open_store(args.destination) as destination,
+    ):
+        entries = await source.list_contents()
+        present = await destination.contains_many_raw(
+            [(entry.key, entry.attribute_name) for entry in entries]
+        )
+        todo = [e for e in entries if (e.key, e.attribute_name) not in present]
+        components = {record.key: record for record in await source.components_raw(None)}
+        bar = _progress_bar(args.progress, len(todo))
+        copied, damaged = 0, []
+        for start in range(0, len(todo), 100):
+            batch = []
+            for entry in todo[start : start + 100]:
+                data = await source.read_raw(entry.key, entry.attribute_name)
+                component = components.get(entry.key)
+                if data is None or component is None:
+                    continue  # deleted meanwhile
+                try:
+                    source._open_record(entry.key, entry.attribute_name, data, verify=True)
+                except DataStoreError as error:
+                    damaged.append((entry, str(error)))
+                    continue
+                batch.append((entry.key, entry.attribute_name, [data], component))
+            await destination.write_many_raw(batch)
+            copied += len(batch)
+            bar(copied + len(damaged))
+        bar(None)
+    for entry, why in damaged:
+        print(
+            f"skipped damaged: {entry.attribute_name!r} of {entry.key[:12]}: {why}", file=sys.stderr
+        )
+    print(f"copied {copied} entries, {len(present)} already there, {len(damaged)} damaged")
+    return 1 if damaged else 0
+
+
+def _progress_bar(wanted: bool | None, total: int) -> Callable[[int | None], None]:
+    show = sys.stderr.isatty() if wanted is None else wanted
+    if not show:
+        return lambda done: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if wanted:
+            raise ConfigurationError(
+                "--progress needs tqdm: pip install 'adatastore[progress]'"
+            ) from None
+        return lambda done: None
+    bar = tqdm(total=total, unit="entry", desc="copying")
+
+    def update(done: int | None) -> None:
+        if done is None:
+            bar.close()
+        else:
+            bar.update(done - bar.n)
+
+    return update
+
+
+async def _explain(args: argparse.Namespace) -> int:
+    text = args.parameters
+    if text.startswith("@"):
+        try:
+            text = await anyio.Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot read parameters from {text[1:]!r}: {error}") from None
+    try:
+        parameters = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--parameters is not JSON: {error}") from None
+    if not isinstance(parameters, dict):
+        raise UsageError("--parameters must be a JSON object (a mapping of names to values)")
+    async with await _open(args.url) as store:
+        inputs = [await _rebuild(store, await _find_component(store, key)) for key in args.input]
+        component = _Described.make(args.type, args.version, parameters, inputs)
+        explanation = await store.explain(component, args.attribute, limit=args.limit)
+    if args.json:
+        _print_json(_explanation_json(explanation))
+    else:
+        print(explanation)
+    return 0 if explanation.hit else 1
+
+
+class _Described:
+    """A component rebuilt from a description: its type name, version, parameters, inputs."""
+
+    parameters: Any
+    input: Any
+    version: Any
+
+    @staticmethod
+    def make(full_type: str, version: str, parameters: Any, inputs: list[Any]) -> Any:
+        module, _, name = full_type.rpartition(".")
+        kind = type(name, (_Described,), {"__module__": module, "__qualname__": name})
+        component = kind()
+        component.parameters = parameters
+        component.version = version
+        component.input = None if not inputs else inputs[0] if len(inputs) == 1 else inputs
+        return component
+
+
+async def _rebuild(store: AsyncDataStore, record: ComponentRecord) -> Any:
+    known = {r.key: r for r in await store.components_raw(None)}
+    inputs = []
+    for key in record.input_keys:
+        if key not in known:
+            raise UsageError(f"input {key[:12]} of {record.key[:12]} is not stored here")
+        inputs.append(await _rebuild(store, known[key]))
+    return _Described.make(record.full_type, record.version, record.parameters, inputs)
+
+
+def _explanation_json(explanation: Explanation) -> dict[str, Any]:
+    return {
+        "key": explanation.key,
+        "attribute": explanation.attribute_name,
+        "type": explanation.full_type,
+        "hit": explanation.hit,
+        "provenance": None if explanation.provenance is None else explanation.provenance.to_json(),
+        "same_component_attributes": list(explanation.same_component_attributes),
+        "candidates": [
+            {
+                "key": candidate.key,
+                "attributes": list(candidate.attribute_names),
+                "differences": [
+                    {"path": d.path, "asked": repr(d.wanted), "stored": repr(d.stored)}
+                    for d in candidate.differences
+                ],
+            }
+            for candidate in explanation.candidates
+        ],
+    }
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "ls": _ls,
+    "show": _show,
+    "stats": _stats,
+    "verify": _verify,
+    "prune": _prune,
+    "copy": _copy,
+    "explain": _explain,
+}

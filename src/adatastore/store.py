@@ -48,6 +48,14 @@ from .errors import (
     StoreClosedError,
 )
 from .keygenerators import KeyGenerator, canonical_hash, describe_parameters
+from .provenance import (
+    Candidate,
+    Difference,
+    Explanation,
+    Provenance,
+    diff_components,
+    provenance_now,
+)
 from .serializers import Buffer, PickleSerializer, Serializer
 from .signing import SigningKey, signer_from
 from .stats import Stats, logger
@@ -126,6 +134,13 @@ class ComponentRecord:
 
 
 _MISSING: Any = object()
+
+
+def _input_index(path: str) -> int | None:
+    """N for a difference at ``input[N]``, else None."""
+    if path.startswith("input[") and path.endswith("]"):
+        return int(path[6:-1])
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +309,10 @@ class AsyncDataStore(abc.ABC):
         by default it asks `contains_raw` for each."""
         return {pair for pair in pairs if await self.contains_raw(*pair)}
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        """The component records kept, of one type (or all); for `explain` and tools."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its components")
+
     async def cleanup_raw(self, older_than: float) -> int:
         """Remove leftovers of interrupted writes older than `older_than` seconds.
 
@@ -372,20 +391,41 @@ class AsyncDataStore(abc.ABC):
         check_attribute_name(attribute_name)
         await self._put(component, self.key_of(component), attribute_name, data)
 
-    async def _put(self, component: object, key: str, attribute_name: str, data: Any) -> None:
+    async def _put(
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        data: Any,
+        compute_seconds: float | None = None,
+    ) -> None:
         start = time.perf_counter()
-        record, sealed = await self._seal_value(component, key, attribute_name, data)
+        record, sealed = await self._seal_value(
+            component, key, attribute_name, data, compute_seconds
+        )
         await self.write_raw(key, attribute_name, sealed, record)
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
     async def _seal_value(
-        self, component: object, key: str, attribute_name: str, data: Any
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        data: Any,
+        compute_seconds: float | None = None,
     ) -> tuple[ComponentRecord, list[Buffer]]:
-        """The component record and the sealed record of a value (serialized, signed)."""
+        """The component record and the sealed record of a value (serialized, signed,
+        with its provenance)."""
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
         seal = functools.partial(
-            _record.seal, self.serializer.name, attribute_name, parts, key=key, signer=self.signer
+            _record.seal,
+            self.serializer.name,
+            attribute_name,
+            parts,
+            key=key,
+            signer=self.signer,
+            provenance=provenance_now(compute_seconds).to_json(),
         )
         if sum(memoryview(part).nbytes for part in parts) >= _OFFLOAD_BYTES:
             return record, await anyio.to_thread.run_sync(seal)
@@ -471,6 +511,93 @@ class AsyncDataStore(abc.ABC):
         self.stats.bytes_read += memoryview(data).nbytes
         self.stats.read_seconds += time.perf_counter() - start
         return value
+
+    # -- why ------------------------------------------------------------------------------------
+
+    async def explain(
+        self, component: object, attribute_name: str, *, limit: int = 3
+    ) -> Explanation:
+        """Say where a stored entry came from, or why there is none.
+
+        For a hit: its `Provenance` (when, where, by whom, compute time). For a miss: the
+        `limit` stored components of the same type that come closest (those holding
+        `attribute_name` first, then fewest differences), each with exactly what differs:
+        the version, every parameter path with both values, and every input (with the
+        input's own differences when the store holds that input).
+        """
+        await self._ready()
+        check_attribute_name(attribute_name)
+        key = self.key_of(component)
+        kind = full_type(component)
+        data = await self.read_raw(key, attribute_name)
+        if data is not None:
+            header, _ = self._open_record(key, attribute_name, data, verify=False)
+            found = header.provenance
+            return Explanation(
+                key,
+                attribute_name,
+                kind,
+                hit=True,
+                provenance=None if found is None else Provenance.from_json(found),
+            )
+        attributes: dict[str, list[str]] = {}
+        for entry in await self.list_raw():
+            attributes.setdefault(entry.key, []).append(entry.attribute_name)
+        candidates = []
+        for record in await self.components_raw(kind):
+            if record.key == key or record.key not in attributes:
+                continue
+            differences = await self._differences(component, key, record)
+            candidates.append(
+                Candidate(record.key, tuple(sorted(attributes[record.key])), tuple(differences))
+            )
+        candidates.sort(
+            key=lambda c: (attribute_name not in c.attribute_names, len(c.differences), c.key)
+        )
+        return Explanation(
+            key,
+            attribute_name,
+            kind,
+            hit=False,
+            candidates=tuple(candidates[:limit]),
+            same_component_attributes=tuple(sorted(attributes.get(key, ()))),
+        )
+
+    async def _differences(
+        self, component: object, key: str, stored: ComponentRecord, depth: int = 0
+    ) -> list[Difference]:
+        wanted = self._component_record(component, key)  # type: ignore[arg-type]
+        differences = diff_components(
+            wanted.version,
+            wanted.parameters,
+            wanted.input_keys,
+            stored.version,
+            stored.parameters,
+            stored.input_keys,
+        )
+        inputs = inputs_of(component)  # type: ignore[arg-type]
+        nested: list[Difference] = []
+        for difference in differences:
+            nested.append(difference)
+            index = _input_index(difference.path)
+            if index is None or index >= len(inputs) or index >= len(stored.input_keys):
+                continue
+            if depth >= 8:  # deep chains: the input keys say enough
+                continue
+            records = {
+                record.key: record for record in await self.components_raw(full_type(inputs[index]))
+            }
+            stored_input = records.get(stored.input_keys[index])
+            if stored_input is None:
+                continue
+            inner = await self._differences(
+                inputs[index], wanted.input_keys[index], stored_input, depth + 1
+            )
+            nested += [
+                Difference(f"{difference.path}.{item.path}", item.wanted, item.stored)
+                for item in inner
+            ]
+        return nested
 
     # -- compute once ---------------------------------------------------------------------------
 
@@ -567,8 +694,10 @@ class AsyncDataStore(abc.ABC):
                         value = await self._lookup(key, attribute_name, value_needed)
                     if value is _MISSING:
                         with anyio.CancelScope(shield=True):
+                            started = time.perf_counter()
                             value = await self._run_compute(compute, key, attribute_name)
-                            await self._put(component, key, attribute_name, value)
+                            seconds = time.perf_counter() - started
+                            await self._put(component, key, attribute_name, value, seconds)
                         flight.finish("computed", value)
                         self.stats.misses += 1
                         # a caller cancelled during the computation is cancelled now
@@ -775,7 +904,12 @@ class AsyncDataStore(abc.ABC):
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
         sealed = _record.seal(
-            self.serializer.name, attribute_name, parts, key=key, signer=self.signer
+            self.serializer.name,
+            attribute_name,
+            parts,
+            key=key,
+            signer=self.signer,
+            provenance=provenance_now().to_json(),
         )
         self.write_raw_blocking(key, attribute_name, sealed, record)
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)

@@ -22,6 +22,7 @@ from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
 from .keygenerators import KeyGenerator
+from .provenance import Explanation
 from .serializers import Serializer
 from .signing import SigningKey
 from .stats import Stats
@@ -103,6 +104,13 @@ class SyncDataStore(Generic[A]):
     def stats(self) -> Stats:
         """Hits, misses, stores, computations, bytes and time of this store."""
         return self.async_store.stats
+
+    def explain(self, component: object, attribute_name: str, *, limit: int = 3) -> Explanation:
+        """Where a stored entry came from, or why there is none; see
+        `AsyncDataStore.explain`."""
+        return _portal.call(
+            functools.partial(self.async_store.explain, component, attribute_name, limit=limit)
+        )
 
     def get_or_compute(
         self,

@@ -324,6 +324,24 @@ class AsyncShelveDataStore(AsyncDataStore):
                 removed += 1
         return removed
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        return await self._run(self._components_sync, full_type)
+
+    def _components_sync(self, full_type: str | None) -> list[ComponentRecord]:
+        records = []
+        with os.scandir(self.root_dir) as directories:
+            for directory in directories:
+                if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    data = Path(directory.path, COMPONENT_FILE).read_bytes()
+                    record = ComponentRecord.from_json(data)
+                except (OSError, ValueError):
+                    continue  # not ours, being written, or damaged (verify reports it)
+                if full_type is None or record.full_type == full_type:
+                    records.append(record)
+        return records
+
     def _list_sync(self) -> list[Entry]:
         entries: list[Entry] = []
         with os.scandir(self.root_dir) as directories:

@@ -80,6 +80,13 @@ class AsyncMemoryDataStore(AsyncDataStore):
             for name, (data, stored_at) in attributes.items()
         ]
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        return [
+            component
+            for component in self._components.values()
+            if full_type is None or component.full_type == full_type
+        ]
+
     async def close_raw(self) -> None:
         self._records.clear()
         self._components.clear()

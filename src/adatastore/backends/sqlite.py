@@ -603,6 +603,24 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             rows.extend(await self._sql(functools.partial(reader.execute_fetchall, sql, arguments)))
         return rows
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        _, reader = self._connections()
+        sql = "SELECT key, full_type, version, parameters, input_keys FROM components"
+        arguments: tuple[str, ...] = ()
+        if full_type is not None:
+            sql, arguments = sql + " WHERE full_type = ?", (full_type,)
+        rows = await self._sql(functools.partial(reader.execute_fetchall, sql, arguments))
+        return [
+            ComponentRecord(
+                key=str(key),
+                full_type=str(kind),
+                version=str(version),
+                parameters=json.loads(parameters),
+                input_keys=tuple(json.loads(input_keys)),
+            )
+            for key, kind, version, parameters, input_keys in rows
+        ]
+
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
         writer, _ = self._connections()
         args: tuple[str, ...]

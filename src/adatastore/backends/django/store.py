@@ -580,6 +580,27 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             _fsio.remove_unreferenced, root, referenced, older_than
         )
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        from .models import ComponentState
+
+        def query() -> list[ComponentRecord]:
+            states = ComponentState.objects.using(self.alias).select_related("component_type")
+            if full_type is not None:
+                states = states.filter(component_type__full_type=full_type)
+            return [
+                ComponentRecord(
+                    key=state.key,
+                    full_type=state.component_type.full_type,
+                    version=state.component_type.version,
+                    parameters=json.loads(state.parameters),
+                    input_keys=tuple(item.input_key for item in state.inputs.order_by("position")),
+                )
+                for state in states
+            ]
+
+        result: list[ComponentRecord] = await self._sync(query)
+        return result
+
     async def list_raw(self) -> list[Entry]:
         from django.db import DatabaseError
 

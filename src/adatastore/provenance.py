@@ -1,0 +1,201 @@
+"""Where an entry came from, and why a lookup missed.
+
+Every record carries its `Provenance` in its header: when and where it was stored (host,
+user, Python and adatastore versions) and how long its computation took when the store
+knows (`get_or_compute`, `warm`, `@cached`). `AsyncDataStore.explain` uses it for a hit;
+for a miss it compares the component with the stored components of the same type and
+reports, for the closest ones, exactly what differs: the version, each parameter path with
+both values, and each input.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+__all__ = ["Candidate", "Difference", "Explanation", "Provenance", "diff_parameters"]
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """When and where an entry was stored."""
+
+    stored_at: datetime
+    host: str
+    user: str
+    python: str
+    adatastore: str
+    compute_seconds: float | None = None
+    """How long the computation took, when the store ran it (None otherwise)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stored_at": self.stored_at.timestamp(),
+            "host": self.host,
+            "user": self.user,
+            "python": self.python,
+            "adatastore": self.adatastore,
+            "compute_seconds": self.compute_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, fields: Mapping[str, Any]) -> Provenance:
+        seconds = fields.get("compute_seconds")
+        return cls(
+            stored_at=datetime.fromtimestamp(float(fields["stored_at"]), UTC),
+            host=str(fields.get("host", "")),
+            user=str(fields.get("user", "")),
+            python=str(fields.get("python", "")),
+            adatastore=str(fields.get("adatastore", "")),
+            compute_seconds=None if seconds is None else float(seconds),
+        )
+
+    def describe(self) -> str:
+        text = (
+            f"stored {self.stored_at:%Y-%m-%d %H:%M:%S} UTC by {self.user or '?'}@"
+            f"{self.host or '?'} (Python {self.python}, adatastore {self.adatastore})"
+        )
+        if self.compute_seconds is not None:
+            text += f", computed in {self.compute_seconds:.3g} s"
+        return text
+
+
+@cache
+def _here() -> tuple[str, str, str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else ""
+    from . import __version__
+
+    return socket.gethostname(), user, platform.python_version(), __version__
+
+
+def provenance_now(compute_seconds: float | None = None) -> Provenance:
+    """The provenance of an entry stored now, by this process."""
+    host, user, python, version = _here()
+    return Provenance(datetime.now(UTC), host, user, python, version, compute_seconds)
+
+
+_ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One way a stored component differs from the one asked for."""
+
+    path: str
+    """``version``, a parameter path such as ``parameters.model.tau``, or ``input[0]``."""
+    wanted: Any
+    """The value in the component asked for (``<absent>`` when it has none there)."""
+    stored: Any
+    """The value in the stored component (``<absent>`` when it has none there)."""
+
+    def describe(self) -> str:
+        return f"{self.path}: asked {self.wanted!r}, stored {self.stored!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A stored component of the same type, and how it differs."""
+
+    key: str
+    attribute_names: tuple[str, ...]
+    """Its stored attributes."""
+    differences: tuple[Difference, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What `AsyncDataStore.explain` found."""
+
+    key: str
+    attribute_name: str
+    full_type: str
+    hit: bool
+    provenance: Provenance | None = None
+    """For a hit: where the entry came from (None for entries written before 0.2)."""
+    candidates: tuple[Candidate, ...] = field(default=())
+    """For a miss: the closest stored components of the same type, closest first."""
+    same_component_attributes: tuple[str, ...] = field(default=())
+    """For a miss: other attributes stored for this very component (a wrong name?)."""
+
+    def __str__(self) -> str:
+        if self.hit:
+            where = self.provenance.describe() if self.provenance else "no provenance recorded"
+            return f"hit: {self.attribute_name!r} of {self.full_type} {self.key[:12]}: {where}"
+        lines = [f"miss: {self.attribute_name!r} of {self.full_type} {self.key[:12]}"]
+        if self.same_component_attributes:
+            names = ", ".join(repr(name) for name in self.same_component_attributes)
+            lines.append(f"  this component is stored, with other attributes: {names}")
+        if not self.candidates and not self.same_component_attributes:
+            lines.append(f"  nothing of type {self.full_type} is stored")
+        for candidate in self.candidates:
+            names = ", ".join(repr(name) for name in candidate.attribute_names)
+            count = len(candidate.differences)
+            lines.append(
+                f"  stored {candidate.key[:12]} ({names}) differs in {count} "
+                f"place{'s' if count != 1 else ''}:"
+            )
+            lines += [f"    {difference.describe()}" for difference in candidate.differences]
+        return "\n".join(lines)
+
+
+def diff_parameters(wanted: Any, stored: Any, path: str = "parameters") -> list[Difference]:
+    """The leaves where two described parameter trees differ, with their paths.
+
+    Mappings are compared key by key (a key on one side only is a difference), sequences
+    of the same length item by item; anything else is compared whole, type included
+    (``1`` and ``1.0`` make different keys).
+    """
+    if isinstance(wanted, Mapping) and isinstance(stored, Mapping):
+        differences = []
+        for name in sorted(set(wanted) | set(stored), key=str):
+            inner = f"{path}.{name}"
+            if name not in stored:
+                differences.append(Difference(inner, wanted[name], _ABSENT))
+            elif name not in wanted:
+                differences.append(Difference(inner, _ABSENT, stored[name]))
+            else:
+                differences += diff_parameters(wanted[name], stored[name], inner)
+        return differences
+    if _is_sequence(wanted) and _is_sequence(stored) and len(wanted) == len(stored):
+        differences = []
+        for index, (left, right) in enumerate(zip(wanted, stored, strict=True)):
+            differences += diff_parameters(left, right, f"{path}[{index}]")
+        return differences
+    if type(wanted) is not type(stored) or wanted != stored:
+        return [Difference(path, wanted, stored)]
+    return []
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
+def diff_components(
+    version: str,
+    parameters: Any,
+    input_keys: Sequence[str],
+    stored_version: str,
+    stored_parameters: Any,
+    stored_input_keys: Sequence[str],
+) -> list[Difference]:
+    """Every difference between a component (described) and a stored component record."""
+    differences = []
+    if version != stored_version:
+        differences.append(Difference("version", version, stored_version))
+    differences += diff_parameters(parameters, stored_parameters)
+    for index in range(max(len(input_keys), len(stored_input_keys))):
+        left = input_keys[index] if index < len(input_keys) else _ABSENT
+        right = stored_input_keys[index] if index < len(stored_input_keys) else _ABSENT
+        if left != right:
+            differences.append(Difference(f"input[{index}]", left, right))
+    return differences
