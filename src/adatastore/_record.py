@@ -45,9 +45,21 @@ class Header:
     """The payload digest: ("xxh3", value) or, in older records, ("crc32", value)."""
     signature: str | None = None
     """HMAC-SHA256 (hex) of the record's contents when the writer had a signing key."""
-    provenance: dict[str, Any] | None = None
-    """When and where the record was written (`adatastore.provenance.Provenance` as JSON);
-    None in records written before adatastore 0.2. Informational: not signed."""
+    provenance_json: bytes | None = None
+    """When and where the record was written, as JSON (see `provenance`)."""
+
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """When and where the record was written (`adatastore.provenance.Provenance` as
+        JSON); None in records written before adatastore 0.2. Informational: not signed.
+        Parsed only when asked for (reads do not pay for it)."""
+        if not self.provenance_json:
+            return None
+        try:
+            fields = json.loads(self.provenance_json)
+        except ValueError:
+            return None
+        return fields if isinstance(fields, dict) else None
 
 
 def _views(parts: Sequence[Buffer]) -> list[memoryview]:
@@ -91,9 +103,9 @@ def seal(
     }
     if signer is not None:
         fields["hmac"] = signer.sign(key, attribute_name, serializer, views)
-    if provenance is not None:
-        fields["provenance"] = provenance
     header = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    if provenance is not None:  # after a NUL, outside the JSON that every read parses
+        header += b"\0" + json.dumps(provenance, separators=(",", ":")).encode("ascii")
     out: list[Buffer] = [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header]
     position = _PREFIX.size + len(header)
     for view in views:
@@ -124,8 +136,9 @@ def read_header(data: Buffer) -> tuple[Header, int]:
     raw = view[_PREFIX.size : end]
     if zlib.crc32(raw) != header_crc:
         raise DamagedRecord("header checksum mismatch")
+    main, _, provenance_json = bytes(raw).partition(b"\0")
     try:
-        fields: Any = json.loads(bytes(raw))
+        fields: Any = json.loads(main)
         header = Header(
             serializer=str(fields["serializer"]),
             attribute_name=str(fields["attribute"]),
@@ -134,9 +147,7 @@ def read_header(data: Buffer) -> tuple[Header, int]:
             if "xxh3" in fields
             else ("crc32", int(fields["crc32"])),
             signature=None if fields.get("hmac") is None else str(fields["hmac"]),
-            provenance=provenance
-            if isinstance(provenance := fields.get("provenance"), dict)
-            else None,
+            provenance_json=provenance_json or None,
         )
     except (ValueError, KeyError, TypeError) as error:
         raise DamagedRecord(f"unreadable header: {error}") from None

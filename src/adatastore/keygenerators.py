@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from .component import Component, full_type, inputs_of, walk_inputs
+from .component import Component, check_component, full_type, inputs_of, walk_inputs
 from .errors import UnhashableParameterError
 
 __all__ = [
@@ -290,7 +290,12 @@ def canonical_hash(component: object) -> str:
     Equal parameter trees give equal keys whatever their insertion order; a different
     value, value type, parameter name, version, component type or input gives another key.
     """
+    if getattr(component, "input", _NO_INPUT) is None:  # the common case: no walk needed
+        return _component_digest(check_component(component), [])
     return list(_digests(component))[-1][1]
+
+
+_NO_INPUT = object()
 
 
 # -- the original module's key generators ------------------------------------------------------

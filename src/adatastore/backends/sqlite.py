@@ -169,9 +169,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self._lock_file: _locks.LockFile | None = None
         self._write_lock: anyio.Lock | None = None
-        self._local = threading.local()  # the blocking readers' connections, one per thread
+        # Read-only connections for the blocking API's reads: a pool, one per concurrent
+        # reader, closed with the store.
         self._blocking_readers: list[sqlite3.Connection] = []
+        self._idle_readers: list[sqlite3.Connection] = []
         self._blocking_readers_lock = threading.Lock()
+        self._pool_pid = os.getpid()
         self.durable = durable
         self.busy_timeout = busy_timeout
         self._writer: aiosqlite.Connection | None = None
@@ -334,18 +337,28 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             if reader is not None:
                 await reader.close()
 
-    # -- the direct blocking path for reads ------------------------------------------------------
+    # -- reads in threads ---------------------------------------------------------------------
     #
-    # The blocking class reads in the caller's thread through a plain sqlite3 connection of
-    # that thread (WAL lets it read beside the async writer); writes still go through the
-    # store's loop, whose connection is the only writer of this process.
+    # The blocking class reads in the calling thread through plain sqlite3 connections
+    # from a pool (WAL lets them read beside the writer); writes go through the store's
+    # loop, whose connection is the only writer of this process. (Running the async reads
+    # the same way, in an anyio worker thread, was slower: 330-420 µs per 1 KB retrieve
+    # against 215 through aiosqlite, the thread hand-off costing more than aiosqlite's.)
 
     supports_blocking_reads = True
 
-    def _blocking_reader(self) -> sqlite3.Connection:
-        local = self._local
-        connection: sqlite3.Connection | None = getattr(local, "connection", None)
-        if connection is None or local.pid != os.getpid():
+    @contextlib.contextmanager
+    def _blocking_reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection from the pool (made when none is free), for one read."""
+        with self._blocking_readers_lock:
+            if self._pool_pid != os.getpid():
+                # A forked child must not use its parent's connections: it forgets them
+                # (kept referenced, so no finalizer touches them) and makes its own.
+                _inherited.extend(self._blocking_readers)
+                self._blocking_readers, self._idle_readers = [], []
+                self._pool_pid = os.getpid()
+            connection = self._idle_readers.pop() if self._idle_readers else None
+        if connection is None:
             try:
                 connection = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
@@ -354,21 +367,27 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 connection.execute("PRAGMA query_only = 1")
             except sqlite3.Error as error:
                 raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
-            local.connection, local.pid = connection, os.getpid()
             with self._blocking_readers_lock:
                 self._blocking_readers.append(connection)
-        return connection
+        try:
+            yield connection
+        finally:
+            with self._blocking_readers_lock:
+                if connection in self._blocking_readers:  # not closed meanwhile
+                    self._idle_readers.append(connection)
 
     def _close_blocking_readers(self) -> None:
         with self._blocking_readers_lock:
-            readers, self._blocking_readers = self._blocking_readers, []
-        for connection in readers:
+            readers, self._blocking_readers, self._idle_readers = self._blocking_readers, [], []
+            mine = self._pool_pid == os.getpid()
+        for connection in readers if mine else ():
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
 
     def _query_blocking(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
         try:
-            return self._blocking_reader().execute(sql, arguments).fetchall()
+            with self._blocking_reader() as connection:
+                return connection.execute(sql, arguments).fetchall()
         except sqlite3.Error as error:
             raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
 
@@ -743,6 +762,7 @@ def _row(
 
 
 _unclosed: weakref.WeakSet[AsyncSQLiteDataStore] = weakref.WeakSet()
+_inherited: list[sqlite3.Connection] = []  # a forked child's copies of its parent's readers
 
 
 def _stop_unclosed() -> None:
