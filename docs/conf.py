@@ -6,7 +6,7 @@ import adatastore
 
 project = "adatastore"
 author = "adatastore developers"
-copyright = "2026, adatastore developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, adatastore developers"
 release = adatastore.__version__
 version = ".".join(release.split(".")[:2])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -189,6 +190,11 @@ def test_explain_names_what_differs(filled: tuple[str, str]) -> None:
 
 
 def test_copy_moves_a_store_between_back_ends_and_resumes(tmp_path: Path) -> None:
+    with store_url("django-postgresql", tmp_path) as postgresql:
+        _copy_files_sqlite_postgresql_files(tmp_path, postgresql)
+
+
+def _copy_files_sqlite_postgresql_files(tmp_path: Path, postgresql: str) -> None:
     files, sqlite, back = (
         f"file://{tmp_path}/files",
         f"sqlite:///{tmp_path}/copy.db",
@@ -204,28 +210,40 @@ def test_copy_moves_a_store_between_back_ends_and_resumes(tmp_path: Path) -> Non
     assert "copied 1000 entries, 0 already there, 0 damaged" in first.stdout
     again = adatastore("copy", files, sqlite)  # resumable: what is there is skipped
     assert "copied 0 entries, 1000 already there" in again.stdout
-    assert adatastore("copy", sqlite, back, "--no-progress").returncode == 0
-    stores = [open_store_sync(url) for url in (files, sqlite, back)]
+    assert adatastore("copy", sqlite, postgresql, "--no-progress").returncode == 0
+    assert adatastore("copy", postgresql, back, "--no-progress").returncode == 0
+    stores = [open_store_sync(url) for url in (files, sqlite, postgresql, back)]
     try:
         listings = [
             sorted((e.key, e.attribute_name, e.full_type, e.version) for e in s.list_contents())
             for s in stores
         ]
-        assert listings[0] == listings[1] == listings[2]
+        assert listings[0] == listings[1] == listings[2] == listings[3]
         assert len(listings[0]) == 1000
+        readers = [
+            s
+            for s in stores
+            if s.async_store.supports_blocking_reads or s.async_store.supports_blocking
+        ]
         for key, name, _, _ in listings[0]:  # the records themselves, byte for byte
-            record, *copies = (bytes(s.async_store.read_raw_blocking(key, name)) for s in stores)
+            record, *copies = (bytes(s.async_store.read_raw_blocking(key, name)) for s in readers)
             assert all(copy == record for copy in copies), (key, name)
         components = [SimpleComponent({"n": n}) for n in range(1000)]
         values = [
             s.retrieve_many([(c, f"a{n % 3}") for n, c in enumerate(components)]) for s in stores
         ]
-        assert values[0] == values[1] == values[2]
+        assert values[0] == values[1] == values[2] == values[3]
         assert values[0][999] == {"n": 999, "x": [999] * 10}
         assert all(s.verify().ok for s in stores)
     finally:
         for s in stores:
             s.close()
+
+
+def test_demo_runs_on_a_django_store(tmp_path: Path) -> None:
+    result = adatastore("demo", "--url", f"django+sqlite:///{tmp_path}/demo.db")
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"hits=(\d) misses=(\d)", result.stdout) == [("0", "3"), ("3", "0")]
 
 
 def test_every_command_has_help_and_errors_are_one_line() -> None:
