@@ -60,7 +60,7 @@ class _Claim:
 
 
 class WarmRun:
-    """One call of `warm` over entries known to be missing at its start."""
+    """One call of `warm`: claims, computes and stores what its components lack."""
 
     def __init__(
         self,
