@@ -260,3 +260,30 @@ def test_every_command_has_help_and_errors_are_one_line() -> None:
     unknown = adatastore("ls", "--url", "nosuch://x")
     assert unknown.returncode == 2
     assert "Traceback" not in unknown.stderr
+
+
+def test_copy_moves_large_entries_and_skips_damaged_ones(tmp_path: Path) -> None:
+    import numpy as np
+
+    files, sqlite = f"file://{tmp_path}/files", f"sqlite:///{tmp_path}/copy.db"
+    arrays = [np.full(3_000_000, float(n)) for n in range(3)]  # 24 MB each
+    source = open_store_sync(files)
+    for n, array in enumerate(arrays):
+        source.store(SimpleComponent({"n": n}), "array", array)
+    source.store(SimpleComponent({"n": 99}), "small", "to be damaged")
+    source.close()
+    damage(
+        "files",
+        str(tmp_path / "files"),
+        canonical_hash(SimpleComponent({"n": 99})),
+        "small",
+        "flip",
+    )
+    result = adatastore("copy", files, sqlite)
+    assert result.returncode == 1  # something could not be copied
+    assert "copied 3 entries, 0 already there, 1 damaged" in result.stdout
+    assert "skipped damaged: 'small'" in result.stderr
+    with open_store_sync(sqlite) as copy:
+        for n, array in enumerate(arrays):
+            assert np.array_equal(copy.retrieve(SimpleComponent({"n": n}), "array"), array)
+        assert copy.retrieve(SimpleComponent({"n": 99}), "small") is None

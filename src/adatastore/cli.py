@@ -482,22 +482,26 @@ async def _copy(args: argparse.Namespace) -> int:
         components = {record.key: record for record in await source.components_raw(None)}
         bar = _progress_bar(args.progress, len(todo))
         copied, damaged = 0, []
-        for start in range(0, len(todo), 100):
-            batch = []
-            for entry in todo[start : start + 100]:
-                data = await source.read_raw(entry.key, entry.attribute_name)
-                component = components.get(entry.key)
-                if data is None or component is None:
-                    continue  # deleted meanwhile
+        batch: list[tuple[str, str, list[Any], ComponentRecord]] = []
+        size = 0
+        for number, entry in enumerate(todo, 1):
+            data = await source.read_raw(entry.key, entry.attribute_name)
+            component = components.get(entry.key)
+            if data is not None and component is not None:  # else deleted meanwhile
                 try:
                     source._open_record(entry.key, entry.attribute_name, data, verify=True)
                 except DataStoreError as error:
                     damaged.append((entry, str(error)))
-                    continue
-                batch.append((entry.key, entry.attribute_name, [data], component))
-            await destination.write_many_raw(batch)
-            copied += len(batch)
-            bar(copied + len(damaged))
+                else:
+                    batch.append((entry.key, entry.attribute_name, [data], component))
+                    size += memoryview(data).nbytes
+            # Written in groups of 100 entries or 64 MiB, whichever comes first: few
+            # transactions, bounded memory, and little to redo after an interruption.
+            if len(batch) >= 100 or size >= _COPY_GROUP_BYTES or number == len(todo):
+                await destination.write_many_raw(batch)
+                copied += len(batch)
+                batch, size = [], 0
+                bar(copied + len(damaged))
         bar(None)
     for entry, why in damaged:
         print(
@@ -505,6 +509,9 @@ async def _copy(args: argparse.Namespace) -> int:
         )
     print(f"copied {copied} entries, {len(present)} already there, {len(damaged)} damaged")
     return 1 if damaged else 0
+
+
+_COPY_GROUP_BYTES = 64 << 20
 
 
 def _progress_bar(wanted: bool | None, total: int) -> Callable[[int | None], None]:
