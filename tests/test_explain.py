@@ -145,3 +145,26 @@ def test_diff_parameters_compares_types_shapes_and_missing_keys() -> None:
         2,
     )
     assert diff_parameters({"a": {"b": None}}, {"a": {"b": None}}) == []
+
+
+@pytest.mark.asyncio_only
+async def test_provenance_is_read_without_the_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    from adatastore import AsyncShelveDataStore, _fsio
+
+    def no_whole_reads(path: str) -> None:
+        raise AssertionError(f"read the whole record {path}")
+
+    big = bytes(300_000)  # SQLite keeps records of 128 KiB or more in files
+    for store in (AsyncShelveDataStore(tmp_path / "f"), AsyncSQLiteDataStore(tmp_path / "s.db")):
+        async with store:
+            await store.store(SimpleComponent({"a": 1}), "big", big)
+            await store.store(SimpleComponent({"a": 1}), "small", b"x")
+            with monkeypatch.context() as patch:
+                patch.setattr(_fsio, "read_file", no_whole_reads)
+                for name in ("big", "small"):
+                    explained = await store.explain(SimpleComponent({"a": 1}), name)
+                    assert explained.hit
+                    assert explained.provenance is not None
+                    assert explained.provenance.host == socket.gethostname()

@@ -133,6 +133,15 @@ def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bo
         fsync_directory(directory)
 
 
+def read_head(path: str, size: int) -> bytes | None:
+    """The first `size` bytes of a file (fewer when it is shorter), or None if it is gone."""
+    try:
+        with open(path, "rb", buffering=0) as stream:
+            return stream.read(size)
+    except FileNotFoundError:
+        return None
+
+
 def read_file(path: str) -> memoryview | None:
     """Return the whole file in a fresh writable buffer, or None if it does not exist."""
     try:

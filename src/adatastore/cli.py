@@ -20,9 +20,8 @@ from typing import Any
 
 import anyio
 
-from . import _record
 from .errors import ConfigurationError, DataStoreError
-from .provenance import Explanation, Provenance
+from .provenance import Explanation
 from .store import AsyncDataStore, ComponentRecord, Entry
 
 __all__ = ["main"]
@@ -290,17 +289,6 @@ async def _find_component(store: AsyncDataStore, prefix: str) -> ComponentRecord
     return matches[0]
 
 
-async def _provenance(store: AsyncDataStore, key: str, name: str) -> Provenance | None:
-    data = await store.read_raw(key, name)
-    if data is None:
-        return None
-    try:
-        header, _ = _record.read_header(data)
-    except _record.DamagedRecord:
-        return None
-    return None if header.provenance is None else Provenance.from_json(header.provenance)
-
-
 def _tree(value: Any, indent: str = "  ") -> list[str]:
     if isinstance(value, dict) and value:
         lines = []
@@ -319,7 +307,7 @@ async def _show(args: argparse.Namespace) -> int:
         record = await _find_component(store, args.key)
         entries = [e for e in await store.list_contents() if e.key == record.key]
         provenances = {
-            e.attribute_name: await _provenance(store, e.key, e.attribute_name) for e in entries
+            e.attribute_name: await store._provenance_of(e.key, e.attribute_name) for e in entries
         }
         known = {r.key: r for r in await store.components_raw(None)}
     inputs = [(key, known[key].full_type if key in known else None) for key in record.input_keys]

@@ -76,6 +76,7 @@ MAX_ATTRIBUTE_NAME_LENGTH = 255
 
 # Records at least this large are sealed and checked in a worker thread, off the loop.
 _OFFLOAD_BYTES = 1 << 20
+_HEAD_BYTES = 16 << 10  # enough for any record header (provenance included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,13 @@ class AsyncDataStore(abc.ABC):
         by default it asks `contains_raw` for each."""
         return {pair for pair in pairs if await self.contains_raw(*pair)}
 
+    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+        """At least the first `size` bytes of the record (all of it when shorter), or None.
+
+        For tools that need only the header (provenance); by default the whole record.
+        """
+        return await self.read_raw(key, attribute_name)
+
     async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
         """The component records kept, of one type (or all); for `explain` and tools."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its components")
@@ -529,16 +537,13 @@ class AsyncDataStore(abc.ABC):
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         kind = full_type(component)
-        data = await self.read_raw(key, attribute_name)
-        if data is not None:
-            header, _ = self._open_record(key, attribute_name, data, verify=False)
-            found = header.provenance
+        if await self.contains_raw(key, attribute_name):
             return Explanation(
                 key,
                 attribute_name,
                 kind,
                 hit=True,
-                provenance=None if found is None else Provenance.from_json(found),
+                provenance=await self._provenance_of(key, attribute_name),
             )
         attributes: dict[str, list[str]] = {}
         for entry in await self.list_raw():
@@ -562,6 +567,24 @@ class AsyncDataStore(abc.ABC):
             candidates=tuple(candidates[:limit]),
             same_component_attributes=tuple(sorted(attributes.get(key, ()))),
         )
+
+    async def _provenance_of(self, key: str, attribute_name: str) -> Provenance | None:
+        """The provenance in a record's header (read without its payload), or None."""
+        data = await self.read_head_raw(key, attribute_name, _HEAD_BYTES)
+        if data is None:
+            return None
+        try:
+            header, _ = _record.read_header(data)
+        except _record.DamagedRecord:
+            data = await self.read_raw(key, attribute_name)  # a header longer than the head?
+            if data is None:
+                return None
+            try:
+                header, _ = _record.read_header(data)
+            except _record.DamagedRecord as error:
+                raise CorruptEntryError(key, attribute_name, str(error)) from None
+        found = header.provenance
+        return None if found is None else Provenance.from_json(found)
 
     async def _differences(
         self, component: object, key: str, stored: ComponentRecord, depth: int = 0

@@ -228,6 +228,9 @@ class AsyncShelveDataStore(AsyncDataStore):
         paths = [self._record_path(key, name) for key, name in pairs]
         return await self._run(lambda: [_fsio.read_file(path) for path in paths])
 
+    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+        return await self._run(_fsio.read_head, self._record_path(key, attribute_name), size)
+
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         return await self._run(_fsio.read_file, self._record_path(key, attribute_name))
 

@@ -525,6 +525,22 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             f"of {key!r} is missing"
         )
 
+    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+        _, reader = self._connections()
+        query = "SELECT substr(payload, 1, ?), file FROM entries WHERE key = ? AND attribute = ?"
+        rows = await self._sql(
+            functools.partial(reader.execute_fetchall, query, (size, key, attribute_name))
+        )
+        if not rows:
+            return None
+        ((head, name),) = rows
+        if name is None:
+            return bytes(head)
+        try:
+            return await anyio.to_thread.run_sync(_fsio.read_head, self._file_path(name), size)
+        except OSError as error:
+            raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
         _, reader = self._connections()
         rows = await self._sql(
