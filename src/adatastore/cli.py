@@ -273,10 +273,15 @@ async def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _find_component(store: AsyncDataStore, prefix: str) -> ComponentRecord:
+async def _components(store: AsyncDataStore) -> dict[str, ComponentRecord]:
+    """Every stored component record by key (read once per command)."""
+    return {record.key: record for record in await store.components_raw(None)}
+
+
+def _find_component(known: dict[str, ComponentRecord], prefix: str) -> ComponentRecord:
     if len(prefix) < 4:
         raise UsageError(f"key prefix {prefix!r} is too short: give at least 4 characters")
-    matches = [r for r in await store.components_raw(None) if r.key.startswith(prefix)]
+    matches = [record for key, record in known.items() if key.startswith(prefix)]
     if not matches:
         raise UsageError(f"no stored component has a key starting with {prefix!r}")
     if len(matches) > 1:
@@ -304,12 +309,12 @@ def _tree(value: Any, indent: str = "  ") -> list[str]:
 
 async def _show(args: argparse.Namespace) -> int:
     async with await _open(args.url) as store:
-        record = await _find_component(store, args.key)
+        known = await _components(store)
+        record = _find_component(known, args.key)
         entries = [e for e in await store.list_contents() if e.key == record.key]
         provenances = {
             e.attribute_name: await store._provenance_of(e.key, e.attribute_name) for e in entries
         }
-        known = {r.key: r for r in await store.components_raw(None)}
     inputs = [(key, known[key].full_type if key in known else None) for key in record.input_keys]
     if args.json:
         _print_json(
@@ -467,7 +472,7 @@ async def _copy(args: argparse.Namespace) -> int:
             [(entry.key, entry.attribute_name) for entry in entries]
         )
         todo = [e for e in entries if (e.key, e.attribute_name) not in present]
-        components = {record.key: record for record in await source.components_raw(None)}
+        components = await _components(source)
         bar = _progress_bar(args.progress, len(todo))
         copied, damaged = 0, []
         batch: list[tuple[str, str, list[Any], ComponentRecord]] = []
@@ -539,7 +544,8 @@ async def _explain(args: argparse.Namespace) -> int:
     if not isinstance(parameters, dict):
         raise UsageError("--parameters must be a JSON object (a mapping of names to values)")
     async with await _open(args.url) as store:
-        inputs = [await _rebuild(store, await _find_component(store, key)) for key in args.input]
+        known = await _components(store) if args.input else {}
+        inputs = [_rebuild(known, _find_component(known, key)) for key in args.input]
         component = _Described.make(args.type, args.version, parameters, inputs)
         explanation = await store.explain(component, args.attribute, limit=args.limit)
     if args.json:
@@ -567,13 +573,13 @@ class _Described:
         return component
 
 
-async def _rebuild(store: AsyncDataStore, record: ComponentRecord) -> Any:
-    known = {r.key: r for r in await store.components_raw(None)}
+def _rebuild(known: dict[str, ComponentRecord], record: ComponentRecord) -> Any:
+    """A component standing for a stored record, its inputs rebuilt from theirs."""
     inputs = []
     for key in record.input_keys:
         if key not in known:
             raise UsageError(f"input {key[:12]} of {record.key[:12]} is not stored here")
-        inputs.append(await _rebuild(store, known[key]))
+        inputs.append(_rebuild(known, known[key]))
     return _Described.make(record.full_type, record.version, record.parameters, inputs)
 
 

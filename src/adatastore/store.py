@@ -137,6 +137,11 @@ class ComponentRecord:
 _MISSING: Any = object()
 
 
+def _provenance(header: _record.Header) -> Provenance | None:
+    found = header.provenance
+    return None if found is None else Provenance.from_json(found)
+
+
 def _input_index(path: str) -> int | None:
     """N for a difference at ``input[N]``, else None."""
     if path.startswith("input[") and path.endswith("]"):
@@ -414,16 +419,16 @@ class AsyncDataStore(abc.ABC):
         await self.write_raw(key, attribute_name, sealed, record)
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
-    async def _seal_value(
+    def _sealing(
         self,
         component: object,
         key: str,
         attribute_name: str,
         data: Any,
         compute_seconds: float | None = None,
-    ) -> tuple[ComponentRecord, list[Buffer]]:
-        """The component record and the sealed record of a value (serialized, signed,
-        with its provenance)."""
+    ) -> tuple[ComponentRecord, list[Buffer], Callable[[], list[Buffer]]]:
+        """The component record, the serialized parts, and the call that seals them
+        (checksum, signature, provenance): the caller decides where that call runs."""
         record = self._component_record(component, key)  # type: ignore[arg-type]
         parts = self.serializer.dumps(data)
         seal = functools.partial(
@@ -435,6 +440,19 @@ class AsyncDataStore(abc.ABC):
             signer=self.signer,
             provenance=provenance_now(compute_seconds).to_json(),
         )
+        return record, parts, seal
+
+    async def _seal_value(
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        data: Any,
+        compute_seconds: float | None = None,
+    ) -> tuple[ComponentRecord, list[Buffer]]:
+        """The component record and the sealed record of a value; large ones are sealed
+        in a worker thread."""
+        record, parts, seal = self._sealing(component, key, attribute_name, data, compute_seconds)
         if sum(memoryview(part).nbytes for part in parts) >= _OFFLOAD_BYTES:
             return record, await anyio.to_thread.run_sync(seal)
         return record, seal()
@@ -473,10 +491,7 @@ class AsyncDataStore(abc.ABC):
         """Retrieve several ``(component, attribute_name)`` at once, in order; `default`
         where nothing is stored. One round trip on SQLite and Django."""
         await self._ready()
-        pairs = []
-        for component, attribute_name in requests:
-            check_attribute_name(attribute_name)
-            pairs.append((self.key_of(component), attribute_name))
+        pairs = self._request_pairs(requests)
         start = time.perf_counter()
         records = await self.read_many_raw(pairs)
         values = []
@@ -490,6 +505,14 @@ class AsyncDataStore(abc.ABC):
             self.stats.bytes_read += memoryview(data).nbytes
         self.stats.read_seconds += time.perf_counter() - start
         return values
+
+    def _request_pairs(self, requests: Iterable[tuple[object, str]]) -> list[tuple[str, str]]:
+        """(key, attribute name) of each (component, attribute name), all checked first."""
+        pairs = []
+        for component, attribute_name in requests:
+            check_attribute_name(attribute_name)
+            pairs.append((self.key_of(component), attribute_name))
+        return pairs
 
     async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored.
@@ -537,22 +560,18 @@ class AsyncDataStore(abc.ABC):
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         kind = full_type(component)
-        if await self.contains_raw(key, attribute_name):
-            return Explanation(
-                key,
-                attribute_name,
-                kind,
-                hit=True,
-                provenance=await self._provenance_of(key, attribute_name),
-            )
+        header = await self._header_of(key, attribute_name)
+        if header is not None:
+            return Explanation(key, attribute_name, kind, hit=True, provenance=_provenance(header))
         attributes: dict[str, list[str]] = {}
         for entry in await self.list_raw():
             attributes.setdefault(entry.key, []).append(entry.attribute_name)
+        by_type: dict[str, dict[str, ComponentRecord]] = {}  # each type read once
         candidates = []
-        for record in await self.components_raw(kind):
+        for record in (await self._records_of(kind, by_type)).values():
             if record.key == key or record.key not in attributes:
                 continue
-            differences = await self._differences(component, key, record)
+            differences = await self._differences(component, key, record, by_type)
             candidates.append(
                 Candidate(record.key, tuple(sorted(attributes[record.key])), tuple(differences))
             )
@@ -570,6 +589,11 @@ class AsyncDataStore(abc.ABC):
 
     async def _provenance_of(self, key: str, attribute_name: str) -> Provenance | None:
         """The provenance in a record's header (read without its payload), or None."""
+        header = await self._header_of(key, attribute_name)
+        return None if header is None else _provenance(header)
+
+    async def _header_of(self, key: str, attribute_name: str) -> _record.Header | None:
+        """A record's header, read without its payload; None when nothing is stored."""
         data = await self.read_head_raw(key, attribute_name, _HEAD_BYTES)
         if data is None:
             return None
@@ -583,11 +607,23 @@ class AsyncDataStore(abc.ABC):
                 header, _ = _record.read_header(data)
             except _record.DamagedRecord as error:
                 raise CorruptEntryError(key, attribute_name, str(error)) from None
-        found = header.provenance
-        return None if found is None else Provenance.from_json(found)
+        return header
+
+    async def _records_of(
+        self, kind: str, by_type: dict[str, dict[str, ComponentRecord]]
+    ) -> dict[str, ComponentRecord]:
+        """The stored component records of one type by key, read once per `explain`."""
+        if kind not in by_type:
+            by_type[kind] = {record.key: record for record in await self.components_raw(kind)}
+        return by_type[kind]
 
     async def _differences(
-        self, component: object, key: str, stored: ComponentRecord, depth: int = 0
+        self,
+        component: object,
+        key: str,
+        stored: ComponentRecord,
+        by_type: dict[str, dict[str, ComponentRecord]],
+        depth: int = 0,
     ) -> list[Difference]:
         wanted = self._component_record(component, key)  # type: ignore[arg-type]
         differences = diff_components(
@@ -607,14 +643,12 @@ class AsyncDataStore(abc.ABC):
                 continue
             if depth >= 8:  # deep chains: the input keys say enough
                 continue
-            records = {
-                record.key: record for record in await self.components_raw(full_type(inputs[index]))
-            }
+            records = await self._records_of(full_type(inputs[index]), by_type)
             stored_input = records.get(stored.input_keys[index])
             if stored_input is None:
                 continue
             inner = await self._differences(
-                inputs[index], wanted.input_keys[index], stored_input, depth + 1
+                inputs[index], wanted.input_keys[index], stored_input, by_type, depth + 1
             )
             nested += [
                 Difference(f"{difference.path}.{item.path}", item.wanted, item.stored)
@@ -924,16 +958,8 @@ class AsyncDataStore(abc.ABC):
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         start = time.perf_counter()
-        record = self._component_record(component, key)  # type: ignore[arg-type]
-        parts = self.serializer.dumps(data)
-        sealed = _record.seal(
-            self.serializer.name,
-            attribute_name,
-            parts,
-            key=key,
-            signer=self.signer,
-            provenance=provenance_now().to_json(),
-        )
+        record, _, seal = self._sealing(component, key, attribute_name, data)
+        sealed = seal()
         self.write_raw_blocking(key, attribute_name, sealed, record)
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
@@ -963,10 +989,7 @@ class AsyncDataStore(abc.ABC):
     ) -> list[Any]:
         """`retrieve_many`, in the caller's thread."""
         self._check_usable_blocking()
-        pairs = []
-        for component, attribute_name in requests:
-            check_attribute_name(attribute_name)
-            pairs.append((self.key_of(component), attribute_name))
+        pairs = self._request_pairs(requests)
         start = time.perf_counter()
         records = self.read_many_raw_blocking(pairs)
         values = []

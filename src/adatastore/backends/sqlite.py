@@ -404,7 +404,10 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             if data is not None:
                 return data
             # The record was replaced and its old file removed after we read the row.
-        raise StorageError(
+        raise self._missing_payload(key, attribute_name)
+
+    def _missing_payload(self, key: str, attribute_name: str) -> StorageError:
+        return StorageError(
             f"SQLite store {str(self.path)!r}: the payload file of {attribute_name!r} "
             f"of {key!r} is missing"
         )
@@ -513,17 +516,11 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ((payload, name),) = rows
             if name is None:
                 return bytearray(payload)
-            try:
-                data = await anyio.to_thread.run_sync(_fsio.read_file, self._file_path(name))
-            except OSError as error:
-                raise StorageError(f"SQLite store {str(self.path)!r}: {error}") from error
+            data = await anyio.to_thread.run_sync(self._read_payload_file, name)
             if data is not None:
                 return data
             # The record was replaced and its old file removed after we read the row.
-        raise StorageError(
-            f"SQLite store {str(self.path)!r}: the payload file of {attribute_name!r} "
-            f"of {key!r} is missing"
-        )
+        raise self._missing_payload(key, attribute_name)
 
     async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         _, reader = self._connections()
