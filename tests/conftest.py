@@ -61,16 +61,18 @@ BACKENDS = [
     ("asyncio", "django-mariadb"),
     ("trio", "memory"),
     ("trio", "files"),
+    ("trio", "sqlite"),
 ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    only_asyncio = metafunc.definition.get_closest_marker("asyncio_only") is not None
     if "backend_name" in metafunc.fixturenames:
+        pairs = [pair for pair in BACKENDS if pair[0] == "asyncio" or not only_asyncio]
         metafunc.parametrize(
-            ("anyio_backend", "backend_name"), BACKENDS, ids=[f"{a}-{b}" for a, b in BACKENDS]
+            ("anyio_backend", "backend_name"), pairs, ids=[f"{a}-{b}" for a, b in pairs]
         )
     elif "anyio_backend" in metafunc.fixturenames:
-        only_asyncio = metafunc.definition.get_closest_marker("asyncio_only") is not None
         metafunc.parametrize("anyio_backend", ["asyncio"] if only_asyncio else LOOPS)
 
 

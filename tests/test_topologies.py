@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             if backend not in results:
                 url = _url(backend, tmp_path_factory.mktemp(backend), databases)
                 results[backend] = _drive(url)
-            return results[backend]
+            found: dict[str, Any] = results[backend]
+            return found
 
         yield {"get": get}
 
@@ -242,3 +244,50 @@ def test_spawned_workers_use_the_same_keys_as_the_parent() -> None:
     Local.__module__ = "__mp_main__"
     assert full_type(Local()).startswith("__main__.")
     assert os.environ.get("PYTEST_CURRENT_TEST")  # runs under pytest
+
+
+@pytest.mark.parametrize("backend", ["memory", "files", "sqlite", "django-sqlite"])
+def test_callers_on_several_event_loops_share_one_computation(tmp_path: Path, backend: str) -> None:
+    """Three threads, each running its own asyncio loop, ask one async store for the same
+    missing entry: one computes, the two others wait for it on their own loops."""
+    import asyncio
+    import threading
+
+    from components import SimpleComponent
+
+    import adatastore
+
+    url = _url(backend, tmp_path, _Databases())
+    store = asyncio.run(adatastore.open_store(url))  # opened on a loop that then ends
+    c = SimpleComponent({"shared": 1})
+    release = threading.Event()
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        assert release.wait(30)
+        return "value"
+
+    results: list[object] = []
+
+    def caller() -> None:
+        results.append(asyncio.run(store.get_or_compute(c, "x", compute)))
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    key = store.key_of(c)
+    deadline = time.monotonic() + 30
+    while True:  # until the leader computes and the two others wait for its flight
+        flight = store._flights.get((key, "x"))
+        if flight is not None and calls and len(flight._waiters) == 2:
+            break
+        assert time.monotonic() < deadline, "the callers never met"
+        threading.Event().wait(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
+    assert results == ["value"] * 3
+    assert calls == [1]
+    asyncio.run(store.aclose())

@@ -38,7 +38,7 @@ class Sample:
     version = "1"
 
     def __init__(self, tag: str, number: int) -> None:
-        self.parameters = {"tag": tag, "number": number}
+        self.parameters: dict[str, Any] = {"tag": tag, "number": number}
         self.input = None
 
 
@@ -47,7 +47,7 @@ def value_of(tag: str, number: int) -> list[Any]:
 
 
 def compute_for(component: Sample) -> list[Any]:
-    return value_of(component.parameters["tag"], component.parameters["number"])
+    return value_of(str(component.parameters["tag"]), int(component.parameters["number"]))
 
 
 def exercise(store: SyncDataStore[Any], tag: str) -> dict[str, Any]:
@@ -64,7 +64,8 @@ def exercise(store: SyncDataStore[Any], tag: str) -> dict[str, Any]:
     assert store.get_or_compute(c[1], "value", lambda: value_of(tag, 1)) == value_of(tag, 1)
     assert store.get_or_compute(c[1], "value", lambda: 1 / 0) == value_of(tag, 1)
     report = store.warm([c[2], c[3], c[4]], "value", compute_for, concurrency=2)
-    assert report.computed == 3 and report.ok, f"warm: {report}"
+    assert report.computed == 3, f"warm: {report}"
+    assert report.ok, f"warm: {report}"
     keys = {entry.key for entry in store.list_contents()}
     assert {store.key_of(item) for item in c} <= keys, "list_contents"
     assert store.delete(c[4]) == 1, "delete"
@@ -86,7 +87,8 @@ async def exercise_async(store: AsyncDataStore, tag: str) -> dict[str, Any]:
     assert await store.get_or_compute(c[1], "value", lambda: value_of(tag, 1)) == value_of(tag, 1)
     assert await store.get_or_compute(c[1], "value", lambda: 1 / 0) == value_of(tag, 1)
     report = await store.warm([c[2], c[3], c[4]], "value", compute_for, concurrency=2)
-    assert report.computed == 3 and report.ok, f"warm: {report}"
+    assert report.computed == 3, f"warm: {report}"
+    assert report.ok, f"warm: {report}"
     keys = {entry.key for entry in await store.list_contents()}
     assert {store.key_of(item) for item in c} <= keys, "list_contents"
     assert await store.delete(c[4]) == 1, "delete"
@@ -299,7 +301,7 @@ def main() -> None:
         # next ones still run.
         outcome: list[str | None] = []
 
-        def run(topology: str = topology) -> None:
+        def run(topology: str = topology, outcome: list[str | None] = outcome) -> None:
             try:
                 outcome.append(run_topology(url, topology, shared))
             except BaseException:
