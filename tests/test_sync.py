@@ -224,8 +224,9 @@ def test_the_files_store_blocks_in_the_callers_thread(tmp_path: Path) -> None:
 
 
 def test_sqlite_reads_run_in_the_callers_thread_beside_writers(tmp_path: Path) -> None:
-    """SQLiteDataStore reads through a connection of the calling thread (no loop hop),
-    while stores go through the loop's writer; readers in 4 threads see whole values."""
+    """SQLiteDataStore reads through a connection of the calling thread and stores through
+    the writer's thread, with no event loop in between; readers in 4 threads see whole
+    values."""
     store = SQLiteDataStore(tmp_path / "s.db")
     components = [SimpleComponent({"n": n}) for n in range(50)]
     store.store_many([(c, "v", [n] * 1000) for n, c in enumerate(components)])
@@ -268,10 +269,12 @@ def test_sqlite_reads_run_in_the_callers_thread_beside_writers(tmp_path: Path) -
             thread.join(timeout=60)
         _portal.call = real_call
     assert not errors, errors[0]
-    assert portal_calls == 250  # the stores; no read went through the loop
-    assert 1 <= len(store.async_store._blocking_readers) <= 5  # at most one per reader
+    assert portal_calls == 0  # nothing went through adatastore's loop
+    readers_pool = store.async_store._readers
+    assert readers_pool is not None
+    assert 1 <= len(readers_pool._all) <= 5  # at most one per reader
     store.close()
-    assert store.async_store._blocking_readers == []
+    assert readers_pool._all == []
     with pytest.raises(StoreClosedError):
         store.retrieve(components[0], "v")
 
@@ -294,7 +297,7 @@ def test_a_forked_child_reads_sqlite_through_its_own_connection(tmp_path: Path) 
 
 
 def _child_reads_sqlite(store: SQLiteDataStore, queue: multiprocessing.Queue[object]) -> None:
-    inherited = list(store.async_store._blocking_readers)
+    inherited = store.async_store._readers
     value = store.retrieve(SimpleComponent({"parent": 1}), "x")
-    mine = store.async_store._blocking_readers
-    queue.put((value, len(mine) == 1 and mine[0] not in inherited))
+    mine = store.async_store._readers
+    queue.put((value, mine is not None and mine is not inherited and len(mine._all) == 1))

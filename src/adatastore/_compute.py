@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_process
 
+from ._waiting import Waiter
 from .errors import ConfigurationError
 
 __all__ = [
@@ -131,10 +133,15 @@ async def no_lock() -> AsyncIterator[bool]:
 
 
 class Flight:
-    """One in-process computation of one entry, which other callers wait for."""
+    """One in-process computation of one entry, which other callers wait for.
+
+    Waiters may be on other event loops or threads than the computation (a store shared
+    by several loops): each waits with a `Waiter` of its own loop.
+    """
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self._lock = threading.Lock()
+        self._waiters: list[Waiter] = []
         self.computing = False
         self.has_value = True  # False when a "hit" only checked that the entry exists
         self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
@@ -142,5 +149,17 @@ class Flight:
         self.error: BaseException | None = None
 
     def finish(self, outcome: str, value: Any, error: BaseException | None = None) -> None:
-        self.outcome, self.value, self.error = outcome, value, error
-        self.done.set()
+        with self._lock:
+            self.outcome, self.value, self.error = outcome, value, error
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.wake()
+
+    async def wait(self) -> None:
+        """Return when the flight has finished."""
+        with self._lock:
+            if self.outcome is not None:
+                return
+            waiter = Waiter()
+            self._waiters.append(waiter)
+        await waiter.wait()

@@ -25,9 +25,11 @@ __all__ = [
     "allocate",
     "atomic_write",
     "filesystem_type",
+    "process_alive",
     "read_file",
     "remove_stale",
     "remove_unreferenced",
+    "write_new",
 ]
 
 TEMP_PREFIX = ".tmp-"
@@ -98,18 +100,12 @@ def _exchange(temp: str, path: str) -> bool:
     return True
 
 
-def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False) -> None:
-    """Write the concatenation of `parts` to `path` atomically.
+def write_new(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+    """Create `path` (it must not exist) holding the concatenation of `parts`.
 
-    The bytes go to a temp file in the same directory, which then takes the place of
-    `path` (an atomic exchange where the system has one, else `os.replace`); a reader sees
-    the old file or the new one. The temp file is removed on every path. With `durable`,
-    the data and the rename are fsynced before returning. `fresh` says `path` is most
-    likely new (its directory was just made): no exchange is tried.
+    On any error the file is removed again. With `durable` its data is fsynced.
     """
-    directory = os.path.dirname(path)
-    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
             for part in parts:
@@ -121,6 +117,25 @@ def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bo
                 os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False) -> None:
+    """Write the concatenation of `parts` to `path` atomically.
+
+    The bytes go to a temp file in the same directory, which then takes the place of
+    `path` (an atomic exchange where the system has one, else `os.replace`); a reader sees
+    the old file or the new one. The temp file is removed on every path. With `durable`,
+    the data and the rename are fsynced before returning. `fresh` says `path` is most
+    likely new (its directory was just made): no exchange is tried.
+    """
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    write_new(temp, parts, durable=durable)
+    try:
         if not fresh and _exchange(temp, path):
             os.unlink(temp)  # now the old contents
         else:
@@ -168,6 +183,17 @@ def read_file(path: str) -> memoryview | None:
                 return buffer[:filled]  # shorter than its size: the record check reports it
             filled += count
         return buffer
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (someone else's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_stale(paths: list[str], older_than: float, now: float) -> int:

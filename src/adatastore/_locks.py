@@ -75,12 +75,15 @@ class FileLock:
 
     def _try(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        except FileNotFoundError:
-            if self.inline:
-                raise  # the caller made the directory beforehand
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = _open_lock_file(self.path)
+        except StorageError as error:
+            if not isinstance(error.__cause__, FileNotFoundError) or self.inline:
+                raise  # inline: the caller made the directory beforehand
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as failure:
+                raise _lock_error(self.path, failure) from failure
+            fd = _open_lock_file(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -113,6 +116,27 @@ class FileLock:
         return polling_lock(self.try_acquire, self.release, patience)
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) a lock file; a user who may not write the store cannot lock.
+
+    `StorageError` at once: read as "another process holds the lock", a missing write
+    permission would make `get_or_compute` wait for its whole lock timeout.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        raise _lock_error(path, error) from error
+
+
+def _lock_error(path: Path, error: OSError) -> StorageError:
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(
+            f"cannot take the lock {str(path)!r}: the store is read-only for this user "
+            f"({error.strerror}); reading works, computing and storing do not"
+        )
+    return StorageError(f"cannot take the lock {str(path)!r}: {error}")
+
+
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
 _FLOCK = "hhqqi"  # struct flock on Linux: type, whence, start, len, pid
 
@@ -134,7 +158,7 @@ class LockFile:
         # A forked child must not share the parent's open file description (and so its
         # locks): it opens its own.
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self._fd = _open_lock_file(self.path)
             self._pid = os.getpid()
         return self._fd
 
@@ -146,9 +170,9 @@ class LockFile:
     def _set(self, offset: int, kind: int) -> bool:
         assert _OFD_SETLK is not None
         request = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
+        descriptor = self._descriptor()  # opened at the first attempt (one local open(2))
         try:
-            # The file is opened at the first attempt (one open(2) of a local file).
-            fcntl.fcntl(self._descriptor(), _OFD_SETLK, request)
+            fcntl.fcntl(descriptor, _OFD_SETLK, request)
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES):
                 return False

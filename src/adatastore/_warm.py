@@ -163,10 +163,9 @@ class WarmRun:
     async def _claim(self, key: str, component: object) -> _Claim | None:
         """Register the flight and take the lock without waiting; None if held elsewhere."""
         store, name = self.store, self.attribute_name
-        if (key, name) in store._flights:
-            return None
         flight = Flight()
-        store._flights[key, name] = flight
+        if store._flights.setdefault((key, name), flight) is not flight:
+            return None
         lock = store.lock_raw(key, name, 0) if self.cross_process else no_lock()
         claim = _Claim(key, component, flight, lock)
         try:

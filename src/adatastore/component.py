@@ -36,11 +36,21 @@ class Component(Protocol):
 
 
 def full_type(component: object) -> str:
-    """Return the component's type as ``module.QualifiedName`` (a module gives its name)."""
+    """Return the component's type as ``module.QualifiedName`` (a module gives its name).
+
+    A class defined in a script is ``__main__.X`` in the script's process but
+    ``__mp_main__.X`` in its spawn and forkserver workers (multiprocessing imports the
+    script under that name there): both are ``__main__.X`` here, so workers and parent
+    file a component under the same key, as ``pickle`` treats them as one class.
+    """
     if isinstance(component, types.ModuleType):
-        return component.__name__
+        name: str = component.__name__
+        return "__main__" if name == "__mp_main__" else name
     cls = type(component)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module = cls.__module__
+    if module == "__mp_main__":
+        module = "__main__"
+    return f"{module}.{cls.__qualname__}"
 
 
 def check_component(component: object) -> Component:

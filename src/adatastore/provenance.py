@@ -104,7 +104,7 @@ class Difference:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A stored component of the same type, and how it differs."""
+    """A stored component of the same type (or class name), and how it differs."""
 
     key: str
     attribute_names: tuple[str, ...]
@@ -123,7 +123,8 @@ class Explanation:
     provenance: Provenance | None = None
     """For a hit: where the entry came from (None for entries written before 0.2)."""
     candidates: tuple[Candidate, ...] = field(default=())
-    """For a miss: the closest stored components of the same type, closest first."""
+    """For a miss: the closest stored components of the same type, closest first (and
+    those of the same class name in another module, with a ``type`` difference)."""
     same_component_attributes: tuple[str, ...] = field(default=())
     """For a miss: other attributes stored for this very component (a wrong name?)."""
 

@@ -24,7 +24,7 @@ import anyio.lowlevel
 import anyio.to_process
 import anyio.to_thread
 
-from . import _record
+from . import _forks, _record
 from ._compute import (
     AwaitableResult,
     Flight,
@@ -35,6 +35,7 @@ from ._compute import (
     no_lock,
     progress_reporter,
 )
+from ._waiting import run_to_end
 from ._warm import WarmRun
 from .component import Component, check_component, full_type, inputs_of
 from .errors import (
@@ -258,6 +259,7 @@ class AsyncDataStore(abc.ABC):
         self._flights: dict[tuple[str, str], Flight] = {}
         self._opened = False
         self._closed = False
+        self._generation = _forks.generation()
 
     # -- the back-end's part --------------------------------------------------------------------
 
@@ -333,9 +335,28 @@ class AsyncDataStore(abc.ABC):
         """
         return 0
 
+    def forget_raw(self) -> None:  # noqa: B027 - optional hook
+        """Drop, without closing or touching, what belongs to the parent process.
+
+        Called on the first use in a forked child; the store opens again afterwards.
+        Connections, threads, event-loop objects and locks of the parent must be
+        forgotten here (`adatastore._forks.remember` keeps them from being finalized).
+        """
+
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def _check_process(self) -> None:
+        """In a forked child, drop the parent's resources (first use only)."""
+        if self._generation != _forks.generation():
+            with _forks.child_lock():
+                if self._generation != _forks.generation():
+                    self._flights = {}  # the parent's computations are not ours to wait for
+                    self.forget_raw()
+                    self._opened = False
+                    self._generation = _forks.generation()
+
     def _check_usable(self) -> None:
+        self._check_process()
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
         if self.requires_asyncio:
@@ -564,17 +585,26 @@ class AsyncDataStore(abc.ABC):
         if header is not None:
             return Explanation(key, attribute_name, kind, hit=True, provenance=_provenance(header))
         attributes: dict[str, list[str]] = {}
+        # The type moved to another module (or a script's class seen from a worker):
+        # stored types with the same qualified name are candidates too.
+        qualified = "." + type(component).__qualname__
+        kinds = {kind}
         for entry in await self.list_raw():
             attributes.setdefault(entry.key, []).append(entry.attribute_name)
+            if entry.full_type.endswith(qualified):
+                kinds.add(entry.full_type)
         by_type: dict[str, dict[str, ComponentRecord]] = {}  # each type read once
         candidates = []
-        for record in (await self._records_of(kind, by_type)).values():
-            if record.key == key or record.key not in attributes:
-                continue
-            differences = await self._differences(component, key, record, by_type)
-            candidates.append(
-                Candidate(record.key, tuple(sorted(attributes[record.key])), tuple(differences))
-            )
+        for stored_kind in sorted(kinds):
+            for record in (await self._records_of(stored_kind, by_type)).values():
+                if record.key == key or record.key not in attributes:
+                    continue
+                differences = await self._differences(component, key, record, by_type)
+                if stored_kind != kind:
+                    differences.insert(0, Difference("type", kind, stored_kind))
+                candidates.append(
+                    Candidate(record.key, tuple(sorted(attributes[record.key])), tuple(differences))
+                )
         candidates.sort(
             key=lambda c: (attribute_name not in c.attribute_names, len(c.differences), c.key)
         )
@@ -719,22 +749,22 @@ class AsyncDataStore(abc.ABC):
         if key is None:
             key = self.key_of(component)
         while True:
-            flight = self._flights.get((key, attribute_name))
-            if flight is None:
+            flight = Flight()
+            # setdefault is atomic: of several threads or loops asking at once, one leads
+            found = self._flights.setdefault((key, attribute_name), flight)
+            if found is flight:
                 break
-            await flight.done.wait()
-            if flight.outcome == "hit" and value_needed and not flight.has_value:
+            await found.wait()
+            if found.outcome == "hit" and value_needed and not found.has_value:
                 continue  # that caller only checked the entry exists: read it ourselves
-            if flight.outcome == "computed" or flight.outcome == "hit":
+            if found.outcome == "computed" or found.outcome == "hit":
                 self.stats.shared += 1
-                return flight.value, "shared"
-            if flight.outcome == "failed":
+                return found.value, "shared"
+            if found.outcome == "failed":
                 self.stats.shared += 1
-                assert flight.error is not None
-                raise flight.error
+                assert found.error is not None
+                raise found.error
             # the leader was cancelled before it computed: try again, maybe as the leader
-        flight = Flight()
-        self._flights[key, attribute_name] = flight
         try:
             value = (
                 _MISSING if known_missing else await self._lookup(key, attribute_name, value_needed)
@@ -750,14 +780,19 @@ class AsyncDataStore(abc.ABC):
                         # another process may have stored it while we waited for the lock
                         value = await self._lookup(key, attribute_name, value_needed)
                     if value is _MISSING:
-                        with anyio.CancelScope(shield=True):
-                            started = time.perf_counter()
-                            value = await self._run_compute(compute, key, attribute_name)
-                            seconds = time.perf_counter() - started
-                            await self._put(component, key, attribute_name, value, seconds)
-                        flight.finish("computed", value)
-                        self.stats.misses += 1
-                        # a caller cancelled during the computation is cancelled now
+                        # Runs to its end even when this caller is cancelled (asyncio's
+                        # own cancellation included): the others get the value, and the
+                        # cancellation reaches this caller afterwards.
+                        ending = await run_to_end(
+                            self._compute_and_put, compute, component, key, attribute_name
+                        )
+                        if ending.error is None:
+                            flight.finish("computed", ending.value)
+                            self.stats.misses += 1
+                        else:
+                            flight.finish("failed", None, ending.error)
+                        value = ending.unwrap()
+                        # a caller cancelled by anyio during the computation is cancelled now
                         await anyio.lowlevel.checkpoint_if_cancelled()
             if flight.outcome is None:
                 flight.has_value = value_needed
@@ -774,6 +809,15 @@ class AsyncDataStore(abc.ABC):
         finally:
             if self._flights.get((key, attribute_name)) is flight:
                 del self._flights[key, attribute_name]
+
+    async def _compute_and_put(
+        self, compute: Callable[[], Any], component: object, key: str, attribute_name: str
+    ) -> Any:
+        started = time.perf_counter()
+        value = await self._run_compute(compute, key, attribute_name)
+        seconds = time.perf_counter() - started
+        await self._put(component, key, attribute_name, value, seconds)
+        return value
 
     async def warm(
         self,
@@ -941,7 +985,7 @@ class AsyncDataStore(abc.ABC):
 
     def open_blocking(self) -> None:
         """`open`, in the caller's thread."""
-        self._check_usable()
+        self._check_usable_blocking()
         if not self._opened:
             self.open_raw_blocking()
             self._opened = True
@@ -954,7 +998,7 @@ class AsyncDataStore(abc.ABC):
 
     def store_blocking(self, component: object, attribute_name: str, data: Any) -> None:
         """`store`, in the caller's thread."""
-        self._check_usable()
+        self.open_blocking()
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         start = time.perf_counter()
@@ -964,12 +1008,13 @@ class AsyncDataStore(abc.ABC):
         self._count_store(key, attribute_name, sealed, time.perf_counter() - start)
 
     def _check_usable_blocking(self) -> None:
+        self._check_process()
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
 
     def retrieve_blocking(self, component: object, attribute_name: str, default: Any) -> Any:
         """`retrieve`, in the caller's thread."""
-        self._check_usable_blocking()
+        self.open_blocking()
         check_attribute_name(attribute_name)
         key = self.key_of(component)
         start = time.perf_counter()
@@ -988,7 +1033,7 @@ class AsyncDataStore(abc.ABC):
         self, requests: Iterable[tuple[object, str]], default: Any = None
     ) -> list[Any]:
         """`retrieve_many`, in the caller's thread."""
-        self._check_usable_blocking()
+        self.open_blocking()
         pairs = self._request_pairs(requests)
         start = time.perf_counter()
         records = self.read_many_raw_blocking(pairs)
@@ -1007,7 +1052,7 @@ class AsyncDataStore(abc.ABC):
 
     def contains_blocking(self, component: object, attribute_name: str) -> bool:
         """`contains`, in the caller's thread."""
-        self._check_usable_blocking()
+        self.open_blocking()
         check_attribute_name(attribute_name)
         return self.contains_raw_blocking(self.key_of(component), attribute_name)
 

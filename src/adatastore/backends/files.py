@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
+import secrets
+import shutil
+import socket
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -47,6 +51,9 @@ COMPONENT_FILE = "component.json"
 RECORD_SUFFIX = ".rec"
 LOCK_DIR = ".locks"  # one flock file per entry, where OFD locks are missing
 LOCK_FILE = ".lock"
+BATCH_DIR = ".batches"  # store_many's staging directories and plans
+_HOST = socket.gethostname().replace("-", "_") or "localhost"
+_RETRIES = 100  # a store racing deletes of the same entry tries again this often
 
 T = TypeVar("T")
 
@@ -130,6 +137,8 @@ class AsyncShelveDataStore(AsyncDataStore):
                 f"this adatastore reads version {FORMAT_VERSION}"
             )
         self._make_lock_file()
+        with contextlib.suppress(PermissionError, OSError):  # read-only storage reads on
+            self._recover_batches()
 
     def _make_lock_file(self) -> None:
         if _locks.LockFile.supported() and self._lock_file is None:
@@ -154,8 +163,15 @@ class AsyncShelveDataStore(AsyncDataStore):
     def _write_sync(
         self, entry_dir: str, path: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
+        """Write one record atomically, and the component's metadata if it is missing.
+
+        Linearizable against a concurrent `delete` (which removes the metadata and the
+        directory once no record is left): the metadata is checked again after the
+        record is in place, and a directory removed under us is made again. A retry
+        loop, not a lock: a delete never waits for a store, nor a store for a delete.
+        """
         meta = os.path.join(entry_dir, COMPONENT_FILE)
-        for attempt in range(3):
+        for attempt in itertools.count():
             try:
                 try:
                     os.mkdir(entry_dir)
@@ -167,10 +183,12 @@ class AsyncShelveDataStore(AsyncDataStore):
                         meta, [component.to_json()], durable=self.durable, fresh=fresh
                     )
                 _fsio.atomic_write(path, record, durable=self.durable, fresh=fresh)
+                if not os.path.exists(meta):  # a delete took it after we checked
+                    _fsio.atomic_write(meta, [component.to_json()], durable=self.durable)
             except FileNotFoundError:
                 # A concurrent delete removed the entry directory between our steps,
                 # or root_dir itself is gone: try again, then report.
-                if attempt == 2 or not self.root_dir.is_dir():
+                if attempt >= _RETRIES or not self.root_dir.is_dir():
                     raise
             else:
                 return
@@ -212,17 +230,104 @@ class AsyncShelveDataStore(AsyncDataStore):
     async def write_many_raw(
         self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
     ) -> None:
-        """Every record written (each atomically) in one worker-thread hop."""
+        """Every record, all or nothing, in one worker-thread hop (see `_write_batch`)."""
         jobs = [
             (self._entry_dir(key), self._record_path(key, name), record, component)
             for key, name, record, component in records
         ]
+        await self._run(self._write_batch, jobs)
 
-        def write_all() -> None:
-            for job in jobs:
-                self._write_sync(*job)
+    def _write_batch(
+        self, jobs: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+    ) -> None:
+        """Write several records, all or nothing, also if this process dies.
 
-        await self._run(write_all)
+        Every record (and its component's metadata) is written first into a staging
+        directory ``.batches/<host>-<pid>-<random>/``: a failure there (a full disk)
+        removes it, and nothing was stored. Then the plan ``<staging>.json`` is written,
+        atomically: the commit point. Then the records move into place, each as a
+        single store would. A writer that dies before the plan leaves a staging
+        directory that the next open removes; one that dies after it leaves a plan that
+        the next open carries out.
+        """
+        if len(jobs) == 1:
+            self._write_sync(*jobs[0])
+            return
+        batches = os.path.join(self.root_dir, BATCH_DIR)
+        staging = os.path.join(batches, f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}")
+        try:
+            os.makedirs(staging)
+            plan = []
+            for number, (entry_dir, path, record, component) in enumerate(jobs):
+                _fsio.write_new(
+                    os.path.join(staging, f"{number}.rec"), record, durable=self.durable
+                )
+                _fsio.write_new(
+                    os.path.join(staging, f"{number}.json"),
+                    [component.to_json()],
+                    durable=self.durable,
+                )
+                plan.append([os.path.basename(entry_dir), os.path.basename(path)])
+            _fsio.atomic_write(staging + ".json", [json.dumps(plan).encode()], durable=self.durable)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._carry_out(staging, plan)
+
+    def _carry_out(self, staging: str, plan: list[list[str]]) -> None:
+        """Move a committed batch's records into place (again, after a crash: idempotent)."""
+        for number, (entry, name) in enumerate(plan):
+            record = os.path.join(staging, f"{number}.rec")
+            if not os.path.exists(record):
+                continue  # moved before the crash
+            with open(os.path.join(staging, f"{number}.json"), "rb") as stream:
+                meta = stream.read()
+            self._move_in(os.path.join(self.root_dir, entry), record, name, meta)
+        os.unlink(staging + ".json")
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def _move_in(self, entry_dir: str, record: str, name: str, meta: bytes) -> None:
+        """Move a staged record into its entry, as `_write_sync` writes one."""
+        meta_path = os.path.join(entry_dir, COMPONENT_FILE)
+        for attempt in itertools.count():
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(entry_dir)
+                if not os.path.exists(meta_path):
+                    _fsio.atomic_write(meta_path, [meta], durable=self.durable)
+                os.replace(record, os.path.join(entry_dir, name))
+                if not os.path.exists(meta_path):
+                    _fsio.atomic_write(meta_path, [meta], durable=self.durable)
+            except FileNotFoundError:
+                if attempt >= _RETRIES or not self.root_dir.is_dir():
+                    raise
+            else:
+                if self.durable:
+                    _fsio.fsync_directory(entry_dir)
+                return
+
+    def _recover_batches(self) -> None:
+        """Finish or remove the batches of writers of this host that died."""
+        batches = os.path.join(self.root_dir, BATCH_DIR)
+        try:
+            names = os.listdir(batches)
+        except FileNotFoundError:
+            return
+        for name in sorted(names):
+            writer, _, _ = name.removesuffix(".json").rpartition("-")
+            host, _, pid = writer.rpartition("-")
+            if host != _HOST or not pid.isdigit() or _fsio.process_alive(int(pid)):
+                continue
+            path = os.path.join(batches, name)
+            if name.endswith(".json"):
+                plan = _read_plan(path)
+                if plan is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                else:
+                    self._carry_out(path.removesuffix(".json"), plan)
+            elif not os.path.exists(path + ".json"):
+                shutil.rmtree(path, ignore_errors=True)  # died before its commit point
 
     async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         paths = [self._record_path(key, name) for key, name in pairs]
@@ -246,6 +351,18 @@ class AsyncShelveDataStore(AsyncDataStore):
         return await self._run(self._delete_sync, self._entry_dir(key), path)
 
     def _delete_sync(self, entry_dir: str, path: str | None) -> int:
+        """Delete one record (or all); remove the entry once no record is left.
+
+        A store racing this delete may add a record at any step: the metadata is removed
+        only when no record is seen, and put back if a record shows up before the
+        directory is gone (see `_write_sync`).
+        """
+        meta = os.path.join(entry_dir, COMPONENT_FILE)
+        try:
+            with open(meta, "rb") as stream:
+                saved: bytes | None = stream.read()
+        except FileNotFoundError:
+            saved = None
         if path is not None:
             doomed = [path]
         else:
@@ -262,22 +379,24 @@ class AsyncShelveDataStore(AsyncDataStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item)
                 deleted += 1
-        self._remove_if_empty(entry_dir)
+        self._remove_if_empty(entry_dir, saved)
         return deleted
 
-    @staticmethod
-    def _remove_if_empty(entry_dir: str) -> None:
+    def _remove_if_empty(self, entry_dir: str, saved_meta: bytes | None = None) -> None:
         """Remove the entry directory once no record is left in it."""
+        if _records_in(entry_dir):
+            return
+        meta = os.path.join(entry_dir, COMPONENT_FILE)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(meta)
         try:
-            names = os.listdir(entry_dir)
+            os.rmdir(entry_dir)
         except FileNotFoundError:
             return
-        if any(name.endswith(RECORD_SUFFIX) for name in names):
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(entry_dir, COMPONENT_FILE))
-        with contextlib.suppress(OSError):  # not empty: a writer got there first
-            os.rmdir(entry_dir)
+        except OSError:  # not empty: a store got there first
+            if saved_meta is not None and _records_in(entry_dir) and not os.path.exists(meta):
+                with contextlib.suppress(FileNotFoundError):
+                    _fsio.atomic_write(meta, [saved_meta], durable=self.durable)
 
     async def list_raw(self) -> list[Entry]:
         return await self._run(self._list_sync)
@@ -394,6 +513,37 @@ class AsyncShelveDataStore(AsyncDataStore):
                     )
                 )
         return entries
+
+
+def _read_plan(path: str) -> list[list[str]] | None:
+    """A batch's plan, if it is one we wrote: pairs of plain names, nothing else."""
+    try:
+        with open(path, "rb") as stream:
+            plan = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(plan, list):
+        return None
+    for item in plan:
+        if not (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(part, str) and _plain_name(part) for part in item)
+            and item[1].endswith(RECORD_SUFFIX)
+        ):
+            return None
+    return plan
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def _records_in(entry_dir: str) -> bool:
+    try:
+        return any(name.endswith(RECORD_SUFFIX) for name in os.listdir(entry_dir))
+    except FileNotFoundError:
+        return False
 
 
 def _decode_or(encoded: str) -> str:

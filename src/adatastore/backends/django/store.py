@@ -15,21 +15,27 @@ arrays and a shared cluster file system), written atomically as in the files bac
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
 import os
+import secrets
+import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from ... import _fsio, _locks, _naming
+from ... import _forks, _fsio, _locks
 from ..._compute import no_lock
+from ..._waiting import run_to_end
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
@@ -39,7 +45,7 @@ from ...sync import SyncDataStore
 
 try:
     import django
-    from asgiref.sync import sync_to_async
+    from asgiref.sync import SyncToAsync, sync_to_async
 except ImportError as error:  # pragma: no cover - exercised without the extra
     raise ImportError(
         "the Django back-end needs Django: pip install 'adatastore[django]'"
@@ -69,8 +75,46 @@ _ENGINES = {
     "mariadb": "django.db.backends.mysql",
 }
 _RETRIES = 5
+T = TypeVar("T")
+RECORDS_DIR = "records"
+"""Record files under data_root_dir: ``records/<2 hex>/<32 hex>.rec``, each written once."""
+TEMP_DIR = ".tmp"
+"""Record files being written: ``.tmp/<host>-<pid>-<32 hex>.rec``, moved into place by
+the transaction that stores their rows; those of dead writers of this host are removed
+when a store opens."""
+_HOST = socket.gethostname().replace("-", "_") or "localhost"
 _aliases = itertools.count(1)
 _setup_lock = threading.Lock()
+
+
+def _new_orm_thread_in_child() -> None:
+    """A forked child has no thread behind asgiref's executor for Django's ORM (every
+    call would wait forever): give it a fresh one, which starts at its first use."""
+    global _setup_lock
+    SyncToAsync.single_thread_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    _setup_lock = threading.Lock()
+
+
+_forks.on_fork(_new_orm_thread_in_child)
+
+
+def _detach_inherited_connections() -> None:
+    """Forget, without closing, the Django connections this thread inherited in a fork.
+
+    Closing them would end the parent's sessions (a PostgreSQL connection sends its
+    Terminate on the shared socket); the child connects anew at its next query.
+    """
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            _forks.remember(connection.connection)
+            connection.connection = None
+        connection.in_atomic_block = False
+        connection.savepoint_ids = []
+        connection.atomic_blocks = []
+        connection.needs_rollback = False
+        connection.run_on_commit = []
 
 
 def database_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,13 +275,20 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
 
     # -- opening --------------------------------------------------------------------------------
 
+    def forget_raw(self) -> None:
+        # A forked child: Django's ORM thread is new (see _new_orm_thread_in_child); the
+        # connections this thread may hold are the parent's.
+        _detach_inherited_connections()
+        self._lock_file = None
+
     async def open_raw(self) -> None:
         self.alias, self._migrate = await anyio.to_thread.run_sync(
             _setup_django, self._requested_alias, self._database
         )
         if self.data_root_dir is not None:
             self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
-        await self._sync(self._prepare_tables)
+            await anyio.to_thread.run_sync(_remove_dead_temps, self.data_root_dir)
+        await self._orm(self._prepare_tables)
         settings = self._database or {}
         if (
             settings.get("NAME")
@@ -293,23 +344,32 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
 
             alias = self.alias
             # Looked up in Django's ORM thread: connections are per thread.
-            await sync_to_async(lambda: connections[alias].close())()
+            await self._orm(lambda: connections[alias].close())
 
     # -- helpers --------------------------------------------------------------------------------
 
-    async def _sync(self, function: Any, *args: Any) -> Any:
-        """Run a sync ORM function in Django's ORM thread; database errors → StorageError."""
+    async def _orm(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` in Django's ORM thread; database errors → StorageError.
+
+        Every ORM call of this back-end goes through here, as one function: a
+        transaction begins and ends inside it (Django's transactions are per thread), it
+        runs to its end even when the awaiting task is cancelled, and it runs inside the
+        fork gate (a fork never copies SQLite in mid-transaction).
+        """
         from django.db import DatabaseError
 
         try:
-            return await sync_to_async(function)(*args)
+            return await sync_to_async(_gated)(function, *args)
         except DatabaseError as error:
             raise StorageError(f"database {self.alias!r}: {error}") from error
 
-    @staticmethod
-    def _relative_path(key: str, attribute_name: str) -> str:
-        """Where a record's file goes, relative to data_root_dir (names encoded)."""
-        return os.path.join(_naming.encode_name(key), _naming.encode_name(attribute_name) + ".rec")
+    def _temp_path(self) -> tuple[str, str]:
+        """A new record file's final name, and the temporary path it is written to."""
+        assert self.data_root_dir is not None
+        token = secrets.token_hex(16)
+        name = os.path.join(RECORDS_DIR, token[:2], token + ".rec")
+        temp = f"{_HOST}-{os.getpid()}-{token}.rec"
+        return name, os.path.join(self.data_root_dir, TEMP_DIR, temp)
 
     # -- the raw interface ----------------------------------------------------------------------
 
@@ -320,74 +380,127 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         record: Sequence[Buffer],
         component: ComponentRecord,
     ) -> None:
-        size = sum(memoryview(buffer).nbytes for buffer in record)
-        path: str | None = None
-        payload: bytes | None = None
-        if self.data_root_dir is None:
-            payload = b"".join(record)
-        else:
-            path = self._relative_path(key, attribute_name)
-            try:
-                await anyio.to_thread.run_sync(
-                    _write_file, os.path.join(self.data_root_dir, path), record
-                )
-            except OSError as error:
-                raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
-        await self._sync(self._write_sync, key, attribute_name, payload, path, size, component)
+        await self.write_many_raw([(key, attribute_name, record, component)])
 
-    def _write_sync(
-        self,
-        key: str,
-        attribute_name: str,
-        payload: bytes | None,
-        path: str | None,
-        size: int,
-        component: ComponentRecord,
+    async def write_many_raw(
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
     ) -> None:
-        from django.db import IntegrityError, connections
+        """All records in one transaction: all stored, or none (files included)."""
+        if self.data_root_dir is None:
+            items = [
+                _Item(key, name, b"".join(record), None, _size(record), component)
+                for key, name, record, component in records
+            ]
+            await self._orm(self._write_items, items, [])
+            return
+        (await run_to_end(self._write_with_files, records)).unwrap()
 
-        from .models import ComponentInput, ComponentState, ComponentType, DataItem
+    async def _write_with_files(
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+    ) -> None:
+        items: list[_Item] = []
+        moves: list[tuple[str, str]] = []
+        assert self.data_root_dir is not None
+        root = self.data_root_dir
+
+        def write_files() -> None:
+            for key, attribute_name, record, component in records:
+                name, temp = self._temp_path()
+                try:
+                    _fsio.write_new(temp, record, durable=False)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(temp), exist_ok=True)
+                    _fsio.write_new(temp, record, durable=False)
+                moves.append((temp, os.path.join(root, name)))
+                items.append(_Item(key, attribute_name, None, name, _size(record), component))
+
+        try:
+            await anyio.to_thread.run_sync(write_files)
+        except BaseException as error:
+            await anyio.to_thread.run_sync(_unlink, [temp for temp, _ in moves])
+            if isinstance(error, OSError):
+                raise StorageError(f"data_root_dir {str(root)!r}: {error}") from error
+            raise
+        # From here on the ORM function owns the files: it moves them or removes them.
+        await self._orm(self._write_items, items, moves)
+
+    def _write_items(self, items: list[_Item], moves: list[tuple[str, str]]) -> None:
+        """Store `items` in one transaction, moving their files into place inside it
+        (runs in the ORM thread). Replaced files are removed after the commit; on any
+        failure nothing is stored and the new files are removed."""
+        from django.core.exceptions import ObjectDoesNotExist
+        from django.db import IntegrityError, transaction
+
+        alias = self.alias
+        renamed: list[str] = []
+        try:
+            for attempt in range(_RETRIES):
+                replaced: list[str] = []
+                try:
+                    with transaction.atomic(using=alias):
+                        for item in items:
+                            old = self._upsert(item)
+                            if old is not None and old != item.path:
+                                replaced.append(old)
+                        for temp, final in moves:
+                            if final not in renamed:
+                                _move(temp, final)
+                                renamed.append(final)
+                except (IntegrityError, ObjectDoesNotExist):
+                    # A concurrent delete removed a component between our statements.
+                    if attempt == _RETRIES - 1:
+                        raise
+                    continue
+                break
+        except BaseException:
+            _unlink([temp for temp, _ in moves] + renamed)
+            raise
+        if replaced and self.data_root_dir is not None:
+            root = self.data_root_dir
+            _unlink([os.path.join(root, path) for path in replaced])
+
+    def _upsert(self, item: _Item) -> str | None:
+        """Insert or replace one item inside the caller's transaction; return the path of
+        the record file it replaced, if any."""
+        from django.db import connections
+
+        from .models import ComponentState, DataItem
 
         alias = self.alias
         features = connections[alias].features
-        for attempt in range(_RETRIES):
-            try:
-                state = self._state(key, component, ComponentType, ComponentState, ComponentInput)
-                DataItem.objects.using(alias).bulk_create(
-                    [
-                        DataItem(
-                            state=state,
-                            attribute=attribute_name,
-                            payload=payload,
-                            path=path,
-                            size=size,
-                            stored_at=datetime.now(UTC),
-                        )
-                    ],
-                    update_conflicts=True,
-                    unique_fields=(
-                        ["state", "attribute"]
-                        if features.supports_update_conflicts_with_target
-                        else None
-                    ),
-                    update_fields=["payload", "path", "size", "stored_at"],
+        state = self._state(item.key, item.component)
+        # Writers and deleters of one component take its row in turn (PostgreSQL,
+        # MariaDB; SQLite's transactions are serial anyway): the replaced file is known.
+        state = ComponentState.objects.using(alias).select_for_update().get(pk=state.pk)
+        old = (
+            DataItem.objects.using(alias)
+            .filter(state=state, attribute=item.attribute)
+            .values_list("path", flat=True)
+            .first()
+        )
+        DataItem.objects.using(alias).bulk_create(
+            [
+                DataItem(
+                    state=state,
+                    attribute=item.attribute,
+                    payload=item.payload,
+                    path=item.path,
+                    size=item.size,
+                    stored_at=datetime.now(UTC),
                 )
-            except IntegrityError:
-                # A concurrent delete removed the component state between our statements.
-                if attempt == _RETRIES - 1:
-                    raise
-            else:
-                return
+            ],
+            update_conflicts=True,
+            unique_fields=(
+                ["state", "attribute"] if features.supports_update_conflicts_with_target else None
+            ),
+            update_fields=["payload", "path", "size", "stored_at"],
+        )
+        return None if old is None else str(old)
 
-    def _state(
-        self,
-        key: str,
-        component: ComponentRecord,
-        ComponentType: Any,  # model classes, imported lazily
-        ComponentState: Any,
-        ComponentInput: Any,
-    ) -> Any:
+    def _state(self, key: str, component: ComponentRecord) -> Any:
         """Return the component's state row, creating it (and its type) if needed."""
+        from .models import ComponentInput, ComponentState, ComponentType
+
         alias = self.alias
         digest = _digest(key)
         state = ComponentState.objects.using(alias).filter(key_digest=digest).first()
@@ -444,7 +557,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             )
             return {(digests[d], a): (payload, path) for d, a, payload, path in rows}
 
-        found = await self._sync(query)
+        found = await self._orm(query)
         results: list[Buffer | None] = []
         for pair in pairs:
             if pair not in found:
@@ -456,19 +569,16 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         return results
 
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
-        from django.db import DatabaseError
-
         from .models import DataItem
 
-        try:
-            row = await (
+        row = await self._orm(
+            lambda: (
                 DataItem.objects.using(self.alias)
                 .filter(state__key_digest=_digest(key), attribute=attribute_name)
                 .values_list("payload", "path")
-                .afirst()
+                .first()
             )
-        except DatabaseError as error:
-            raise StorageError(f"database {self.alias!r}: {error}") from error
+        )
         if row is None:
             return None
         payload, path = row
@@ -487,42 +597,49 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
 
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
-        from django.db import DatabaseError
-
         from .models import DataItem
 
-        try:
-            return bool(
-                await DataItem.objects.using(self.alias)
-                .filter(state__key_digest=_digest(key), attribute=attribute_name)
-                .aexists()
+        return bool(
+            await self._orm(
+                lambda: (
+                    DataItem.objects.using(self.alias)
+                    .filter(state__key_digest=_digest(key), attribute=attribute_name)
+                    .exists()
+                )
             )
-        except DatabaseError as error:
-            raise StorageError(f"database {self.alias!r}: {error}") from error
+        )
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        paths, count = await self._sync(self._delete_sync, key, attribute_name)
-        if paths and self.data_root_dir is not None:
-            root = self.data_root_dir
-            await anyio.to_thread.run_sync(_unlink, [os.path.join(root, p) for p in paths])
-        return int(count)
+        count: int = await self._orm(self._delete_items, key, attribute_name)
+        return count
 
-    def _delete_sync(self, key: str, attribute_name: str | None) -> tuple[list[str], int]:
+    def _delete_items(self, key: str, attribute_name: str | None) -> int:
+        """Delete in one transaction, then remove the record files (in the ORM thread)."""
         from django.db import transaction
 
         from .models import ComponentState, DataItem
 
         digest = _digest(key)
         with transaction.atomic(using=self.alias):
-            items = DataItem.objects.using(self.alias).filter(state__key_digest=digest)
+            state = (
+                ComponentState.objects.using(self.alias)
+                .select_for_update()
+                .filter(key_digest=digest)
+                .first()
+            )
+            if state is None:
+                return 0
+            items = DataItem.objects.using(self.alias).filter(state=state)
             if attribute_name is not None:
                 items = items.filter(attribute=attribute_name)
             paths = [p for p in items.values_list("path", flat=True) if p is not None]
             count, _ = items.delete()
             ComponentState.objects.using(self.alias).filter(
-                key_digest=digest, items__isnull=True
+                pk=state.pk, items__isnull=True
             ).delete()
-        return paths, count
+        if paths and self.data_root_dir is not None:
+            _unlink([os.path.join(self.data_root_dir, path) for path in paths])
+        return int(count)
 
     def lock_raw(
         self, key: str, attribute_name: str, timeout: float | None
@@ -554,10 +671,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                 return bool(cursor.fetchone()[0])
 
         async def try_acquire() -> bool:
-            return bool(await self._sync(run, take))
+            return bool(await self._orm(run, take))
 
         async def release() -> None:
-            await self._sync(run, give)
+            await self._orm(run, give)
 
         return _locks.polling_lock(try_acquire, release, timeout)
 
@@ -567,7 +684,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         from .models import DataItem
 
         referenced = set(
-            await self._sync(
+            await self._orm(
                 lambda: list(
                     DataItem.objects.using(self.alias)
                     .exclude(path=None)
@@ -598,37 +715,52 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                 for state in states
             ]
 
-        result: list[ComponentRecord] = await self._sync(query)
+        result: list[ComponentRecord] = await self._orm(query)
         return result
 
     async def list_raw(self) -> list[Entry]:
-        from django.db import DatabaseError
-
         from .models import DataItem
 
-        rows = DataItem.objects.using(self.alias).values_list(
-            "state__key",
-            "attribute",
-            "state__component_type__full_type",
-            "state__component_type__version",
-            "size",
-            "stored_at",
-        )
-        entries = []
-        try:
-            async for key, attribute, full_type, version, size, stored_at in rows:
+        def query() -> list[Entry]:
+            rows = DataItem.objects.using(self.alias).values_list(
+                "state__key",
+                "attribute",
+                "state__component_type__full_type",
+                "state__component_type__version",
+                "size",
+                "stored_at",
+            )
+            entries = []
+            for key, attribute, full_type, version, size, stored_at in rows:
                 if stored_at.tzinfo is None:  # a project with USE_TZ = False stores UTC
                     stored_at = stored_at.replace(tzinfo=UTC)
                 entries.append(Entry(key, attribute, full_type, version, size, stored_at))
-        except DatabaseError as error:
-            raise StorageError(f"database {self.alias!r}: {error}") from error
-        return entries
+            return entries
+
+        return await self._orm(query)
 
 
 @contextlib.contextmanager
 def _migration_lock(connection: Any) -> Any:
-    """Serialise migrations of one database by several processes starting at once."""
+    """Serialise migrations of one database by several processes starting at once.
+
+    PostgreSQL and MariaDB: an advisory lock. SQLite: an exclusive ``flock`` of the file
+    beside the database that also holds the entries' locks (two processes creating the
+    same new store both found no tables, and the second failed on "already exists").
+    """
     vendor = connection.vendor
+    if vendor == "sqlite":
+        name = str(connection.settings_dict["NAME"])
+        if name == ":memory:" or name.startswith("file:"):
+            yield
+            return
+        fd = os.open(name + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+        return
     with connection.cursor() as cursor:
         if vendor == "postgresql":
             cursor.execute("SELECT pg_advisory_lock(%s)", [0x41445331])
@@ -644,9 +776,33 @@ def _migration_lock(connection: Any) -> Any:
                 cursor.execute("SELECT RELEASE_LOCK('adatastore_migrate')")
 
 
-def _write_file(path: str, record: Sequence[Buffer]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    _fsio.atomic_write(path, record, durable=False)
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One record to store: in the database (`payload`) or in a file (`path`)."""
+
+    key: str
+    attribute: str
+    payload: bytes | None
+    path: str | None
+    size: int
+    component: ComponentRecord
+
+
+def _size(record: Sequence[Buffer]) -> int:
+    return sum(memoryview(buffer).nbytes for buffer in record)
+
+
+def _gated(function: Callable[..., T], *args: Any) -> T:
+    with _forks.gate:
+        return function(*args)
+
+
+def _move(temp: str, final: str) -> None:
+    try:
+        os.rename(temp, final)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.rename(temp, final)
 
 
 def _unlink(paths: list[str]) -> None:
@@ -655,6 +811,21 @@ def _unlink(paths: list[str]) -> None:
             os.unlink(path)
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(path))
+
+
+def _remove_dead_temps(root: Path) -> None:
+    """Remove the temporary record files that writers of this host left when they died."""
+    directory = root / TEMP_DIR
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        writer, _, _ = name.rpartition("-")
+        host, _, pid = writer.rpartition("-")
+        if host == _HOST and pid.isdigit() and not _fsio.process_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
 
 
 class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
