@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sqlite3
 import subprocess
@@ -227,31 +228,52 @@ def _cancelling_others(task: asyncio.Task[Any]) -> bool:
 # -- a store cancelled while it waits for the write lock --------------------------------------
 
 
+@pytest.mark.parametrize("operation", ["store", "store_many", "delete"])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-async def test_cancelled_store_leaves_old_or_new(
-    make_store: StoreFactory, tmp_path: Path, mechanism: str
+async def test_cancelled_write_leaves_old_or_new(
+    make_store: StoreFactory, tmp_path: Path, mechanism: str, operation: str
 ) -> None:
+    """A store, a 150-item store_many (its first item replacing the entry) or a delete,
+    cancelled while another connection holds the write lock: each entry is then as it
+    was or as the call would have left it."""
     c = SimpleComponent({"entry": 1})
     old, new = b"o" * LARGE, b"n" * LARGE
+    others = [SimpleComponent({"other": n}) for n in range(149)]
     async with with_files(make_store, tmp_path) as store:
         await store.store(c, "v", old)
+        if operation == "store":
+            work = functools.partial(store.store, c, "v", new)
+            outcomes: tuple[object, ...] = (old, new)
+        elif operation == "store_many":
+            items = [(c, "v", new), *[(o, "v", n) for n, o in enumerate(others)]]
+            work = functools.partial(store.store_many, items)
+            outcomes = (old, new)
+        else:
+            work = functools.partial(store.delete, c, "v")
+            outcomes = (old, None)
         with write_lock_held(store, c) as release:
             await cancel_by(
                 mechanism,
-                lambda: store.store(c, "v", new),
+                work,
                 started=lambda: True,
                 release=release,
                 blocked=make_store.backend not in ("memory", "files"),  # type: ignore[attr-defined]
             )
-        # The store that was cancelled still runs to its end; wait for it by storing
-        # through the same store (SQLite and Django serialise writes per process).
+        # What was cancelled still runs to its end; wait for it by storing through the
+        # same store (SQLite and Django serialise writes per process).
         await store.store(SimpleComponent({"entry": 2}), "v", b"x")
         await eventually(lambda: not _temporary_files(store))
-        assert await store.retrieve(c, "v") in (old, new)
+        value = await store.retrieve(c, "v")
+        assert value in outcomes
+        stored_others = await store.retrieve_many([(o, "v") for o in others])
+        if operation == "store_many":  # all or nothing
+            expected_others = list(range(149)) if value == new else [None] * 149
+            assert stored_others == expected_others
         report = await store.verify()
         assert report.ok, report
-        assert report.checked == 2
-        assert {e.attribute_name for e in await store.list_contents()} == {"v"}
+        listed = await store.list_contents()
+        assert report.checked == len(listed)
+        assert len(listed) == 1 + (value is not None) + sum(v is not None for v in stored_others)
         if isinstance(store, AsyncSQLiteDataStore):
             assert _sqlite_files_match_rows(store)
 

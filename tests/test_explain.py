@@ -168,3 +168,33 @@ async def test_provenance_is_read_without_the_payload(
                     assert explained.hit
                     assert explained.provenance is not None
                     assert explained.provenance.host == socket.gethostname()
+
+
+class Moved:
+    """Stands for a component class moved to another module (same qualified name)."""
+
+    version = "$Revision: 1 $"
+
+    def __init__(self, parameters: dict[str, object]) -> None:
+        self.parameters = parameters
+        self.input = None
+
+
+async def test_a_miss_points_at_the_same_class_in_another_module(
+    make_store: StoreFactory,
+) -> None:
+    """After a class moved (or a script's class seen from a spawn worker under another
+    module), the stored components of the old module are candidates, with the type shown
+    as the difference."""
+    old = type("Moved", (Moved,), {"__module__": "oldpackage.models"})
+    async with make_store() as store:
+        await store.store(old({"n": 1}), "spikes", [1])
+        explained = await store.explain(Moved({"n": 1}), "spikes")
+    assert not explained.hit
+    (candidate,) = explained.candidates
+    assert candidate.differences == (
+        Difference("type", "test_explain.Moved", "oldpackage.models.Moved"),
+    )
+    assert "type: asked 'test_explain.Moved', stored 'oldpackage.models.Moved'" in str(
+        explained
+    )

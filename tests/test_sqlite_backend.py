@@ -90,15 +90,16 @@ async def test_large_array_goes_to_a_file_beside_the_database(tmp_path: Path) ->
         assert path.stat().st_size < 1_000_000  # the payload is not in the database
         (entry,) = await store.list_contents()
         assert entry.size > array.nbytes
-        # a replaced record's file is removed after the next large write, delete or close
+        # a replaced or deleted record's file is removed by the write or delete itself
         await store.store(c, "array", array[: 2**20])
         (second,) = payload_files(path)
         assert second != first
         assert await store.delete(c, "array") == 1
         assert payload_files(path) == []
         await store.store(c, "array", array[: 2**20])
-        await store.store(c, "array", array[:10])
-        assert rows(path, "SELECT count(*) FROM garbage") == [(1,)]
+        await store.store(c, "array", array[:10])  # a small value replaces a file
+        assert payload_files(path) == []
+        assert rows(path, "SELECT count(*) FROM garbage") == [(0,)]
     assert payload_files(path) == []
     assert rows(path, "SELECT count(*) FROM garbage") == [(0,)]
 

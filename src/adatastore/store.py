@@ -229,6 +229,9 @@ class AsyncDataStore(abc.ABC):
     """
 
     requires_asyncio: ClassVar[bool] = False
+    warn_unclosed: bool = True
+    """Whether a store garbage-collected unclosed says so (`ResourceWarning`); the
+    blocking classes, whose legacy API has no ``close``, turn it off."""
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ class SyncDataStore(Generic[A]):
 
     def __init__(self, async_store: A) -> None:
         self.async_store: A = async_store
+        async_store.warn_unclosed = False  # the original API has no close(): no warning
         # Back-ends with blocking I/O (files) serve store/retrieve/contains in the caller's
         # thread; the others go through adatastore's loop thread.
         self._direct = async_store.supports_blocking

@@ -28,6 +28,7 @@ import secrets
 import shutil
 import socket
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,8 @@ class AsyncShelveDataStore(AsyncDataStore):
         if _locks.LockFile.supported() and self._lock_file is None:
             # opened at its first use: read-only storage can still be read
             self._lock_file = _locks.LockFile(self.root_dir / LOCK_FILE)
+            # a store dropped unclosed lets its descriptor go when it is collected
+            weakref.finalize(self, self._lock_file.close).atexit = False
 
     async def write_raw(
         self,

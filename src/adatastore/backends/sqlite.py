@@ -287,7 +287,13 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             readers = _ReaderPool(self._connector(read_only=True))
             self._writer, self._reader, self._readers = writer, reader, readers
             self._finalizer = weakref.finalize(
-                self, _release, repr(self), writer, reader, readers, self._lock_file
+                self,
+                _release,
+                repr(self) if self.warn_unclosed else None,
+                writer,
+                reader,
+                readers,
+                self._lock_file,
             )
             self._finalizer.atexit = False  # daemon threads: nothing holds up the exit
         self._remove_dead_temps()
@@ -428,13 +434,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         """Remove the files of replaced and deleted records (queued by the triggers)."""
         writer = writer or self._connections()[0]
         try:
-            names = [str(row[0]) for row in writer.run(_fetcher("SELECT file FROM garbage"))]
-            if not names:
-                return
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._file_path(name))
-            writer.run(functools.partial(_forget_garbage, names))
+            writer.run(functools.partial(_collect, str(self.payload_dir)))
         except sqlite3.Error as error:
             raise self._error(error) from error
 
@@ -461,16 +461,21 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 raise self._error(error) from error
             raise
         # From here on the unit owns the temporary files: it renames or removes them.
-        self._write(functools.partial(_write_unit, _insert_statements(rows), moves, self.durable))
-        if moves:
-            self._collect_garbage()
+        self._write(self._unit(rows, moves))
+
+    def _unit(
+        self, rows: list[dict[str, Any]], moves: list[tuple[str, str]]
+    ) -> Callable[[sqlite3.Connection], None]:
+        return functools.partial(
+            _write_unit, _insert_statements(rows), moves, self.durable, str(self.payload_dir)
+        )
 
     def write_raw_blocking(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
         row = _row(key, attribute_name, record, component)
         if row["size"] < FILE_THRESHOLD:
-            self._write(functools.partial(_execute, _INSERT, row))
+            self._write(self._unit([row], []))
         else:
             self._write_rows([row], [record])
 
@@ -483,7 +488,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     ) -> None:
         row = _row(key, attribute_name, record, component)
         if row["size"] < FILE_THRESHOLD:
-            await self._awrite(functools.partial(_execute, _INSERT, row))
+            await self._awrite(self._unit([row], []))
         else:
             await anyio.to_thread.run_sync(self._write_rows, [row], [record])
 
@@ -497,12 +502,11 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 self._write_rows, rows, [record for _, _, record, _ in records]
             )
         else:
-            await self._awrite(functools.partial(_write_unit, _insert_statements(rows), [], False))
+            await self._awrite(self._unit(rows, []))
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        count: int = await self._awrite(functools.partial(_delete_unit, key, attribute_name))
-        if count:
-            await anyio.to_thread.run_sync(self._collect_garbage)
+        unit = functools.partial(_delete_unit, key, attribute_name, str(self.payload_dir))
+        count: int = await self._awrite(unit)
         return count
 
     # -- reading --------------------------------------------------------------------------------
@@ -742,51 +746,48 @@ def _fetch(sql: str, arguments: Sequence[Any], connection: sqlite3.Connection) -
     return connection.execute(sql, arguments).fetchall()
 
 
-def _fetcher(sql: str) -> Callable[[sqlite3.Connection], list[Any]]:
-    return functools.partial(_fetch, sql, ())
-
-
-def _execute(sql: str, arguments: Any, connection: sqlite3.Connection) -> None:
-    connection.execute(sql, arguments)
-
-
 def _write_unit(
     statements: list[tuple[str, list[Any]]],
     moves: list[tuple[str, str]],
     durable: bool,
+    payload_dir: str,
     connection: sqlite3.Connection,
 ) -> None:
     """Insert rows and rename their files into place, in one transaction; on any failure
-    roll back and remove the files (they are this unit's, whoever waits for it)."""
+    roll back and remove the files (they are this unit's, whoever waits for it). Then
+    remove the files of the records it replaced."""
     if len(statements) == 1 and not moves:
         connection.execute(*statements[0])  # one statement: its own transaction
-        return
-    renamed: list[str] = []
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        for sql, arguments in statements:
-            connection.execute(sql, arguments)
-        for temp, final in moves:
-            try:
-                os.rename(temp, final)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.rename(temp, final)
-            renamed.append(final)
-        if durable:
-            for directory in {os.path.dirname(final) for final in renamed}:
-                _fsio.fsync_directory(directory)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        for path in [temp for temp, _ in moves] + renamed:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
+    else:
+        renamed: list[str] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for sql, arguments in statements:
+                connection.execute(sql, arguments)
+            for temp, final in moves:
+                try:
+                    os.rename(temp, final)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    os.rename(temp, final)
+                renamed.append(final)
+            if durable:
+                for directory in {os.path.dirname(final) for final in renamed}:
+                    _fsio.fsync_directory(directory)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            for path in [temp for temp, _ in moves] + renamed:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+    _collect(payload_dir, connection)
 
 
-def _delete_unit(key: str, attribute_name: str | None, connection: sqlite3.Connection) -> int:
+def _delete_unit(
+    key: str, attribute_name: str | None, payload_dir: str, connection: sqlite3.Connection
+) -> int:
     if attribute_name is None:
         rows = connection.execute("DELETE FROM entries WHERE key = ? RETURNING 1", (key,))
     else:
@@ -794,10 +795,24 @@ def _delete_unit(key: str, attribute_name: str | None, connection: sqlite3.Conne
             "DELETE FROM entries WHERE key = ? AND attribute = ? RETURNING 1",
             (key, attribute_name),
         )
-    return len(rows.fetchall())
+    count = len(rows.fetchall())
+    _collect(payload_dir, connection)
+    return count
 
 
-def _forget_garbage(names: list[str], connection: sqlite3.Connection) -> None:
+def _collect(payload_dir: str, connection: sqlite3.Connection) -> None:
+    """Remove the files the triggers queued (of replaced and deleted records).
+
+    Run by the unit that queued them, so even a caller cancelled meanwhile leaves no
+    file behind; files go first, then their queue rows (a crash between the two leaves
+    rows whose files are gone, which the next collection passes over).
+    """
+    names = [str(row[0]) for row in connection.execute("SELECT file FROM garbage")]
+    if not names:
+        return
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(payload_dir, _relative_file(name)))
     connection.execute("BEGIN IMMEDIATE")
     try:
         connection.executemany("DELETE FROM garbage WHERE file = ?", [(name,) for name in names])
@@ -815,13 +830,6 @@ _CONTAINS = "SELECT 1 FROM entries WHERE key = ? AND attribute = ?"
 def _relative_file(name: str) -> str:
     """Where a payload file lives inside the payload directory (fanned out by prefix)."""
     return os.path.join(name[:2], name)
-
-
-_INSERT = (
-    "INSERT INTO store_entry (key, attribute, payload, file, size, stored_at, full_type, "
-    "version, parameters, input_keys) VALUES (:key, :attribute, :payload, :file, :size, "
-    ":stored_at, :full_type, :version, :parameters, :input_keys)"
-)
 
 
 _COLUMNS = (
@@ -863,7 +871,7 @@ def _pair_queries(
 def _row(
     key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
 ) -> dict[str, Any]:
-    """The parameters of `_INSERT` for one record (payload in the row; files replace it)."""
+    """The columns of one record's row (payload in the row; a file replaces it)."""
     size = sum(memoryview(buffer).nbytes for buffer in record)
     return {
         "key": key,
