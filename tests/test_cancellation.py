@@ -241,6 +241,7 @@ async def test_cancelled_write_leaves_old_or_new(
     others = [SimpleComponent({"other": n}) for n in range(149)]
     async with with_files(make_store, tmp_path) as store:
         await store.store(c, "v", old)
+        work: Callable[[], Coroutine[Any, Any, object]]
         if operation == "store":
             work = functools.partial(store.store, c, "v", new)
             outcomes: tuple[object, ...] = (old, new)

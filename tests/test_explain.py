@@ -195,6 +195,4 @@ async def test_a_miss_points_at_the_same_class_in_another_module(
     assert candidate.differences == (
         Difference("type", "test_explain.Moved", "oldpackage.models.Moved"),
     )
-    assert "type: asked 'test_explain.Moved', stored 'oldpackage.models.Moved'" in str(
-        explained
-    )
+    assert "type: asked 'test_explain.Moved', stored 'oldpackage.models.Moved'" in str(explained)
