@@ -15,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import stat
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from ._beneath import describe_mode
 from .errors import StorageError
 
 __all__ = ["FileLock", "LockFile", "lock_name", "polling_lock"]
@@ -122,10 +124,24 @@ def _open_lock_file(path: Path) -> int:
     `StorageError` at once: read as "another process holds the lock", a missing write
     permission would make `get_or_compute` wait for its whole lock timeout.
     """
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, flags, 0o666)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StorageError(
+                f"cannot take the lock: {str(path)!r} is a symbolic link (planted?); "
+                "'adatastore verify --repair' removes it"
+            ) from None
         raise _lock_error(path, error) from error
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise StorageError(
+            f"cannot take the lock: {str(path)!r} is {describe_mode(mode)}, not a lock file "
+            "(planted?); 'adatastore verify --repair' removes it"
+        )
+    return fd
 
 
 def _lock_error(path: Path, error: OSError) -> StorageError:

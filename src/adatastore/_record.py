@@ -30,6 +30,7 @@ MAGIC = b"ADS1"
 ALIGNMENT = 64
 _PREFIX = struct.Struct("<4sII")
 _ZEROS = bytes(ALIGNMENT)
+_HEX = "0123456789abcdef"
 
 
 class DamagedRecord(ValueError):
@@ -44,20 +45,24 @@ class Header:
     digest: tuple[str, int]
     """The payload digest: ("xxh3", value) or, in older records, ("crc32", value)."""
     signature: str | None = None
-    """HMAC-SHA256 (hex) of the record's contents when the writer had a signing key."""
+    """HMAC-SHA256 (hex) of the record's contents, by adatastore 0.2 (provenance not
+    covered)."""
     provenance_json: bytes | None = None
     """When and where the record was written, as JSON (see `provenance`)."""
+    signature2: str | None = None
+    """HMAC-SHA256 (hex) of the record's contents and its provenance (0.3 and later)."""
 
     @property
     def provenance(self) -> dict[str, Any] | None:
         """When and where the record was written (`adatastore.provenance.Provenance` as
-        JSON); None in records written before adatastore 0.2. Informational: not signed.
-        Parsed only when asked for (reads do not pay for it)."""
-        if not self.provenance_json:
+        JSON); None in records written before adatastore 0.2, or unreadable. Signed with
+        the record when the writer had a signing key (`signature2`). Parsed only when
+        asked for (reads do not pay for it)."""
+        if not self.provenance_json or len(self.provenance_json) > 65536:
             return None
         try:
             fields = json.loads(self.provenance_json)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return fields if isinstance(fields, dict) else None
 
@@ -101,11 +106,13 @@ def seal(
         "lengths": [view.nbytes for view in views],
         "xxh3": _xxh3(views),
     }
+    # after a NUL, outside the JSON that every read parses
+    extra = b"" if provenance is None else json.dumps(provenance, separators=(",", ":")).encode()
     if signer is not None:
-        fields["hmac"] = signer.sign(key, attribute_name, serializer, views)
+        fields["hmac2"] = signer.sign(key, attribute_name, serializer, views, extra)
     header = json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    if provenance is not None:  # after a NUL, outside the JSON that every read parses
-        header += b"\0" + json.dumps(provenance, separators=(",", ":")).encode("ascii")
+    if extra:
+        header += b"\0" + extra
     out: list[Buffer] = [_PREFIX.pack(MAGIC, len(header), zlib.crc32(header)), header]
     position = _PREFIX.size + len(header)
     for view in views:
@@ -139,19 +146,55 @@ def read_header(data: Buffer) -> tuple[Header, int]:
     main, _, provenance_json = bytes(raw).partition(b"\0")
     try:
         fields: Any = json.loads(main)
-        header = Header(
-            serializer=str(fields["serializer"]),
-            attribute_name=str(fields["attribute"]),
-            lengths=tuple(int(n) for n in fields["lengths"]),
-            digest=("xxh3", int(fields["xxh3"]))
-            if "xxh3" in fields
-            else ("crc32", int(fields["crc32"])),
-            signature=None if fields.get("hmac") is None else str(fields["hmac"]),
-            provenance_json=provenance_json or None,
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise DamagedRecord(f"unreadable header: {error}") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: deeply nested
+        raise DamagedRecord(f"unreadable header: {type(error).__name__}") from None
+    if not isinstance(fields, dict):
+        raise DamagedRecord("unreadable header: not a JSON object")
+    if "xxh3" in fields:
+        digest = ("xxh3", _integer(fields, "xxh3", 2**64 - 1))
+    else:
+        digest = ("crc32", _integer(fields, "crc32", 2**32 - 1))
+    lengths = fields.get("lengths")
+    if not isinstance(lengths, list) or len(lengths) > view.nbytes:
+        raise DamagedRecord("unreadable header: 'lengths' is not a list of part lengths")
+    header = Header(
+        serializer=_name(fields, "serializer"),
+        attribute_name=_name(fields, "attribute"),
+        lengths=tuple(_length(n, view.nbytes) for n in lengths),
+        digest=digest,
+        signature=_signature(fields.get("hmac")),
+        provenance_json=provenance_json or None,
+        signature2=_signature(fields.get("hmac2")),
+    )
     return header, end
+
+
+def _integer(fields: dict[str, Any], name: str, largest: int) -> int:
+    value = fields.get(name)
+    if type(value) is not int or not 0 <= value <= largest:
+        raise DamagedRecord(f"unreadable header: {name!r} is not an integer in range")
+    return value
+
+
+def _length(value: object, available: int) -> int:
+    if type(value) is not int or not 0 <= value <= available:
+        raise DamagedRecord("unreadable header: a part length is not an integer in range")
+    return value
+
+
+def _name(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        raise DamagedRecord(f"unreadable header: {name!r} is not a name")
+    return value
+
+
+def _signature(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or value.strip(_HEX):
+        raise DamagedRecord("unreadable header: the signature is not 64 hex digits")
+    return value
 
 
 def unseal(data: Buffer, *, verify: bool = True) -> tuple[Header, list[memoryview]]:

@@ -10,13 +10,15 @@ usage or store error (reported in one line, no traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -156,7 +158,10 @@ def _duration(text: str) -> timedelta:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30d, 12h or 90m")
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    return timedelta(**{unit[match.group(2)]: float(match.group(1))})
+    try:
+        return timedelta(**{unit[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than any age") from None
 
 
 def _size(text: str) -> int:
@@ -166,15 +171,32 @@ def _size(text: str) -> int:
     unit = match.group(2).lower().rstrip("b")
     powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
     base = 1024 if unit.endswith("i") else 1000
-    return int(float(match.group(1)) * base ** powers[unit.rstrip("i")])
+    size = float(match.group(1)) * base ** powers[unit.rstrip("i")]
+    if not math.isfinite(size) or size > 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is larger than any store")
+    return int(size)
 
 
 # -- running --------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code."""
+    """Run the command; return its exit code.
+
+    Everything printed passes through `_Escaping`: stored strings (types, names,
+    parameters, host names in provenance) come from storage others may write, and must not
+    reach the user's terminal as escape sequences.
+    """
     args = _parser().parse_args(argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Escaping(stdout), _Escaping(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -200,7 +222,40 @@ async def _open(url: str | None) -> AsyncDataStore:
 
 
 def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    # ASCII only: every control, bidirectional or other invisible character escaped
+    print(json.dumps(document, indent=2, ensure_ascii=True, default=str))
+
+
+class _Escaping(io.TextIOBase):
+    """A text stream that shows control and formatting characters (ESC, CSI, bidi
+    overrides, ...) as escapes instead of writing them to the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(escape_controls(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control or formatting character but newline and tab escaped."""
+    if text.isprintable() or all(c.isprintable() or c in "\n\t" for c in text):
+        return text
+    return "".join(
+        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
 
 
 def _matches_type(full_type: str, wanted: str | None) -> bool:
@@ -574,13 +629,34 @@ class _Described:
 
 
 def _rebuild(known: dict[str, ComponentRecord], record: ComponentRecord) -> Any:
-    """A component standing for a stored record, its inputs rebuilt from theirs."""
-    inputs = []
-    for key in record.input_keys:
-        if key not in known:
-            raise UsageError(f"input {key[:12]} of {record.key[:12]} is not stored here")
-        inputs.append(_rebuild(known, known[key]))
-    return _Described.make(record.full_type, record.version, record.parameters, inputs)
+    """A component standing for a stored record, its inputs rebuilt from theirs.
+
+    Iterative and memoised: a chain of thousands of time steps does not recurse, and an
+    input shared by several components is rebuilt once (a DAG stays a DAG).
+    """
+    built: dict[str, Any] = {}
+    visiting: set[str] = set()
+    stack: list[tuple[ComponentRecord, bool]] = [(record, False)]
+    while stack:
+        current, inputs_ready = stack.pop()
+        if current.key in built:
+            continue
+        if not inputs_ready:
+            if current.key in visiting:
+                raise UsageError(f"the stored inputs of {current.key[:12]} form a cycle")
+            visiting.add(current.key)
+            stack.append((current, True))
+            for key in current.input_keys:
+                if key not in known:
+                    raise UsageError(f"input {key[:12]} of {current.key[:12]} is not stored here")
+                if key not in built:
+                    stack.append((known[key], False))
+            continue
+        inputs = [built[key] for key in current.input_keys]
+        built[current.key] = _Described.make(
+            current.full_type, current.version, current.parameters, inputs
+        )
+    return built[record.key]
 
 
 def _explanation_json(explanation: Explanation) -> dict[str, Any]:

@@ -59,6 +59,8 @@ def check_component(component: object) -> Component:
         try:
             getattr(component, name)
         except AttributeError:
+            if hasattr(type(component), name):
+                raise  # raised inside the component's own property: its own error
             raise ComponentError(
                 f"{full_type(component)} object is not a component: "
                 f"it has no {name!r} attribute (a component needs "

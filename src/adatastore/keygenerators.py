@@ -71,7 +71,7 @@ def _encode(value: Any, out: list[str], active: set[int]) -> None:
     if kind is str:
         out.append(f"s{len(value)}:{value}")
     elif kind is int:
-        out.append(f"i{value};")
+        out.append(_int_token(value))
     elif kind is float:
         out.append(_float_token(value))
     elif value is None:
@@ -90,6 +90,13 @@ _NAN_MESSAGE = (
     "NaN is not equal to itself, so it cannot identify a computation; "
     "use None or a string such as 'nan' for a missing value"
 )
+
+
+def _int_token(value: int) -> str:
+    try:
+        return f"i{value};"
+    except ValueError:  # beyond Python's 4,300 decimal digits: hexadecimal, tagged apart
+        return f"I{value:x};"
 
 
 def _float_token(value: float) -> str:
@@ -211,7 +218,7 @@ def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
     elif isinstance(value, enum.Enum) and not isinstance(value, int | str | float):
         out.append(f"e{len(full_type(value))}:{full_type(value)}.{value.name};")
     elif isinstance(value, int):
-        out.append(f"i{int(value)};")
+        out.append(_int_token(int(value)))
     elif isinstance(value, float):
         out.append(_float_token(float(value)))
     elif isinstance(value, str):
@@ -314,21 +321,50 @@ def _sorted_flat(parameters: Mapping[Any, Any]) -> list[tuple[str, Any]]:
     return sorted(_flatten(parameters), key=lambda item: item[0])
 
 
-def hash_pickle(component: object) -> str:
+def _ambiguous_name(parameters: Mapping[Any, Any], prefix: str = "") -> str | None:
+    """The first parameter whose dotted, flattened name cannot be told apart from another
+    parameter set's (a name holding a dot, a name that is not a str, an empty mapping,
+    which vanishes); None when flattening is one to one."""
+    for key, value in parameters.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if type(key) is not str or "." in key or not key:
+            return name
+        if isinstance(value, Mapping):
+            found = _ambiguous_name(value, name) if value else name
+            if found is not None:
+                return found
+    return None
+
+
+def _paths(parameters: Mapping[Any, Any], prefix: tuple[Any, ...] = ()) -> Iterator[Any]:
+    """(path of keys, value) of every leaf; an empty mapping is a leaf of its own."""
+    for key, value in parameters.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and value:
+            yield from _paths(value, path)
+        else:
+            yield path, ({} if isinstance(value, Mapping) else value)
+
+
+def hash_pickle(component: object, *, _keys: dict[int, str] | None = None) -> str:
     """Key generator of the original module: a fixed-length sha1 digest of the pickled state.
 
-    The state is the full type, the version, the parameters flattened and sorted, and the
-    keys of the inputs. Prefer `canonical_hash`: pickles of equal values can differ (and
-    differ between Python versions), which gives misses, and ``1 == 1.0`` pickles apart.
+    The state is the full type, the version, the parameters flattened to dotted names and
+    sorted, and the keys of the inputs: the original's keys. Parameter sets that dotted
+    names cannot tell apart (a name holding a dot, a name that is not a str, an empty
+    mapping) are pickled with their key paths instead, in a state of another shape, so two
+    different sets never share a key. Prefer `canonical_hash`: pickles of equal values can
+    differ (and differ between Python versions), which gives misses.
     """
-    keys: dict[int, str] = {}
+    keys: dict[int, str] = {} if _keys is None else _keys
     for node in walk_inputs(component):
-        state = (
-            full_type(node),
-            node.version,
-            _sorted_flat(node.parameters),
-            [keys[id(i)] for i in inputs_of(node)],
-        )
+        inputs = [keys[id(i)] for i in inputs_of(node)]
+        state: tuple[Any, ...]
+        if _ambiguous_name(node.parameters) is None:
+            state = (full_type(node), node.version, _sorted_flat(node.parameters), inputs)
+        else:
+            leaves = sorted(_paths(node.parameters), key=lambda item: repr(item[0]))
+            state = ("paths", full_type(node), node.version, leaves, inputs)
         try:
             data = pickle.dumps(state, protocol=4)
         except Exception as error:
@@ -342,7 +378,12 @@ def hash_pickle(component: object) -> str:
 
 def _readable(value: Any, path: str) -> str:
     if value is None or isinstance(value, bool | int | str):
-        return repr(value)
+        try:
+            return repr(value)
+        except ValueError:  # an int beyond 4,300 digits
+            raise UnhashableParameterError(
+                path, "join_with_underscores cannot write an int this long; use canonical_hash"
+            ) from None
     if isinstance(value, float):
         if value != value:
             raise UnhashableParameterError(path, _NAN_MESSAGE)
@@ -357,23 +398,63 @@ def _readable(value: Any, path: str) -> str:
     )
 
 
-def join_with_underscores(component: object) -> str:
+def join_with_underscores(component: object, *, _keys: dict[int, str] | None = None) -> str:
     """Key generator of the original module: a readable ``type-rVERSION_name=value_...`` key.
 
     Parameters are flattened to dotted names and sorted; each input's key follows its
     user's, after a double underscore. Keys can be long: back-ends that name files with
-    them shorten long keys safely.
+    them shorten long keys safely. What this format cannot write unambiguously is refused
+    with `UnhashableParameterError` naming it (a parameter name holding ``.`` or ``=``, a
+    name that is not a str, an empty mapping, a version holding ``_``): two different
+    components never share a key.
     """
-    keys: dict[int, str] = {}
+    keys: dict[int, str] = {} if _keys is None else _keys
     for node in walk_inputs(component):
-        params = "_".join(
-            f"{name}={_readable(v, name)}" for name, v in _sorted_flat(node.parameters)
-        )
-        key = f"{full_type(node)}-r{node.version}_{params}"
+        ambiguous = _ambiguous_name(node.parameters)
+        if ambiguous is not None:
+            raise UnhashableParameterError(
+                ambiguous,
+                "join_with_underscores writes nested parameters as dotted names, so this "
+                "name (a dot in it, not a str, or an empty mapping) could stand for another "
+                "parameter set; rename it, or use canonical_hash",
+            )
+        flat = _sorted_flat(node.parameters)
+        for name, _ in flat:
+            if "=" in name:
+                raise UnhashableParameterError(
+                    name,
+                    "join_with_underscores writes name=value, so a name holding '=' could "
+                    "stand for another parameter set; rename it, or use canonical_hash",
+                )
+        version = str(node.version)
+        if "_" in version:
+            raise UnhashableParameterError(
+                "<version>",
+                f"join_with_underscores writes type-rVERSION_name=value, so a version "
+                f"holding '_' ({version!r}) could stand for another component; use "
+                "canonical_hash",
+            )
+        params = "_".join(f"{name}={_readable(v, name)}" for name, v in flat)
+        key = f"{full_type(node)}-r{version}_{params}"
         for item in inputs_of(node):
             key += f"__{keys[id(item)]}"
         keys[id(node)] = key
     return keys[id(component)]
+
+
+def graph_keys(generator: KeyGenerator, component: Component) -> dict[int, str]:
+    """The key of the component and of each of its inputs (by ``id``), in one walk.
+
+    The generators of this module key the whole graph in one pass; any other is called
+    once per component (each call may walk that component's inputs again).
+    """
+    if generator is canonical_hash:
+        return {id(node): digest for node, digest in _digests(component)}
+    if generator is hash_pickle or generator is join_with_underscores:
+        keys: dict[int, str] = {}
+        generator(component, _keys=keys)
+        return keys
+    return {id(node): generator(node) for node in walk_inputs(component)}
 
 
 # -- a readable description, for metadata (never used for identity) ----------------------------
@@ -394,7 +475,13 @@ def describe_parameters(value: Any, _depth: int = 0) -> Any:
     if _depth > 100:
         return {"repr": "..."}
     if isinstance(value, Mapping):
-        return {str(k): describe_parameters(v, _depth + 1) for k, v in value.items()}
+        # keys that are not str are shown with their type: {1: .., "1": ..} are two
+        return {
+            (k if type(k) is str else f"<{type(k).__name__}> {_key_text(k)}"): describe_parameters(
+                v, _depth + 1
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [describe_parameters(v, _depth + 1) for v in value]
     np = _numpy()
@@ -411,6 +498,13 @@ def describe_parameters(value: Any, _depth: int = 0) -> Any:
     if np is not None and isinstance(value, np.generic):
         return value.item() if isinstance(value.item(), bool | int | float | str) else repr(value)
     return {"repr": repr(value)[:200]}
+
+
+def _key_text(key: Any) -> str:
+    try:
+        return repr(key)[:200]
+    except Exception:  # a broken __repr__ must not break a listing
+        return "?"
 
 
 def _plain(value: Any) -> Any:

@@ -11,6 +11,7 @@ both values, and each input.
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import platform
 import socket
@@ -47,14 +48,24 @@ class Provenance:
 
     @classmethod
     def from_json(cls, fields: Mapping[str, Any]) -> Provenance:
-        seconds = fields.get("compute_seconds")
+        """Parse what `to_json` wrote; `ValueError` for anything else (every field is
+        checked: records come from storage that others may write)."""
+        stored_at: Any = fields.get("stored_at")
+        seconds: Any = fields.get("compute_seconds")
+        if not _number(stored_at) or not 0 <= stored_at < 253402300800:  # before year 10000
+            raise ValueError(f"provenance: 'stored_at' is not a time: {stored_at!r}")
+        if seconds is not None and (not _number(seconds) or seconds < 0):
+            raise ValueError(f"provenance: 'compute_seconds' is not a duration: {seconds!r}")
+        texts = {}
+        for name in ("host", "user", "python", "adatastore"):
+            value = fields.get(name, "")
+            if not isinstance(value, str) or len(value) > 1024:
+                raise ValueError(f"provenance: {name!r} is not a short text")
+            texts[name] = value
         return cls(
-            stored_at=datetime.fromtimestamp(float(fields["stored_at"]), UTC),
-            host=str(fields.get("host", "")),
-            user=str(fields.get("user", "")),
-            python=str(fields.get("python", "")),
-            adatastore=str(fields.get("adatastore", "")),
+            stored_at=datetime.fromtimestamp(float(stored_at), UTC),
             compute_seconds=None if seconds is None else float(seconds),
+            **texts,
         )
 
     def describe(self) -> str:
@@ -65,6 +76,11 @@ class Provenance:
         if self.compute_seconds is not None:
             text += f", computed in {self.compute_seconds:.3g} s"
         return text
+
+
+def _number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
 
 
 @cache

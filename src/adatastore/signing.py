@@ -31,6 +31,7 @@ SigningKey = bytes | str | Sequence[bytes | str]
 """A key (str keys are UTF-8 encoded), or a list of keys for rotation."""
 
 _DOMAIN = b"adatastore-hmac-1\0"
+_DOMAIN_2 = b"adatastore-hmac-2\0"
 
 
 class Signer:
@@ -54,22 +55,32 @@ class Signer:
         attribute_name: str,
         serializer: str,
         parts: Sequence[memoryview],
+        extra: bytes | None,
     ) -> str:
-        mac = hmac.new(secret, _DOMAIN, hashlib.sha256)
-        head = json.dumps(
-            [key, attribute_name, serializer, [part.nbytes for part in parts]],
-            ensure_ascii=True,
-        )
-        mac.update(head.encode("ascii") + b"\0")
+        # Version 1 (adatastore 0.2) covered the contents; version 2 also the record's
+        # provenance (`extra`), so "stored by whom, when" can be trusted too.
+        mac = hmac.new(secret, _DOMAIN if extra is None else _DOMAIN_2, hashlib.sha256)
+        described: list[object] = [key, attribute_name, serializer, [p.nbytes for p in parts]]
+        if extra is not None:
+            described.append(len(extra))
+        mac.update(json.dumps(described, ensure_ascii=True).encode("ascii") + b"\0")
+        if extra is not None:
+            mac.update(extra)
         for part in parts:
             mac.update(part)
         return mac.hexdigest()
 
     def sign(
-        self, key: str, attribute_name: str, serializer: str, parts: Sequence[memoryview]
+        self,
+        key: str,
+        attribute_name: str,
+        serializer: str,
+        parts: Sequence[memoryview],
+        extra: bytes = b"",
     ) -> str:
-        """The HMAC (hex) of a record's contents, with the signing key."""
-        return self._mac(self._keys[0], key, attribute_name, serializer, parts)
+        """The HMAC (hex) of a record's contents and provenance (`extra`), with the
+        signing key."""
+        return self._mac(self._keys[0], key, attribute_name, serializer, parts, extra)
 
     def verify(
         self,
@@ -78,11 +89,13 @@ class Signer:
         attribute_name: str,
         serializer: str,
         parts: Sequence[memoryview],
+        extra: bytes | None = None,
     ) -> bool:
-        """Whether `signature` is the HMAC of these contents under one of the keys."""
+        """Whether `signature` is the HMAC of these contents under one of the keys
+        (version 2 with `extra`, the provenance; version 1 without)."""
         return any(
             hmac.compare_digest(
-                self._mac(secret, key, attribute_name, serializer, parts), signature
+                self._mac(secret, key, attribute_name, serializer, parts, extra), signature
             )
             for secret in self._keys
         )

@@ -18,11 +18,12 @@ back-ends add their schemes with `register_scheme`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
@@ -34,6 +35,7 @@ from .sync import SyncDataStore
 __all__ = [
     "ENVIRONMENT_VARIABLE",
     "StoreURL",
+    "mask_password",
     "open_store",
     "open_store_sync",
     "parse_url",
@@ -55,6 +57,9 @@ class StoreURL:
     options: dict[str, str] = field(default_factory=dict)
     """Query-string options, not yet converted."""
     text: str = ""
+    """The URL as given, its password masked (``***``): for messages."""
+    raw: str = field(default="", repr=False)
+    """The URL as given, password included: for the factories only."""
 
 
 StoreFactory = Callable[[StoreURL, dict[str, Any]], AsyncDataStore]
@@ -100,25 +105,56 @@ def _looks_like_url(text: str) -> bool:
 
 
 def parse_url(url: str | os.PathLike[str]) -> StoreURL:
-    """Parse a store URL or a plain path (which means SQLite); raise `ConfigurationError`."""
+    """Parse a store URL or a plain path (which means SQLite); raise `ConfigurationError`.
+
+    No message ever shows a password: the URL's text in a `StoreURL` and in every error
+    has it masked as ``***``.
+    """
     if isinstance(url, os.PathLike):
-        return StoreURL("sqlite", "", os.fspath(url), {}, os.fspath(url))
+        url = os.fspath(url)
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(f"a store URL must be a non-empty string, not {url!r}")
     if not _looks_like_url(url):
-        return StoreURL("sqlite", "", url, {}, url)
+        _check_path(url, url)
+        return StoreURL("sqlite", "", url, {}, url, url)
+    masked = mask_password(url)
     try:
         parts = urlsplit(url)
         options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False))
+        parts.port  # noqa: B018 - checks the port: 99999 and "abc" are not ports
     except ValueError as error:
-        raise ConfigurationError(f"malformed store URL {url!r}: {error}") from None
+        raise ConfigurationError(f"malformed store URL {masked!r}: {error}") from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
         raise ConfigurationError(
-            f"unknown store URL scheme {parts.scheme!r} in {url!r}; known schemes: {_known()} "
-            "(or a plain path for the SQLite default)"
+            f"unknown store URL scheme {parts.scheme!r} in {masked!r}; known schemes: "
+            f"{_known()} (or a plain path for the SQLite default)"
         )
-    return StoreURL(scheme, parts.netloc, unquote(parts.path), options, url)
+    path = unquote(parts.path)
+    _check_path(path, masked)
+    for name, value in options.items():
+        if "\0" in name or "\0" in value:
+            raise ConfigurationError(f"store URL {masked!r}: a NUL byte in option {name!r}")
+    return StoreURL(scheme, urlsplit(masked).netloc, path, options, masked, url)
+
+
+def _check_path(path: str, shown: str) -> None:
+    if "\0" in path:
+        raise ConfigurationError(f"store URL {shown!r}: a NUL byte in the path")
+
+
+def mask_password(url: str) -> str:
+    """`url` with its password, if any, replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        password = None
+    if not password:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 _BOOLEANS = {
@@ -150,11 +186,16 @@ def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
                 f"store URL {url.text!r}: unknown option {name!r} (allowed: {allowed})"
             )
         try:
-            converted[name] = _parse_bool(text) if kind is bool else kind(text)
+            value = _parse_bool(text) if kind is bool else kind(text)
+            if kind is float and not (math.isfinite(value) and value >= 0):
+                raise ValueError(text)  # noqa: TRY301 - the same message as a non-number
         except ValueError:
             raise ConfigurationError(
-                f"store URL {url.text!r}: option {name!r} must be a {kind.__name__}, not {text!r}"
+                f"store URL {url.text!r}: option {name!r} must be a "
+                f"{'non-negative finite number' if kind is float else kind.__name__}, "
+                f"not {text!r}"
             ) from None
+        converted[name] = value
     return converted
 
 
@@ -239,7 +280,7 @@ def _django(engine: str) -> StoreFactory:
                 "NAME": _local_path(url, "database file"),
             }
         else:
-            parts = urlsplit(url.text)
+            parts = urlsplit(url.raw or url.text)
             name = unquote(parts.path.lstrip("/"))
             if not name or not parts.hostname:
                 raise ConfigurationError(

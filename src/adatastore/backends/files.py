@@ -5,12 +5,16 @@ Layout under ``root_dir``::
     .adatastore                    marker: format name and version
     <encoded key>/component.json   the component's type, version, parameters, input keys
     <encoded key>/<encoded name>.rec   one record per attribute
+    .lock                          the entries' cross-process locks (byte ranges)
+    .batches/                      `store_many` staging and plans (see `_write_batch`)
 
 Names are encoded by `adatastore._naming` (no path separators, no leading dot, long names
-shortened with a digest), so nothing a user passes can reach outside ``root_dir``. Writes
-go to a temp file that takes the target's place atomically (`_fsio.atomic_write`): readers
-and other processes see the old record or the new one, never a torn one, even if the
-writer is killed.
+shortened with a digest), so nothing a user passes can reach outside ``root_dir``; and
+nothing planted inside it is followed: every path is resolved beneath a descriptor of
+``root_dir`` without following links, and only regular files are read
+(`adatastore._beneath`). Writes go to a temp file that takes the target's place atomically:
+readers and other processes see the old record or the new one, never a torn one, even if
+the writer is killed.
 
 Each async operation is one hop to a worker thread (`anyio.to_thread`), which is faster
 than aiofiles' hop per call and runs on asyncio and trio alike; the blocking class calls
@@ -25,7 +29,6 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import socket
 import time
 import weakref
@@ -37,11 +40,12 @@ from typing import TypeVar
 import anyio.to_thread
 
 from .. import _fsio, _locks, _naming, _record
-from ..errors import ConfigurationError, StorageError
+from .._beneath import Directory, UnsafePath
+from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
-from ..store import AsyncDataStore, ComponentRecord, Entry
+from ..store import AsyncDataStore, ComponentRecord, DamagedEntry, Entry
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "AsyncShelveDataStore"]
 
@@ -55,6 +59,7 @@ LOCK_FILE = ".lock"
 BATCH_DIR = ".batches"  # store_many's staging directories and plans
 _HOST = socket.gethostname().replace("-", "_") or "localhost"
 _RETRIES = 100  # a store racing deletes of the same entry tries again this often
+_MAX_JSON = 1 << 26  # a component.json or plan larger than this is not ours
 
 T = TypeVar("T")
 
@@ -84,6 +89,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
         self._lock_file: _locks.LockFile | None = None
+        self._root: Directory | None = None
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -97,18 +103,42 @@ class AsyncShelveDataStore(AsyncDataStore):
         except OSError as error:
             raise _storage_error(error, self.root_dir) from error
 
-    def _entry_dir(self, key: str) -> str:
-        return os.path.join(self.root_dir, _naming.encode_name(key))
+    def _blocking(self, function: Callable[..., T], *args: object) -> T:
+        try:
+            return function(*args)
+        except OSError as error:
+            raise _storage_error(error, self.root_dir) from error
 
-    def _record_path(self, key: str, attribute_name: str) -> str:
-        return os.path.join(
-            self._entry_dir(key), _naming.encode_name(attribute_name) + RECORD_SUFFIX
-        )
+    @property
+    def root(self) -> Directory:
+        if self._root is None:
+            raise StorageError(f"store under {str(self.root_dir)!r} is not open")
+        return self._root
 
-    # -- the raw interface ----------------------------------------------------------------------
+    @staticmethod
+    def _names(key: str, attribute_name: str | None = None) -> tuple[str, str]:
+        """The entry directory's name, and the record's name in it."""
+        record = "" if attribute_name is None else _naming.encode_name(attribute_name)
+        return _naming.encode_name(key), record + RECORD_SUFFIX
+
+    def _entry(self, key: str) -> Directory | None:
+        """The entry directory of `key` for writing, or None; a planted link or file in its
+        place refuses the write (`delete` or `verify --repair` removes it)."""
+        entry, _ = self._names(key)
+        try:
+            return self.root.subdirectory(entry)
+        except FileNotFoundError:
+            return None
+        except UnsafePath as error:
+            raise StorageError(f"store under {str(self.root_dir)!r}: {_planted(error)}") from None
+
+    # -- opening and closing --------------------------------------------------------------------
 
     async def open_raw(self) -> None:
         await self._run(self._open_sync)
+
+    def open_raw_blocking(self) -> None:
+        self._blocking(self._open_sync)
 
     def _open_sync(self) -> None:
         root = self.root_dir = self.root_dir.absolute()  # here: getcwd is a system call
@@ -120,26 +150,41 @@ class AsyncShelveDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"root_dir {str(root)!r} cannot be created: a parent is not a directory"
             ) from None
-        marker = root / MARKER
+        directory = Directory.open(str(root))
         try:
-            found = json.loads(marker.read_bytes())
-        except FileNotFoundError:
+            self._check_marker(directory)
+        except BaseException:
+            directory.close()
+            raise
+        if self._root is not None:
+            self._root.close()
+        self._root = directory
+        weakref.finalize(self, directory.close).atexit = False  # dropped unclosed: let go
+        self._make_lock_file()
+        with contextlib.suppress(OSError):  # read-only storage reads on
+            self._recover_batches()
+
+    def _check_marker(self, root: Directory) -> None:
+        where = os.path.join(root.path, MARKER)
+        try:
+            data = root.read(MARKER)
+        except UnsafePath as error:
+            raise ConfigurationError(f"{where!r} is not an adatastore marker: {error}") from None
+        if data is None:
             content = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
-            _fsio.atomic_write(str(marker), [content], durable=self.durable)
-            self._make_lock_file()
+            root.atomic_write(MARKER, [content], durable=self.durable)
             return
-        except ValueError:
-            raise ConfigurationError(f"{str(marker)!r} is not an adatastore marker") from None
+        try:
+            found = json.loads(bytes(data[:_MAX_JSON]))
+        except (ValueError, RecursionError):
+            raise ConfigurationError(f"{where!r} is not an adatastore marker") from None
         if not isinstance(found, dict) or found.get("format") != FORMAT_NAME:
-            raise ConfigurationError(f"{str(marker)!r} is not an adatastore marker")
+            raise ConfigurationError(f"{where!r} is not an adatastore marker")
         if found.get("version") != FORMAT_VERSION:
             raise ConfigurationError(
-                f"{str(root)!r} holds format version {found.get('version')!r}; "
+                f"{root.path!r} holds format version {found.get('version')!r}; "
                 f"this adatastore reads version {FORMAT_VERSION}"
             )
-        self._make_lock_file()
-        with contextlib.suppress(PermissionError, OSError):  # read-only storage reads on
-            self._recover_batches()
 
     def _make_lock_file(self) -> None:
         if _locks.LockFile.supported() and self._lock_file is None:
@@ -148,6 +193,20 @@ class AsyncShelveDataStore(AsyncDataStore):
             # a store dropped unclosed lets its descriptor go when it is collected
             weakref.finalize(self, self._lock_file.close).atexit = False
 
+    async def close_raw(self) -> None:
+        await anyio.to_thread.run_sync(self.close_raw_blocking)
+
+    def close_raw_blocking(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+        if self._root is not None:
+            self._root.close()
+            self._root = None
+
+    # -- writing --------------------------------------------------------------------------------
+
+    supports_blocking = True
+
     async def write_raw(
         self,
         key: str,
@@ -155,16 +214,15 @@ class AsyncShelveDataStore(AsyncDataStore):
         record: Sequence[Buffer],
         component: ComponentRecord,
     ) -> None:
-        await self._run(
-            self._write_sync,
-            self._entry_dir(key),
-            self._record_path(key, attribute_name),
-            record,
-            component,
-        )
+        await self._run(self._write_sync, key, attribute_name, record, component)
+
+    def write_raw_blocking(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        self._blocking(self._write_sync, key, attribute_name, record, component)
 
     def _write_sync(
-        self, entry_dir: str, path: str, record: Sequence[Buffer], component: ComponentRecord
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
         """Write one record atomically, and the component's metadata if it is missing.
 
@@ -173,21 +231,9 @@ class AsyncShelveDataStore(AsyncDataStore):
         record is in place, and a directory removed under us is made again. A retry
         loop, not a lock: a delete never waits for a store, nor a store for a delete.
         """
-        meta = os.path.join(entry_dir, COMPONENT_FILE)
         for attempt in itertools.count():
             try:
-                try:
-                    os.mkdir(entry_dir)
-                    fresh = True
-                except FileExistsError:
-                    fresh = False
-                if fresh or not os.path.exists(meta):
-                    _fsio.atomic_write(
-                        meta, [component.to_json()], durable=self.durable, fresh=fresh
-                    )
-                _fsio.atomic_write(path, record, durable=self.durable, fresh=fresh)
-                if not os.path.exists(meta):  # a delete took it after we checked
-                    _fsio.atomic_write(meta, [component.to_json()], durable=self.durable)
+                self._write_once(key, attribute_name, record, component)
             except FileNotFoundError:
                 # A concurrent delete removed the entry directory between our steps,
                 # or root_dir itself is gone: try again, then report.
@@ -196,52 +242,34 @@ class AsyncShelveDataStore(AsyncDataStore):
             else:
                 return
 
-    # -- the direct blocking path (the blocking class calls these in its own thread) -----------
-
-    supports_blocking = True
-
-    def _blocking(self, function: Callable[..., T], *args: object) -> T:
-        try:
-            return function(*args)
-        except OSError as error:
-            raise _storage_error(error, self.root_dir) from error
-
-    def open_raw_blocking(self) -> None:
-        self._blocking(self._open_sync)
-
-    def write_raw_blocking(
+    def _write_once(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
-        self._blocking(
-            self._write_sync,
-            self._entry_dir(key),
-            self._record_path(key, attribute_name),
-            record,
-            component,
-        )
-
-    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
-        return self._blocking(_fsio.read_file, self._record_path(key, attribute_name))
-
-    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
-        return os.path.isfile(self._record_path(key, attribute_name))
-
-    def close_raw_blocking(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
+        entry_name, name = self._names(key, attribute_name)
+        try:
+            os.mkdir(entry_name, 0o777, dir_fd=self.root.fd)
+            fresh = True
+        except FileExistsError:
+            fresh = False
+        entry = self._entry(key)
+        if entry is None:
+            raise FileNotFoundError(errno.ENOENT, "deleted meanwhile", entry_name)
+        meta = [component.to_json()]
+        with entry:
+            if fresh or not entry.exists(COMPONENT_FILE):
+                entry.atomic_write(COMPONENT_FILE, meta, durable=self.durable, fresh=fresh)
+            entry.atomic_write(name, record, durable=self.durable, fresh=fresh)
+            if not entry.exists(COMPONENT_FILE):  # a delete took it after we checked
+                entry.atomic_write(COMPONENT_FILE, meta, durable=self.durable)
 
     async def write_many_raw(
         self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
     ) -> None:
         """Every record, all or nothing, in one worker-thread hop (see `_write_batch`)."""
-        jobs = [
-            (self._entry_dir(key), self._record_path(key, name), record, component)
-            for key, name, record, component in records
-        ]
-        await self._run(self._write_batch, jobs)
+        await self._run(self._write_batch, records)
 
     def _write_batch(
-        self, jobs: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
+        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
     ) -> None:
         """Write several records, all or nothing, also if this process dies.
 
@@ -253,258 +281,254 @@ class AsyncShelveDataStore(AsyncDataStore):
         directory that the next open removes; one that dies after it leaves a plan that
         the next open carries out.
         """
-        if len(jobs) == 1:
-            self._write_sync(*jobs[0])
+        if len(records) == 1:
+            self._write_sync(*records[0])
             return
-        batches = os.path.join(self.root_dir, BATCH_DIR)
-        staging = os.path.join(batches, f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}")
-        try:
-            os.makedirs(staging)
-            plan = []
-            for number, (entry_dir, path, record, component) in enumerate(jobs):
-                _fsio.write_new(
-                    os.path.join(staging, f"{number}.rec"), record, durable=self.durable
+        name = f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}"
+        with self.root.subdirectory(BATCH_DIR, create=True) as batches:
+            staging = batches.subdirectory(name, create=True)
+            try:
+                with staging:
+                    plan = []
+                    for number, (key, attribute_name, record, component) in enumerate(records):
+                        staging.write_new(f"{number}.rec", record, durable=self.durable)
+                        staging.write_new(
+                            f"{number}.json", [component.to_json()], durable=self.durable
+                        )
+                        plan.append(list(self._names(key, attribute_name)))
+                batches.atomic_write(
+                    name + ".json", [json.dumps(plan).encode()], durable=self.durable
                 )
-                _fsio.write_new(
-                    os.path.join(staging, f"{number}.json"),
-                    [component.to_json()],
-                    durable=self.durable,
-                )
-                plan.append([os.path.basename(entry_dir), os.path.basename(path)])
-            _fsio.atomic_write(staging + ".json", [json.dumps(plan).encode()], durable=self.durable)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        self._carry_out(staging, plan)
+            except BaseException:
+                _remove_tree(batches, name)
+                raise
+            self._carry_out(batches, name, plan)
 
-    def _carry_out(self, staging: str, plan: list[list[str]]) -> None:
+    def _carry_out(self, batches: Directory, name: str, plan: list[list[str]]) -> None:
         """Move a committed batch's records into place (again, after a crash: idempotent)."""
-        for number, (entry, name) in enumerate(plan):
-            record = os.path.join(staging, f"{number}.rec")
-            if not os.path.exists(record):
-                continue  # moved before the crash
-            with open(os.path.join(staging, f"{number}.json"), "rb") as stream:
-                meta = stream.read()
-            self._move_in(os.path.join(self.root_dir, entry), record, name, meta)
-        os.unlink(staging + ".json")
-        shutil.rmtree(staging, ignore_errors=True)
+        with batches.subdirectory(name) as staging:
+            for number, (entry_name, record_name) in enumerate(plan):
+                if not staging.exists(f"{number}.rec"):
+                    continue  # moved before the crash
+                meta = staging.read(f"{number}.json")
+                if meta is None:
+                    continue
+                self._move_in(staging, f"{number}.rec", entry_name, record_name, bytes(meta))
+        batches.unlink(name + ".json")
+        _remove_tree(batches, name)
 
-    def _move_in(self, entry_dir: str, record: str, name: str, meta: bytes) -> None:
+    def _move_in(
+        self, staging: Directory, staged: str, entry_name: str, record_name: str, meta: bytes
+    ) -> None:
         """Move a staged record into its entry, as `_write_sync` writes one."""
-        meta_path = os.path.join(entry_dir, COMPONENT_FILE)
         for attempt in itertools.count():
             try:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(entry_dir)
-                if not os.path.exists(meta_path):
-                    _fsio.atomic_write(meta_path, [meta], durable=self.durable)
-                os.replace(record, os.path.join(entry_dir, name))
-                if not os.path.exists(meta_path):
-                    _fsio.atomic_write(meta_path, [meta], durable=self.durable)
+                with self.root.subdirectory(entry_name, create=True) as entry:
+                    if not entry.exists(COMPONENT_FILE):
+                        entry.atomic_write(COMPONENT_FILE, [meta], durable=self.durable)
+                    entry.move_in(staging, staged, record_name)
+                    if not entry.exists(COMPONENT_FILE):
+                        entry.atomic_write(COMPONENT_FILE, [meta], durable=self.durable)
+                    if self.durable:
+                        entry.fsync()
             except FileNotFoundError:
                 if attempt >= _RETRIES or not self.root_dir.is_dir():
                     raise
             else:
-                if self.durable:
-                    _fsio.fsync_directory(entry_dir)
                 return
 
     def _recover_batches(self) -> None:
         """Finish or remove the batches of writers of this host that died."""
-        batches = os.path.join(self.root_dir, BATCH_DIR)
         try:
-            names = os.listdir(batches)
+            batches = self.root.subdirectory(BATCH_DIR)
         except FileNotFoundError:
             return
-        for name in sorted(names):
-            writer, _, _ = name.removesuffix(".json").rpartition("-")
-            host, _, pid = writer.rpartition("-")
-            if host != _HOST or not pid.isdigit() or _fsio.process_alive(int(pid)):
-                continue
-            path = os.path.join(batches, name)
-            if name.endswith(".json"):
-                plan = _read_plan(path)
-                if plan is None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                else:
-                    self._carry_out(path.removesuffix(".json"), plan)
-            elif not os.path.exists(path + ".json"):
-                shutil.rmtree(path, ignore_errors=True)  # died before its commit point
+        with batches:
+            for name in sorted(batches.names()):
+                writer, _, _ = name.removesuffix(".json").rpartition("-")
+                host, _, pid = writer.rpartition("-")
+                if host != _HOST or not pid.isdigit() or _fsio.process_alive(int(pid)):
+                    continue
+                if name.endswith(".json"):
+                    plan = _read_plan(batches, name)
+                    if plan is None:
+                        batches.unlink(name)
+                    else:
+                        self._carry_out(batches, name.removesuffix(".json"), plan)
+                elif not batches.exists(name + ".json"):
+                    _remove_tree(batches, name)  # died before its commit point
 
-    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        paths = [self._record_path(key, name) for key, name in pairs]
-        return await self._run(lambda: [_fsio.read_file(path) for path in paths])
+    # -- reading --------------------------------------------------------------------------------
 
-    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
-        return await self._run(_fsio.read_head, self._record_path(key, attribute_name), size)
+    def _read_sync(self, key: str, attribute_name: str) -> Buffer | None:
+        entry, name = self._names(key, attribute_name)
+        try:
+            return self.root.read(f"{entry}/{name}")
+        except UnsafePath as error:
+            raise CorruptEntryError(key, attribute_name, _planted(error)) from None
+
+    def _read_head_sync(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+        entry, name = self._names(key, attribute_name)
+        try:
+            return self.root.read_head(f"{entry}/{name}", size)
+        except UnsafePath as error:
+            raise CorruptEntryError(key, attribute_name, _planted(error)) from None
+
+    def _contains_sync(self, key: str, attribute_name: str) -> bool:
+        """Whether anything is stored there (a damaged or planted record counts: `retrieve`
+        then raises `CorruptEntryError`, and `contains` agrees that something is there)."""
+        entry_name, name = self._names(key, attribute_name)
+        try:
+            entry = self.root.subdirectory(entry_name)
+        except FileNotFoundError:
+            return False
+        except UnsafePath:
+            return True
+        with entry:
+            return entry.exists(name)
+
+    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
+        return self._blocking(self._read_sync, key, attribute_name)
+
+    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
+        return self._blocking(self._contains_sync, key, attribute_name)
 
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
-        return await self._run(_fsio.read_file, self._record_path(key, attribute_name))
+        return await self._run(self._read_sync, key, attribute_name)
+
+    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        return await self._run(lambda: [self._read_sync(key, name) for key, name in pairs])
+
+    def read_many_raw_blocking(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+        return self._blocking(lambda: [self._read_sync(key, name) for key, name in pairs])
+
+    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+        return await self._run(self._read_head_sync, key, attribute_name, size)
 
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
-        return await self._run(os.path.isfile, self._record_path(key, attribute_name))
+        return await self._run(self._contains_sync, key, attribute_name)
 
     async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        paths = [(pair, self._record_path(*pair)) for pair in pairs]
-        return await self._run(lambda: {pair for pair, path in paths if os.path.isfile(path)})
+        return await self._run(lambda: {pair for pair in pairs if self._contains_sync(*pair)})
+
+    # -- deleting -------------------------------------------------------------------------------
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        path = None if attribute_name is None else self._record_path(key, attribute_name)
-        return await self._run(self._delete_sync, self._entry_dir(key), path)
+        return await self._run(self._delete_sync, key, attribute_name)
 
-    def _delete_sync(self, entry_dir: str, path: str | None) -> int:
+    def _delete_sync(self, key: str, attribute_name: str | None) -> int:
         """Delete one record (or all); remove the entry once no record is left.
 
         A store racing this delete may add a record at any step: the metadata is removed
         only when no record is seen, and put back if a record shows up before the
-        directory is gone (see `_write_sync`).
+        directory is gone (see `_write_sync`). A link planted where the entry should be is
+        removed itself (never what it points to).
         """
-        meta = os.path.join(entry_dir, COMPONENT_FILE)
+        entry_name, name = self._names(key, attribute_name)
         try:
-            with open(meta, "rb") as stream:
-                saved: bytes | None = stream.read()
+            entry = self.root.subdirectory(entry_name)
         except FileNotFoundError:
-            saved = None
-        if path is not None:
-            doomed = [path]
-        else:
+            return 0
+        except UnsafePath:
+            self.root.unlink(entry_name)
+            return 0
+        with entry:
             try:
-                doomed = [
-                    os.path.join(entry_dir, name)
-                    for name in os.listdir(entry_dir)
-                    if name.endswith(RECORD_SUFFIX)
-                ]
-            except FileNotFoundError:
-                return 0
-        deleted = 0
-        for item in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(item)
-                deleted += 1
-        self._remove_if_empty(entry_dir, saved)
+                meta = entry.read(COMPONENT_FILE)
+            except UnsafePath:
+                meta = None
+            saved = None if meta is None else bytes(meta)
+            doomed = (
+                [name]
+                if attribute_name is not None
+                else [n for n in entry.names() if n.endswith(RECORD_SUFFIX)]
+            )
+            deleted = sum(entry.unlink(item) for item in doomed)
+            self._remove_if_empty(entry, saved)
         return deleted
 
-    def _remove_if_empty(self, entry_dir: str, saved_meta: bytes | None = None) -> None:
+    def _remove_if_empty(self, entry: Directory, saved_meta: bytes | None = None) -> None:
         """Remove the entry directory once no record is left in it."""
-        if _records_in(entry_dir):
+        if _records_in(entry):
             return
-        meta = os.path.join(entry_dir, COMPONENT_FILE)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(meta)
+        entry.unlink(COMPONENT_FILE)
+        entry_name = os.path.basename(entry.path)
         try:
-            os.rmdir(entry_dir)
+            self.root.rmdir(entry_name)
         except FileNotFoundError:
             return
         except OSError:  # not empty: a store got there first
-            if saved_meta is not None and _records_in(entry_dir) and not os.path.exists(meta):
+            if saved_meta is not None and _records_in(entry) and not entry.exists(COMPONENT_FILE):
                 with contextlib.suppress(FileNotFoundError):
-                    _fsio.atomic_write(meta, [saved_meta], durable=self.durable)
+                    entry.atomic_write(COMPONENT_FILE, [saved_meta], durable=self.durable)
+
+    # -- listing --------------------------------------------------------------------------------
 
     async def list_raw(self) -> list[Entry]:
         return await self._run(self._list_sync)
 
-    def lock_raw(
-        self, key: str, attribute_name: str, timeout: float | None
-    ) -> contextlib.AbstractAsyncContextManager[bool]:
-        if self._lock_file is not None:
-            return self._lock_file.hold(key, attribute_name, timeout)
-        lock = _locks.FileLock(self.root_dir / LOCK_DIR / (_locks.lock_name(key, attribute_name)))
-        return lock.hold(timeout)
-
-    async def close_raw(self) -> None:
-        if self._lock_file is not None:
-            await anyio.to_thread.run_sync(self._lock_file.close)
-
-    async def cleanup_raw(self, older_than: float) -> int:
-        return await self._run(self._cleanup_sync, older_than)
-
-    def _cleanup_sync(self, older_than: float) -> int:
-        """Remove stale temp files, then entry directories left without records."""
-        now = time.time()
-        temps = [str(p) for p in self.root_dir.glob(_fsio.TEMP_PREFIX + "*")]
-        entry_dirs = []
-        with os.scandir(self.root_dir) as directories:
-            for directory in directories:
-                if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
-                    continue
-                if not os.path.exists(os.path.join(directory.path, COMPONENT_FILE)):
-                    continue  # not one of ours
-                entry_dirs.append(directory.path)
-                temps.extend(
-                    os.path.join(directory.path, name)
-                    for name in os.listdir(directory.path)
-                    if name.startswith(_fsio.TEMP_PREFIX)
-                )
-        removed = _fsio.remove_stale(temps, older_than, now)
-        for entry_dir in entry_dirs:
-            meta = os.path.join(entry_dir, COMPONENT_FILE)
-            try:
-                names = os.listdir(entry_dir)
-                stale = now - os.stat(meta).st_mtime > older_than
-            except FileNotFoundError:
-                continue
-            if stale and not any(name.endswith(RECORD_SUFFIX) for name in names):
-                self._remove_if_empty(entry_dir)
-                removed += 1
-        return removed
-
-    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
-        return await self._run(self._components_sync, full_type)
-
-    def _components_sync(self, full_type: str | None) -> list[ComponentRecord]:
-        records = []
-        with os.scandir(self.root_dir) as directories:
-            for directory in directories:
-                if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
-                    continue
-                try:
-                    data = Path(directory.path, COMPONENT_FILE).read_bytes()
-                    record = ComponentRecord.from_json(data)
-                except (OSError, ValueError):
-                    continue  # not ours, being written, or damaged (verify reports it)
-                if full_type is None or record.full_type == full_type:
-                    records.append(record)
-        return records
+    def _entries(self) -> list[str]:
+        """The names of the entry directories (real directories, not links)."""
+        return [
+            item.name
+            for item in self.root.scan()
+            if not item.name.startswith(".") and item.is_dir(follow_symlinks=False)
+        ]
 
     def _list_sync(self) -> list[Entry]:
         entries: list[Entry] = []
-        with os.scandir(self.root_dir) as directories:
-            for directory in directories:
-                if directory.name.startswith(".") or not directory.is_dir(follow_symlinks=False):
-                    continue
-                entries.extend(self._list_entry(directory.path))
+        for name in self._entries():
+            entries.extend(self._list_entry(name))
         return entries
 
-    def _list_entry(self, entry_dir: str) -> list[Entry]:
+    def _component(self, entry: Directory) -> ComponentRecord | None:
+        """The entry's component record; None when it is not there (not ours, or being
+        written or deleted); a placeholder when it is damaged (verify reports it)."""
+        data: Buffer | None
         try:
-            component = ComponentRecord.from_json(Path(entry_dir, COMPONENT_FILE).read_bytes())
+            data = entry.read(COMPONENT_FILE)
+        except UnsafePath:
+            data = b""
         except OSError:
             # Not an entry of ours (root_dir may be shared, e.g. /tmp, with directories we
             # cannot read), or one being created or deleted right now.
-            return []
+            return None
+        if data is None:
+            return None
+        try:
+            return ComponentRecord.from_json(data)
         except ValueError:
-            component = ComponentRecord(
-                key=_decode_or(os.path.basename(entry_dir)),
+            return ComponentRecord(
+                key=_decode_or(os.path.basename(entry.path)),
                 full_type="",
                 version="",
                 parameters=None,
                 input_keys=(),
             )
-        entries: list[Entry] = []
+
+    def _list_entry(self, entry_name: str) -> list[Entry]:
         try:
-            files = os.scandir(entry_dir)
+            entry = self.root.subdirectory(entry_name)
         except OSError:
-            return entries
-        with files:
-            for file in files:
-                if not file.name.endswith(RECORD_SUFFIX) or file.name.startswith("."):
-                    continue
+            return []
+        with entry:
+            component = self._component(entry)
+            if component is None:
+                return []
+            entries: list[Entry] = []
+            found = []
+            try:
+                for file in entry.scan():  # stat while the directory is open
+                    if file.name.endswith(RECORD_SUFFIX) and not file.name.startswith("."):
+                        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                            found.append((file.name, file.stat(follow_symlinks=False)))
+            except OSError:
+                return entries
+            for file_name, stat in found:
                 try:
-                    stat = file.stat()
-                    name = _attribute_name(file.path, file.name[: -len(RECORD_SUFFIX)])
+                    name = _attribute_name(entry, file_name)
                 except FileNotFoundError:
-                    continue  # deleted while we listed
+                    continue
                 entries.append(
                     Entry(
                         key=component.key,
@@ -517,13 +541,143 @@ class AsyncShelveDataStore(AsyncDataStore):
                 )
         return entries
 
+    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+        return await self._run(self._components_sync, full_type)
 
-def _read_plan(path: str) -> list[list[str]] | None:
+    def _components_sync(self, full_type: str | None) -> list[ComponentRecord]:
+        records = []
+        for name in self._entries():
+            try:
+                with self.root.subdirectory(name) as entry:
+                    data = entry.read(COMPONENT_FILE)
+                if data is None:
+                    continue
+                record = ComponentRecord.from_json(data)
+            except (OSError, ValueError):
+                continue  # not ours, being written, or damaged (verify reports it)
+            if full_type is None or record.full_type == full_type:
+                records.append(record)
+        return records
+
+    async def planted_raw(self) -> list[DamagedEntry]:
+        return await self._run(self._planted_sync)
+
+    def _planted_sync(self) -> list[DamagedEntry]:
+        """Links, FIFOs and the like where entry directories, metadata or the lock file
+        belong (records are listed, and their reads report them)."""
+        found = []
+        for item in self.root.scan():
+            name = item.name
+            if name == LOCK_FILE or (
+                not name.startswith(".") and not item.is_dir(follow_symlinks=False)
+            ):
+                kind = self.root.kind(name)
+                if kind is not None and kind != "a regular file":
+                    found.append(DamagedEntry(_decode_or(name), "*", f"{name!r} is {kind}", name))
+                continue
+            if name.startswith("."):
+                continue
+            with contextlib.suppress(OSError), self.root.subdirectory(name) as entry:
+                kind = entry.kind(COMPONENT_FILE)
+                if kind is not None and kind != "a regular file":
+                    relative = f"{name}/{COMPONENT_FILE}"
+                    found.append(
+                        DamagedEntry(_decode_or(name), "*", f"{relative!r} is {kind}", relative)
+                    )
+        return found
+
+    async def remove_planted_raw(self, item: DamagedEntry) -> int:
+        """Remove a planted link or special file itself (never what a link points to)."""
+        if item.path is None:
+            return 0
+        parent, _, name = item.path.rpartition("/")
+
+        def remove() -> int:
+            if not parent:
+                return int(self.root.unlink(name))
+            with self.root.subdirectory(parent) as entry:
+                return int(entry.unlink(name))
+
+        return await self._run(remove)
+
+    # -- locks and clean-up ---------------------------------------------------------------------
+
+    def lock_raw(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        if self._lock_file is not None:
+            return self._lock_file.hold(key, attribute_name, timeout)
+        lock = _locks.FileLock(self.root_dir / LOCK_DIR / (_locks.lock_name(key, attribute_name)))
+        return lock.hold(timeout)
+
+    async def cleanup_raw(self, older_than: float) -> int:
+        return await self._run(self._cleanup_sync, older_than)
+
+    def _cleanup_sync(self, older_than: float) -> int:
+        """Remove stale temp files, then entry directories left without records."""
+        now = time.time()
+        removed = _remove_stale_temps(self.root, older_than, now)
+        for name in self._entries():
+            try:
+                entry = self.root.subdirectory(name)
+            except OSError:
+                continue
+            with entry:
+                if not entry.exists(COMPONENT_FILE):
+                    continue  # not one of ours
+                removed += _remove_stale_temps(entry, older_than, now)
+                try:
+                    meta = os.stat(COMPONENT_FILE, dir_fd=entry.fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if now - meta.st_mtime > older_than and not _records_in(entry):
+                    self._remove_if_empty(entry)
+                    removed += 1
+        return removed
+
+
+def _planted(error: UnsafePath) -> str:
+    return (
+        f"{error.relative!r} is {error.what}, not a record (planted, or damage): never "
+        "followed or read; 'adatastore verify --repair' removes it (the link, not its target)"
+    )
+
+
+def _remove_stale_temps(directory: Directory, older_than: float, now: float) -> int:
+    removed = 0
+    for item in directory.scan():
+        if not item.name.startswith(_fsio.TEMP_PREFIX):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - item.stat(follow_symlinks=False).st_mtime > older_than:
+                removed += directory.unlink(item.name)
+    return removed
+
+
+def _remove_tree(parent: Directory, name: str) -> None:
+    """Remove the staging directory `name` and the files in it (no links followed)."""
+    try:
+        directory = parent.subdirectory(name)
+    except (FileNotFoundError, UnsafePath):
+        with contextlib.suppress(OSError):
+            parent.unlink(name)
+        return
+    with directory:
+        for item in directory.names():
+            with contextlib.suppress(OSError):
+                directory.unlink(item)
+    with contextlib.suppress(OSError):
+        parent.rmdir(name)
+
+
+def _read_plan(batches: Directory, name: str) -> list[list[str]] | None:
     """A batch's plan, if it is one we wrote: pairs of plain names, nothing else."""
     try:
-        with open(path, "rb") as stream:
-            plan = json.loads(stream.read())
-    except (OSError, ValueError):
+        data = batches.read(name)
+        if data is None:
+            return None
+        plan = json.loads(bytes(data[:_MAX_JSON]))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(plan, list):
         return None
@@ -539,12 +693,18 @@ def _read_plan(path: str) -> list[list[str]] | None:
 
 
 def _plain_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
+    return (
+        bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and not name.startswith(".")
+    )
 
 
-def _records_in(entry_dir: str) -> bool:
+def _records_in(entry: Directory) -> bool:
     try:
-        return any(name.endswith(RECORD_SUFFIX) for name in os.listdir(entry_dir))
+        return any(name.endswith(RECORD_SUFFIX) for name in entry.names())
     except FileNotFoundError:
         return False
 
@@ -556,12 +716,17 @@ def _decode_or(encoded: str) -> str:
         return encoded
 
 
-def _attribute_name(path: str, encoded: str) -> str:
+def _attribute_name(entry: Directory, file_name: str) -> str:
     """The attribute name of a record file: decoded, or read from the record's header."""
+    encoded = file_name[: -len(RECORD_SUFFIX)]
     if not _naming.is_shortened(encoded):
         return _decode_or(encoded)
-    with open(path, "rb") as stream:
-        head = stream.read(4096)
+    try:
+        head = entry.read_head(file_name, 4096)
+    except OSError:
+        return encoded
+    if head is None:
+        raise FileNotFoundError(file_name)
     try:
         header, _ = _record.read_header(head)
     except _record.DamagedRecord:

@@ -29,7 +29,6 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import sqlite3
 import threading
 import warnings
@@ -42,8 +41,15 @@ from typing import Any
 import anyio.to_thread
 
 from .. import _forks, _fsio, _locks
+from .._beneath import UnsafePath
 from .._connection import ConnectionThread
-from ..errors import ConfigurationError, NetworkFilesystemWarning, StorageError
+from .._payloads import NotOurs, PayloadFiles
+from ..errors import (
+    ConfigurationError,
+    CorruptEntryError,
+    NetworkFilesystemWarning,
+    StorageError,
+)
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
@@ -139,10 +145,6 @@ def _statements(script: str) -> list[str]:
     return [statement for statement in statements if statement]
 
 
-TEMP_DIR = ".tmp"
-"""Where large records are written before their transaction renames them into place."""
-
-
 class AsyncSQLiteDataStore(AsyncDataStore):
     """All entries in one SQLite file (created with its parent directories if missing).
 
@@ -176,8 +178,13 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
+        if not (isinstance(busy_timeout, int | float) and 0 <= busy_timeout <= 10**6):
+            raise ConfigurationError(
+                f"busy_timeout must be a number of seconds from 0 to 10**6, not {busy_timeout!r}"
+            )
         self.durable = durable
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = float(busy_timeout)
+        self._payloads = PayloadFiles(self.payload_dir)
         self._reset()
 
     def _reset(self) -> None:
@@ -195,6 +202,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         if self._finalizer is not None:
             self._finalizer.detach()
         _forks.remember((self._writer, self._reader, self._readers, self._lock_file))
+        self._payloads = PayloadFiles(self.payload_dir)  # its lock may be held by a parent thread
         self._reset()
 
     def __repr__(self) -> str:
@@ -296,13 +304,17 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                 self._lock_file,
             )
             self._finalizer.atexit = False  # daemon threads: nothing holds up the exit
-        self._remove_dead_temps()
-        self._collect_garbage()  # left by a process that crashed
+        try:
+            self._payloads.remove_dead_temps()
+            self._collect_garbage()  # left by a process that crashed
+        except OSError as error:
+            raise self._error(error) from error
 
     def _check_path(self) -> None:
         self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
+        self._payloads = PayloadFiles(self.payload_dir)
         if self.path.is_dir():
             raise ConfigurationError(f"SQLite store path {str(self.path)!r} is a directory")
         try:
@@ -394,47 +406,36 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             with contextlib.suppress(sqlite3.Error, StorageError, OSError):
                 self._collect_garbage(writer)
         _release(None, writer, reader, readers, lock_file)
+        self._payloads.close()
         for thread in (writer, reader):
             if thread is not None:
                 thread.join()
 
     # -- payload files --------------------------------------------------------------------------
 
-    def _file_path(self, name: str) -> str:
-        return os.path.join(self.payload_dir, _relative_file(name))
-
-    def _write_temp(self, record: Sequence[Buffer]) -> tuple[str, str]:
-        """Write a large record under a temporary name; return (final name, temp path)."""
-        name = secrets.token_hex(16) + ".rec"
-        temp = os.path.join(self.payload_dir, TEMP_DIR, f"{os.getpid()}-{name}")
+    def _payload(self, key: str, attribute_name: str, name: str) -> Buffer | None:
+        """A record's payload file; None when it is gone (replaced meanwhile: retry)."""
         try:
-            _fsio.write_new(temp, record, durable=self.durable)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(temp), exist_ok=True)
-            _fsio.write_new(temp, record, durable=self.durable)
-        return name, temp
-
-    def _remove_dead_temps(self) -> None:
-        """Remove the temporary files of writers that died (SIGKILL, power cut)."""
-        directory = os.path.join(self.payload_dir, TEMP_DIR)
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            return
+            return self._payloads.read(name)
+        except NotOurs:
+            raise CorruptEntryError(
+                key,
+                attribute_name,
+                f"its row names the payload file {name!r}, which is not a name adatastore "
+                "makes (planted, or damage): never opened",
+            ) from None
+        except UnsafePath as error:
+            raise CorruptEntryError(
+                key, attribute_name, f"its payload file {error.relative!r} is {error.what}"
+            ) from None
         except OSError as error:
             raise self._error(error) from error
-        for name in names:
-            pid, _, _ = name.partition("-")
-            if pid.isdigit() and not _fsio.process_alive(int(pid)):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                logger.info("removed %s, left by a writer that died", name)
 
     def _collect_garbage(self, writer: ConnectionThread | None = None) -> None:
         """Remove the files of replaced and deleted records (queued by the triggers)."""
         writer = writer or self._connections()[0]
         try:
-            writer.run(functools.partial(_collect, str(self.payload_dir)))
+            writer.run(functools.partial(_collect, self._payloads))
         except sqlite3.Error as error:
             raise self._error(error) from error
 
@@ -450,13 +451,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         try:
             for row, record in zip(rows, records, strict=True):
                 if row["size"] >= FILE_THRESHOLD:
-                    name, temp = self._write_temp(record)
+                    name, temp = self._payloads.write_temp(record, durable=self.durable)
                     row["file"] = name
-                    moves.append((temp, self._file_path(name)))
+                    moves.append((temp, name))
         except BaseException as error:
             for temp, _ in moves:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
+                self._payloads.remove_temp(temp)
             if isinstance(error, OSError):
                 raise self._error(error) from error
             raise
@@ -467,7 +467,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self, rows: list[dict[str, Any]], moves: list[tuple[str, str]]
     ) -> Callable[[sqlite3.Connection], None]:
         return functools.partial(
-            _write_unit, _insert_statements(rows), moves, self.durable, str(self.payload_dir)
+            _write_unit, _insert_statements(rows), moves, self.durable, self._payloads
         )
 
     def write_raw_blocking(
@@ -505,23 +505,18 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             await self._awrite(self._unit(rows, []))
 
     async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        unit = functools.partial(_delete_unit, key, attribute_name, str(self.payload_dir))
+        unit = functools.partial(_delete_unit, key, attribute_name, self._payloads)
         count: int = await self._awrite(unit)
         return count
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _missing_payload(self, key: str, attribute_name: str) -> StorageError:
-        return StorageError(
-            f"SQLite store {str(self.path)!r}: the payload file of {attribute_name!r} "
-            f"of {key!r} is missing"
+    def _missing_payload(self, key: str, attribute_name: str) -> CorruptEntryError:
+        return CorruptEntryError(
+            key,
+            attribute_name,
+            f"its payload file is missing from {str(self._payloads.path)!r} (deleted by hand?)",
         )
-
-    def _read_payload_file(self, name: str) -> Buffer | None:
-        try:
-            return _fsio.read_file(self._file_path(name))
-        except OSError as error:
-            raise self._error(error) from error
 
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         for _attempt in range(5):
@@ -531,7 +526,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ((payload, name),) = rows
             if name is None:
                 return bytearray(payload)
-            data = await anyio.to_thread.run_sync(self._read_payload_file, name)
+            data = await anyio.to_thread.run_sync(self._payload, key, attribute_name, name)
             if data is not None:
                 return data
             # The record was replaced and its old file removed after we read the row.
@@ -545,7 +540,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ((payload, name),) = rows
             if name is None:
                 return bytearray(payload)
-            data = self._read_payload_file(name)
+            data = self._payload(key, attribute_name, name)
             if data is not None:
                 return data
         raise self._missing_payload(key, attribute_name)
@@ -558,10 +553,16 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         ((head, name),) = rows
         if name is None:
             return bytes(head)
-        try:
-            return await anyio.to_thread.run_sync(_fsio.read_head, self._file_path(name), size)
-        except OSError as error:
-            raise self._error(error) from error
+
+        def read_head() -> bytes | None:
+            try:
+                return self._payloads.read_head(name, size)
+            except (NotOurs, UnsafePath):
+                return None  # the whole read reports it
+            except OSError as error:
+                raise self._error(error) from error
+
+        return await anyio.to_thread.run_sync(read_head)
 
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
         return bool(await self._aread(_CONTAINS, (key, attribute_name)))
@@ -583,7 +584,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             if file is None:
                 results.append(bytearray(payload))
             else:
-                data = self._read_payload_file(file)
+                data = self._payload(*pair, file)
                 # replaced meanwhile: read it alone (that retries)
                 results.append(data if data is not None else read_alone(*pair))
         return results
@@ -656,10 +657,11 @@ class AsyncSQLiteDataStore(AsyncDataStore):
     async def cleanup_raw(self, older_than: float) -> int:
         await anyio.to_thread.run_sync(self._collect_garbage)
         rows = await self._aread("SELECT file FROM entries WHERE file IS NOT NULL")
-        referenced = {_relative_file(str(row[0])) for row in rows}
-        return await anyio.to_thread.run_sync(
-            _fsio.remove_unreferenced, str(self.payload_dir), referenced, older_than
+        referenced = {str(row[0]) for row in rows}
+        removed, _ = await anyio.to_thread.run_sync(
+            self._payloads.remove_unreferenced, referenced, older_than
         )
+        return removed
 
 
 def _connect(path: Path, busy_timeout: float, durable: bool, read_only: bool) -> sqlite3.Connection:
@@ -750,43 +752,37 @@ def _write_unit(
     statements: list[tuple[str, list[Any]]],
     moves: list[tuple[str, str]],
     durable: bool,
-    payload_dir: str,
+    payloads: PayloadFiles,
     connection: sqlite3.Connection,
 ) -> None:
-    """Insert rows and rename their files into place, in one transaction; on any failure
+    """Insert rows and move their files into place, in one transaction; on any failure
     roll back and remove the files (they are this unit's, whoever waits for it). Then
     remove the files of the records it replaced."""
     if len(statements) == 1 and not moves:
         connection.execute(*statements[0])  # one statement: its own transaction
     else:
-        renamed: list[str] = []
+        moved: list[str] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
             for sql, arguments in statements:
                 connection.execute(sql, arguments)
-            for temp, final in moves:
-                try:
-                    os.rename(temp, final)
-                except FileNotFoundError:
-                    os.makedirs(os.path.dirname(final), exist_ok=True)
-                    os.rename(temp, final)
-                renamed.append(final)
-            if durable:
-                for directory in {os.path.dirname(final) for final in renamed}:
-                    _fsio.fsync_directory(directory)
+            for temp, name in moves:
+                payloads.move_in(temp, name, durable=durable)
+                moved.append(name)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            for path in [temp for temp, _ in moves] + renamed:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            for temp, _ in moves:
+                payloads.remove_temp(temp)
+            for name in moved:
+                payloads.remove(name)
             raise
-    _collect(payload_dir, connection)
+    _collect(payloads, connection)
 
 
 def _delete_unit(
-    key: str, attribute_name: str | None, payload_dir: str, connection: sqlite3.Connection
+    key: str, attribute_name: str | None, payloads: PayloadFiles, connection: sqlite3.Connection
 ) -> int:
     if attribute_name is None:
         rows = connection.execute("DELETE FROM entries WHERE key = ? RETURNING 1", (key,))
@@ -796,23 +792,23 @@ def _delete_unit(
             (key, attribute_name),
         )
     count = len(rows.fetchall())
-    _collect(payload_dir, connection)
+    _collect(payloads, connection)
     return count
 
 
-def _collect(payload_dir: str, connection: sqlite3.Connection) -> None:
+def _collect(payloads: PayloadFiles, connection: sqlite3.Connection) -> None:
     """Remove the files the triggers queued (of replaced and deleted records).
 
     Run by the unit that queued them, so even a caller cancelled meanwhile leaves no
     file behind; files go first, then their queue rows (a crash between the two leaves
-    rows whose files are gone, which the next collection passes over).
+    rows whose files are gone, which the next collection passes over). A queued name
+    that adatastore does not make (a planted row) is dropped, its "file" never touched.
     """
-    names = [str(row[0]) for row in connection.execute("SELECT file FROM garbage")]
+    names = [row[0] for row in connection.execute("SELECT file FROM garbage")]
     if not names:
         return
     for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(payload_dir, _relative_file(name)))
+        payloads.remove(str(name))
     connection.execute("BEGIN IMMEDIATE")
     try:
         connection.executemany("DELETE FROM garbage WHERE file = ?", [(name,) for name in names])
@@ -825,11 +821,6 @@ def _collect(payload_dir: str, connection: sqlite3.Connection) -> None:
 
 _READ = "SELECT payload, file FROM entries WHERE key = ? AND attribute = ?"
 _CONTAINS = "SELECT 1 FROM entries WHERE key = ? AND attribute = ?"
-
-
-def _relative_file(name: str) -> str:
-    """Where a payload file lives inside the payload directory (fanned out by prefix)."""
-    return os.path.join(name[:2], name)
 
 
 _COLUMNS = (

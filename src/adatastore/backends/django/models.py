@@ -80,3 +80,16 @@ class DataItem(models.Model):
 
     def __str__(self) -> str:
         return str(self.attribute)
+
+
+class StoreMarker(models.Model):
+    """One random identifier per database: its record files live in
+    ``data_root_dir/records/<uid>/``, apart from those of other databases."""
+
+    uid = models.CharField(max_length=32, unique=True)
+
+    class Meta:
+        verbose_name = "store marker"
+
+    def __str__(self) -> str:
+        return str(self.uid)

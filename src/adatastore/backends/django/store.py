@@ -22,8 +22,9 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import secrets
-import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,13 +34,16 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from ... import _forks, _fsio, _locks
+from ... import _forks, _locks, _naming
+from ..._beneath import Directory, UnsafePath
 from ..._compute import no_lock
+from ..._payloads import PayloadFiles, is_name
 from ..._waiting import run_to_end
-from ...errors import ConfigurationError, StorageError
+from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
 from ...signing import SigningKey
+from ...stats import logger
 from ...store import AsyncDataStore, ComponentRecord, Entry
 from ...sync import SyncDataStore
 
@@ -77,12 +81,8 @@ _ENGINES = {
 _RETRIES = 5
 T = TypeVar("T")
 RECORDS_DIR = "records"
-"""Record files under data_root_dir: ``records/<2 hex>/<32 hex>.rec``, each written once."""
-TEMP_DIR = ".tmp"
-"""Record files being written: ``.tmp/<host>-<pid>-<32 hex>.rec``, moved into place by
-the transaction that stores their rows; those of dead writers of this host are removed
-when a store opens."""
-_HOST = socket.gethostname().replace("-", "_") or "localhost"
+"""Record files under data_root_dir: ``records/<uid>/<2 hex>/<32 hex>.rec``, each written
+once, with <uid> the database's `StoreMarker` (see `adatastore._payloads`)."""
 _aliases = itertools.count(1)
 _setup_lock = threading.Lock()
 
@@ -263,6 +263,11 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             None if database_parameters is None else database_settings(database_parameters)
         )
         self.data_root_dir = None if data_root_dir is None else Path(data_root_dir)
+        self._uid = ""
+        self._max_payload: int | None = None
+        self._vendor: str | None = None
+        self._payloads = PayloadFiles(Path(os.devnull))  # made when the store opens
+        self._root: Directory | None = None
         self._requested_alias = alias
         self._lock_file: _locks.LockFile | None = None
         self.alias: str | None = None
@@ -280,6 +285,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         # connections this thread may hold are the parent's.
         _detach_inherited_connections()
         self._lock_file = None
+        _forks.remember(self._payloads)
+        self._payloads = PayloadFiles(self._payloads.path)  # its lock may be held
 
     async def open_raw(self) -> None:
         self.alias, self._migrate = await anyio.to_thread.run_sync(
@@ -287,8 +294,11 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         )
         if self.data_root_dir is not None:
             self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
-            await anyio.to_thread.run_sync(_remove_dead_temps, self.data_root_dir)
-        await self._orm(self._prepare_tables)
+        self._uid = await self._orm(self._prepare_tables)
+        if self.data_root_dir is not None:
+            self._payloads = PayloadFiles(self.data_root_dir / RECORDS_DIR / self._uid)
+            self._root = await anyio.to_thread.run_sync(Directory.open, str(self.data_root_dir))
+            await anyio.to_thread.run_sync(self._payloads.remove_dead_temps)
         settings = self._database or {}
         if (
             settings.get("NAME")
@@ -310,11 +320,13 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             ) from error
         return root
 
-    def _prepare_tables(self) -> None:
+    def _prepare_tables(self) -> str:
+        """Migrate (standalone) or check the tables; return the store marker's uid."""
         from django.core.management import call_command
         from django.db import DatabaseError, connections
 
         connection = connections[self.alias]
+        self._vendor = connection.vendor
         try:
             if self._migrate:
                 with _migration_lock(connection):
@@ -330,15 +342,30 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"cannot use database {self.alias!r} for adatastore: {error}"
             ) from error
-        if "adatastore_dataitem" not in tables:
+        if "adatastore_storemarker" not in tables:
             raise ConfigurationError(
-                f"database {self.alias!r} has no adatastore tables: run "
+                f"database {self.alias!r} has no (or old) adatastore tables: run "
                 f"'manage.py migrate adatastore --database {self.alias}'"
             )
+        from .models import StoreMarker
+
+        marker = StoreMarker.objects.using(self.alias).first()
+        if marker is None:  # tables made without the migration's data step
+            marker, _ = StoreMarker.objects.using(self.alias).get_or_create(
+                id=1, defaults={"uid": secrets.token_hex(8)}
+            )
+        uid = str(marker.uid)
+        if not re.fullmatch(r"[0-9a-f]{1,32}", uid):
+            raise ConfigurationError(f"database {self.alias!r}: a damaged store marker {uid!r}")
+        self._max_payload = _largest_value(connection)
+        return uid
 
     async def close_raw(self) -> None:
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.close)
+        self._payloads.close()
+        if self._root is not None:
+            self._root.close()
         if self.alias is not None:
             from django.db import connections
 
@@ -363,13 +390,88 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         except DatabaseError as error:
             raise StorageError(f"database {self.alias!r}: {error}") from error
 
-    def _temp_path(self) -> tuple[str, str]:
-        """A new record file's final name, and the temporary path it is written to."""
-        assert self.data_root_dir is not None
-        token = secrets.token_hex(16)
-        name = os.path.join(RECORDS_DIR, token[:2], token + ".rec")
-        temp = f"{_HOST}-{os.getpid()}-{token}.rec"
-        return name, os.path.join(self.data_root_dir, TEMP_DIR, temp)
+    def _check_size(self, key: str, attribute_name: str, size: int) -> None:
+        """Refuse, before anything is sent, a record the database cannot take in a row."""
+        if self._max_payload is not None and size > self._max_payload:
+            vendor = self._vendor or "the database"
+            setting = (
+                " (or raise the server's max_allowed_packet)" if self._vendor == "mysql" else ""
+            )
+            raise StorageError(
+                f"entry {attribute_name!r} of {key!r}: its record is {size:,} bytes, more "
+                f"than {vendor} takes in one value here ({self._max_payload:,} bytes); give "
+                f"the store a data_root_dir to keep large records in files{setting}"
+            )
+
+    def _path(self, name: str) -> str:
+        """The `path` column of a record file named `name` (see `RECORDS_DIR`)."""
+        return f"{RECORDS_DIR}/{self._uid}/{name[:2]}/{name}"
+
+    def _record_file(self, path: object) -> tuple[str, str] | None:
+        """Where the file a `path` column names is: ("ours", name) for this store's
+        files, ("legacy", relative path) for those of adatastore 0.2, None when the
+        value is not a name adatastore makes (planted, or damage: never used)."""
+        if not isinstance(path, str):
+            return None
+        parts = path.split("/")
+        if len(parts) == 4 and parts[:2] == [RECORDS_DIR, self._uid]:
+            name = parts[3]
+            return ("ours", name) if is_name(name) and parts[2] == name[:2] else None
+        if len(parts) == 2 and parts[1].endswith(".rec") and all(map(_legacy_name, parts)):
+            return ("legacy", path)
+        return None
+
+    def _read_file(self, key: str, attribute_name: str, path: object) -> Buffer:
+        """A record's file (in a worker thread); damage and missing files are errors."""
+        self._data_root()  # ConfigurationError without a data_root_dir
+        where = self._record_file(path)
+        if where is None:
+            raise CorruptEntryError(
+                key,
+                attribute_name,
+                f"its row names the file {path!r}, which is not a name adatastore makes "
+                "(planted, or damage): never opened",
+            )
+        try:
+            if where[0] == "ours":
+                data = self._payloads.read(where[1])
+            else:
+                data = self._data_root().read(where[1])
+        except UnsafePath as error:
+            raise CorruptEntryError(
+                key, attribute_name, f"its record file {error.relative!r} is {error.what}"
+            ) from None
+        except OSError as error:
+            raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
+        if data is None:
+            raise CorruptEntryError(
+                key,
+                attribute_name,
+                f"its record file {path!r} is missing from data_root_dir (deleted by hand?)",
+            )
+        return data
+
+    def _remove_file(self, path: object) -> None:
+        """Remove the record file a `path` column names; foreign values are left alone."""
+        where = self._record_file(path)
+        if where is None:
+            logger.warning("not removing %r: not a record file adatastore makes", path)
+        elif where[0] == "ours":
+            self._payloads.remove(where[1])
+        else:
+            entry, name = where[1].split("/")
+            with contextlib.suppress(OSError), self._data_root().subdirectory(entry) as directory:
+                directory.unlink(name)
+                with contextlib.suppress(OSError):
+                    self._data_root().rmdir(entry)
+
+    def _data_root(self) -> Directory:
+        if self._root is None:
+            raise ConfigurationError(
+                "an entry of this store is a file under a data_root_dir, but this store was "
+                "opened without one"
+            )
+        return self._root
 
     # -- the raw interface ----------------------------------------------------------------------
 
@@ -387,6 +489,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
     ) -> None:
         """All records in one transaction: all stored, or none (files included)."""
         if self.data_root_dir is None:
+            for key, name, record, _ in records:
+                self._check_size(key, name, _size(record))
             items = [
                 _Item(key, name, b"".join(record), None, _size(record), component)
                 for key, name, record, component in records
@@ -400,26 +504,22 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
     ) -> None:
         items: list[_Item] = []
         moves: list[tuple[str, str]] = []
-        assert self.data_root_dir is not None
-        root = self.data_root_dir
 
         def write_files() -> None:
             for key, attribute_name, record, component in records:
-                name, temp = self._temp_path()
-                try:
-                    _fsio.write_new(temp, record, durable=False)
-                except FileNotFoundError:
-                    os.makedirs(os.path.dirname(temp), exist_ok=True)
-                    _fsio.write_new(temp, record, durable=False)
-                moves.append((temp, os.path.join(root, name)))
-                items.append(_Item(key, attribute_name, None, name, _size(record), component))
+                name, temp = self._payloads.write_temp(record, durable=False)
+                moves.append((temp, name))
+                items.append(
+                    _Item(key, attribute_name, None, self._path(name), _size(record), component)
+                )
 
         try:
             await anyio.to_thread.run_sync(write_files)
         except BaseException as error:
-            await anyio.to_thread.run_sync(_unlink, [temp for temp, _ in moves])
+            for temp, _ in moves:
+                await anyio.to_thread.run_sync(self._payloads.remove_temp, temp)
             if isinstance(error, OSError):
-                raise StorageError(f"data_root_dir {str(root)!r}: {error}") from error
+                raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
             raise
         # From here on the ORM function owns the files: it moves them or removes them.
         await self._orm(self._write_items, items, moves)
@@ -432,7 +532,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         from django.db import IntegrityError, transaction
 
         alias = self.alias
-        renamed: list[str] = []
+        moved: set[str] = set()
         try:
             for attempt in range(_RETRIES):
                 replaced: list[str] = []
@@ -442,10 +542,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                             old = self._upsert(item)
                             if old is not None and old != item.path:
                                 replaced.append(old)
-                        for temp, final in moves:
-                            if final not in renamed:
-                                _move(temp, final)
-                                renamed.append(final)
+                        for temp, name in moves:
+                            if name not in moved:
+                                self._payloads.move_in(temp, name, durable=False)
+                                moved.add(name)
                 except (IntegrityError, ObjectDoesNotExist):
                     # A concurrent delete removed a component between our statements.
                     if attempt == _RETRIES - 1:
@@ -453,11 +553,13 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                     continue
                 break
         except BaseException:
-            _unlink([temp for temp, _ in moves] + renamed)
+            for temp, name in moves:
+                self._payloads.remove_temp(temp)
+                if name in moved:
+                    self._payloads.remove(name)
             raise
-        if replaced and self.data_root_dir is not None:
-            root = self.data_root_dir
-            _unlink([os.path.join(root, path) for path in replaced])
+        for path in replaced:
+            self._remove_file(path)
 
     def _upsert(self, item: _Item) -> str | None:
         """Insert or replace one item inside the caller's transaction; return the path of
@@ -584,17 +686,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         payload, path = row
         if path is None:
             return bytearray(payload)
-        if self.data_root_dir is None:
-            raise ConfigurationError(
-                f"entry {attribute_name!r} of {key!r} is a file under a data_root_dir, but "
-                "this store was opened without one"
-            )
-        try:
-            return await anyio.to_thread.run_sync(
-                _fsio.read_file, os.path.join(self.data_root_dir, path)
-            )
-        except OSError as error:
-            raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
+        return await anyio.to_thread.run_sync(self._read_file, key, attribute_name, path)
 
     async def contains_raw(self, key: str, attribute_name: str) -> bool:
         from .models import DataItem
@@ -637,8 +729,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             ComponentState.objects.using(self.alias).filter(
                 pk=state.pk, items__isnull=True
             ).delete()
-        if paths and self.data_root_dir is not None:
-            _unlink([os.path.join(self.data_root_dir, path) for path in paths])
+        for path in paths:
+            self._remove_file(path)
         return int(count)
 
     def lock_raw(
@@ -692,10 +784,17 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                 )
             )
         )
-        root = str(self.data_root_dir)
-        return await anyio.to_thread.run_sync(
-            _fsio.remove_unreferenced, root, referenced, older_than
+        names = set()
+        for path in referenced:
+            where = self._record_file(path)
+            if where is not None and where[0] == "ours":
+                names.add(where[1])
+        # Only this store's own directory (records/<uid>/): files of another database
+        # sharing data_root_dir, and anything else there, are never touched.
+        removed, _ = await anyio.to_thread.run_sync(
+            self._payloads.remove_unreferenced, names, older_than
         )
+        return int(removed)
 
     async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
         from .models import ComponentState
@@ -776,6 +875,21 @@ def _migration_lock(connection: Any) -> Any:
                 cursor.execute("SELECT RELEASE_LOCK('adatastore_migrate')")
 
 
+def _largest_value(connection: Any) -> int | None:
+    """The largest record a row of this database takes (a margin for the statement)."""
+    if connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            (packet,) = cursor.fetchone()
+        return int(packet) - 64 * 1024
+    if connection.vendor == "postgresql":
+        return (1 << 30) - 64 * 1024  # bytea values stop at 1 GiB
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)) - 64 * 1024
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     """One record to store: in the database (`payload`) or in a file (`path`)."""
@@ -792,40 +906,21 @@ def _size(record: Sequence[Buffer]) -> int:
     return sum(memoryview(buffer).nbytes for buffer in record)
 
 
+def _legacy_name(part: str) -> bool:
+    """A name as adatastore 0.2 made them (its `path` column held ``<key>/<name>.rec``)."""
+    if not part or part.startswith(".") or "\\" in part or "\0" in part:
+        return False
+    stem = part.removesuffix(".rec")
+    try:
+        _naming.decode_name(stem)
+    except ValueError:
+        return bool(_naming.is_shortened(stem))
+    return True
+
+
 def _gated(function: Callable[..., T], *args: Any) -> T:
     with _forks.gate:
         return function(*args)
-
-
-def _move(temp: str, final: str) -> None:
-    try:
-        os.rename(temp, final)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.rename(temp, final)
-
-
-def _unlink(paths: list[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
-
-
-def _remove_dead_temps(root: Path) -> None:
-    """Remove the temporary record files that writers of this host left when they died."""
-    directory = root / TEMP_DIR
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return
-    for name in names:
-        writer, _, _ = name.rpartition("-")
-        host, _, pid = writer.rpartition("-")
-        if host == _HOST and pid.isdigit() and not _fsio.process_alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(directory / name)
 
 
 class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):

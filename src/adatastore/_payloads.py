@@ -1,0 +1,219 @@
+"""Record files kept beside a database (SQLite's payload directory, Django's data_root_dir).
+
+Layout under the directory::
+
+    .tmp/<host>-<pid>-<hex>.rec   being written; moved into place by the transaction that
+                                  stores its row (see the SQLite and Django back-ends)
+    <hh>/<hex>.rec                a record, written once, never changed; <hh> = hex[:2]
+
+A database row names a record by ``<hex>.rec`` (32 lowercase hex digits). Rows are data
+anyone with write access to the database can change, so a name is used only if it is
+exactly of that form (`is_name`): never a path, never ``..``, and every file is reached
+beneath the directory's descriptor without following links (`adatastore._beneath`).
+Clean-up removes only files of exactly these forms, and temporary files only of writers
+of this host that are dead; anything else it finds is reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import _fsio
+from ._beneath import Directory, UnsafePath
+from .serializers import Buffer
+from .stats import logger
+
+__all__ = ["TEMP_DIR", "PayloadFiles", "is_name"]
+
+TEMP_DIR = ".tmp"
+HOST = socket.gethostname().replace("-", "_") or "localhost"
+_NAME = re.compile(r"[0-9a-f]{32}\.rec\Z")
+
+
+def is_name(name: object) -> bool:
+    """Whether `name` is a record file name this module makes (and so may be used)."""
+    return isinstance(name, str) and _NAME.match(name) is not None
+
+
+class NotOurs(ValueError):
+    """A name read from a database that adatastore did not make."""
+
+
+class PayloadFiles:
+    """One directory of record files (see the module docstring); safe for threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._directory: Directory | None = None
+
+    def directory(self, *, create: bool = False) -> Directory | None:
+        """The directory, held open (None when it does not exist and `create` is false)."""
+        if self._directory is None:
+            with self._lock:
+                if self._directory is None:
+                    if create:
+                        self.path.mkdir(parents=True, exist_ok=True)
+                    try:
+                        self._directory = Directory.open(str(self.path))
+                    except FileNotFoundError:
+                        return None
+        return self._directory
+
+    def close(self) -> None:
+        with self._lock:
+            directory, self._directory = self._directory, None
+        if directory is not None:
+            directory.close()
+
+    @staticmethod
+    def relative(name: str) -> str:
+        """Where a record lives inside the directory (fanned out by prefix)."""
+        if not is_name(name):
+            raise NotOurs(name)
+        return f"{name[:2]}/{name}"
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write_temp(self, record: Sequence[Buffer], *, durable: bool) -> tuple[str, str]:
+        """Write a record under a temporary name; return (its final name, the temp name)."""
+        root = self.directory(create=True)
+        assert root is not None
+        name = secrets.token_hex(16) + ".rec"
+        temp = f"{HOST}-{os.getpid()}-{name}"
+        with root.subdirectory(TEMP_DIR, create=True) as temps:
+            temps.write_new(temp, record, durable=durable)
+        return name, temp
+
+    def move_in(self, temp: str, name: str, *, durable: bool) -> None:
+        """Move a temporary file to its final name (inside the caller's transaction)."""
+        root = self.directory(create=True)
+        assert root is not None
+        with (
+            root.subdirectory(TEMP_DIR) as temps,
+            root.subdirectory(name[:2], create=True) as fan,
+        ):
+            fan.move_in(temps, temp, name)
+            if durable:
+                fan.fsync()
+
+    def remove(self, name: str) -> None:
+        """Remove a record file by name; names that are not ours are left alone."""
+        if not is_name(name):
+            logger.warning("not removing %r: not a record file name adatastore makes", name)
+            return
+        root = self.directory()
+        if root is None:
+            return
+        with (
+            contextlib.suppress(FileNotFoundError, UnsafePath),
+            root.subdirectory(name[:2]) as fan,
+        ):
+            fan.unlink(name)
+
+    def remove_temp(self, temp: str) -> None:
+        root = self.directory()
+        if root is None:
+            return
+        with (
+            contextlib.suppress(FileNotFoundError, UnsafePath),
+            root.subdirectory(TEMP_DIR) as temps,
+        ):
+            temps.unlink(temp)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self, name: str) -> Buffer | None:
+        """A record by name; None when the file is gone. `NotOurs` for a foreign name,
+        `UnsafePath` for a link or special file in its place."""
+        relative = self.relative(name)
+        root = self.directory()
+        return None if root is None else root.read(relative)
+
+    def read_head(self, name: str, size: int) -> bytes | None:
+        relative = self.relative(name)
+        root = self.directory()
+        return None if root is None else root.read_head(relative, size)
+
+    def exists(self, name: str) -> bool:
+        """Whether anything is at a record's place (a link or special file included)."""
+        self.relative(name)  # NotOurs for a foreign name
+        root = self.directory()
+        if root is None:
+            return False
+        try:
+            with root.subdirectory(name[:2]) as fan:
+                return fan.exists(name)
+        except FileNotFoundError:
+            return False
+        except UnsafePath:
+            return True
+
+    # -- clean-up --------------------------------------------------------------------------------
+
+    def remove_dead_temps(self, older_than: float | None = None) -> int:
+        """Remove the temporary files that writers of this host left when they died (and,
+        with `older_than`, those of other hosts older than that many seconds)."""
+        root = self.directory()
+        if root is None:
+            return 0
+        try:
+            temps = root.subdirectory(TEMP_DIR)
+        except (FileNotFoundError, UnsafePath):
+            return 0
+        removed, now = 0, time.time()
+        with temps:
+            for item in temps.scan():
+                writer, _, _ = item.name.rpartition("-")
+                host, _, pid = writer.rpartition("-")
+                if host == HOST and pid.isdigit():
+                    doomed = not _fsio.process_alive(int(pid))
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        age = now - item.stat(follow_symlinks=False).st_mtime
+                        doomed = older_than is not None and age > older_than
+                if doomed:
+                    removed += temps.unlink(item.name)
+                    logger.info("removed %s, left by a writer that died", item.name)
+        return removed
+
+    def remove_unreferenced(self, referenced: set[str], older_than: float) -> tuple[int, list[str]]:
+        """Remove record files no row names (older than `older_than` seconds: a write in
+        progress elsewhere names its file only when it commits), and stale temporary ones.
+
+        Returns how many were removed, and what was found that is not ours (reported,
+        never removed).
+        """
+        root = self.directory()
+        if root is None:
+            return 0, []
+        now = time.time()
+        removed, foreign = self.remove_dead_temps(older_than), []
+        for item in root.scan():
+            if item.name == TEMP_DIR:
+                continue
+            if not (len(item.name) == 2 and item.is_dir(follow_symlinks=False)):
+                foreign.append(item.name)
+                continue
+            with root.subdirectory(item.name) as fan:
+                for file in fan.scan():
+                    name = file.name
+                    if not is_name(name) or name[:2] != item.name:
+                        foreign.append(f"{item.name}/{name}")
+                        continue
+                    if name in referenced:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        if now - file.stat(follow_symlinks=False).st_mtime > older_than:
+                            removed += fan.unlink(name)
+        for name in foreign:
+            logger.warning("%s: %r is not a file adatastore made; left alone", self.path, name)
+        return removed, foreign
