@@ -27,6 +27,41 @@ from typing import Any
 HERE = Path(__file__).parent
 
 
+def measure_large(megabytes: int) -> dict[str, float]:
+    """GB/s of blocking stores and retrieves of one large array (fresh files each)."""
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from harness import Component
+
+    import adatastore
+
+    array = np.random.default_rng(0).standard_normal(megabytes * 2**20 // 8)
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="adatastore-checkouts-") as name:
+        root = Path(name)
+        stores: list[tuple[str, Any]] = [
+            ("SQLite", adatastore.SQLiteDataStore(root / "large.db")),
+            ("files", adatastore.ShelveDataStore(root / "large-files")),
+        ]
+        for label, store in stores:
+            component = Component({"large": label})
+            start = time.perf_counter()
+            store.store(component, "v", array)
+            results[f"{megabytes} MB store GB/s: {label}"] = (
+                array.nbytes / (time.perf_counter() - start) / 1e9
+            )
+            start = time.perf_counter()
+            back = store.retrieve(component, "v")
+            results[f"{megabytes} MB retrieve GB/s: {label}"] = (
+                array.nbytes / (time.perf_counter() - start) / 1e9
+            )
+            assert back.shape == array.shape
+            del back
+            store.close()
+    return results
+
+
 def measure(count: int) -> dict[str, float]:
     """µs per operation of the checkout imported by this process."""
     sys.path.insert(0, str(HERE))
@@ -96,11 +131,17 @@ def main() -> None:
     parser.add_argument("new", type=Path, help="src directory of the new checkout")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument(
+        "--large", type=int, default=0, help="also N MB stores and retrieves (GB/s)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:  # `old` is this worker's src directory
         sys.path.insert(0, str(arguments.old.resolve()))
-        print(json.dumps(measure(arguments.count)))
+        results = measure(arguments.count)
+        if arguments.large:
+            results.update(measure_large(arguments.large))
+        print(json.dumps(results))
         return
     samples: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
     for round_number in range(arguments.rounds):
@@ -109,7 +150,7 @@ def main() -> None:
             source = getattr(arguments, which)
             command = [sys.executable, __file__, str(source), str(source), "--worker"]
             output = subprocess.run(
-                [*command, "--count", str(arguments.count)],
+                [*command, "--count", str(arguments.count), "--large", str(arguments.large)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -122,7 +163,7 @@ def main() -> None:
 def _table(samples: dict[str, dict[str, list[float]]], arguments: Any) -> str:
     lines = [
         f"### {arguments.count:,} small values (~1 KB), {arguments.rounds} rounds, "
-        "µs per operation (lower is better)",
+        "µs per operation (lower is better; GB/s rows: higher is better)",
         "",
         "| operation | old median | old spread | new median | new spread | new / old |",
         "|---|---:|---:|---:|---:|---:|",

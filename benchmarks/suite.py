@@ -42,14 +42,14 @@ SECTIONS = ("keys", "small", "large", "concurrency", "scaling")
 FULL: dict[str, Callable[[], list[Table]]] = {
     "small": lambda: small_values.run(rounds=3, count=2_000),
     "large": lambda: large_values.run(rounds=5, sizes_mb=[10, 100]),
-    "keys": lambda: keys.run(rounds=5, leaf_counts=[10, 1_000, 100_000]),
+    "keys": lambda: keys.run(rounds=5, leaf_counts=[10, 1_000, 100_000], chains=(500, 2_000)),
     "scaling": lambda: scaling.run(rounds=3, sizes=[1_000, 10_000, 100_000], calls=500),
     "concurrency": lambda: concurrency.run(rounds=3, per_task=30, distinct=1_000),
 }
 QUICK: dict[str, Callable[[], list[Table]]] = {
     "small": lambda: small_values.run(rounds=1, count=200),
     "large": lambda: large_values.run(rounds=1, sizes_mb=[10]),
-    "keys": lambda: keys.run(rounds=1, leaf_counts=[10, 1_000]),
+    "keys": lambda: keys.run(rounds=1, leaf_counts=[10, 1_000], chains=(200,)),
     "scaling": lambda: scaling.run(rounds=1, sizes=[100, 1_000], calls=100),
     "concurrency": lambda: concurrency.run(rounds=1, per_task=5, distinct=200),
 }

@@ -48,10 +48,17 @@ class NotOurs(ValueError):
 
 
 class PayloadFiles:
-    """One directory of record files (see the module docstring); safe for threads."""
+    """One directory of record files (see the module docstring); safe for threads.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    It is `names` inside `base`: `base` (the database's directory, or data_root_dir) may
+    be reached through links, the names inside it are opened without following any (a
+    link planted as ``<db>-payloads`` would otherwise send the records elsewhere).
+    """
+
+    def __init__(self, base: Path, *names: str) -> None:
+        self.base = base
+        self.names = names
+        self.path = base.joinpath(*names)
         self._lock = threading.Lock()
         self._directory: Directory | None = None
 
@@ -60,13 +67,25 @@ class PayloadFiles:
         if self._directory is None:
             with self._lock:
                 if self._directory is None:
-                    if create:
-                        self.path.mkdir(parents=True, exist_ok=True)
                     try:
-                        self._directory = Directory.open(str(self.path))
+                        self._directory = self._open(create)
                     except FileNotFoundError:
                         return None
         return self._directory
+
+    def _open(self, create: bool) -> Directory:
+        if create:
+            self.base.mkdir(parents=True, exist_ok=True)
+        directory = Directory.open(str(self.base))
+        try:
+            for name in self.names:
+                inner = directory.subdirectory(name, create=create)
+                directory.close()
+                directory = inner
+        except BaseException:
+            directory.close()
+            raise
+        return directory
 
     def close(self) -> None:
         with self._lock:
@@ -105,12 +124,20 @@ class PayloadFiles:
             if durable:
                 fan.fsync()
 
+    def _existing(self) -> Directory | None:
+        """The directory if it exists and is one (a planted link is left alone)."""
+        try:
+            return self.directory()
+        except UnsafePath as error:
+            logger.warning("%s: %s; leaving it alone", self.path, error)
+            return None
+
     def remove(self, name: str) -> None:
         """Remove a record file by name; names that are not ours are left alone."""
         if not is_name(name):
             logger.warning("not removing %r: not a record file name adatastore makes", name)
             return
-        root = self.directory()
+        root = self._existing()
         if root is None:
             return
         with (
@@ -120,7 +147,7 @@ class PayloadFiles:
             fan.unlink(name)
 
     def remove_temp(self, temp: str) -> None:
-        root = self.directory()
+        root = self._existing()
         if root is None:
             return
         with (
@@ -162,7 +189,7 @@ class PayloadFiles:
     def remove_dead_temps(self, older_than: float | None = None) -> int:
         """Remove the temporary files that writers of this host left when they died (and,
         with `older_than`, those of other hosts older than that many seconds)."""
-        root = self.directory()
+        root = self._existing()
         if root is None:
             return 0
         try:
@@ -192,7 +219,7 @@ class PayloadFiles:
         Returns how many were removed, and what was found that is not ours (reported,
         never removed).
         """
-        root = self.directory()
+        root = self._existing()
         if root is None:
             return 0, []
         now = time.time()

@@ -31,6 +31,7 @@ ALIGNMENT = 64
 _PREFIX = struct.Struct("<4sII")
 _ZEROS = bytes(ALIGNMENT)
 _HEX = "0123456789abcdef"
+_U64 = 2**64 - 1
 
 
 class DamagedRecord(ValueError):
@@ -150,23 +151,61 @@ def read_header(data: Buffer) -> tuple[Header, int]:
         raise DamagedRecord(f"unreadable header: {type(error).__name__}") from None
     if not isinstance(fields, dict):
         raise DamagedRecord("unreadable header: not a JSON object")
+    # The common record, checked inline (reads pay ~0.1 µs for it, not ~1 µs of calls)
+    serializer = fields.get("serializer")
+    attribute = fields.get("attribute")
+    lengths = fields.get("lengths")
+    digest = fields.get("xxh3")
+    if (
+        type(serializer) is str
+        and type(attribute) is str
+        and type(lengths) is list
+        and type(digest) is int
+        and 0 < len(serializer) <= 1024
+        and 0 < len(attribute) <= 1024
+        and 0 <= digest <= _U64
+        and len(lengths) == 1
+        and type(lengths[0]) is int
+        and 0 <= lengths[0] <= view.nbytes
+        and "hmac" not in fields
+    ):
+        signature2 = fields.get("hmac2")
+        if signature2 is None or (
+            type(signature2) is str and len(signature2) == 64 and not signature2.strip(_HEX)
+        ):
+            return (
+                Header(
+                    serializer,
+                    attribute,
+                    (lengths[0],),
+                    ("xxh3", digest),
+                    None,
+                    provenance_json or None,
+                    signature2,
+                ),
+                end,
+            )
+    return _checked_header(fields, provenance_json, view.nbytes), end
+
+
+def _checked_header(fields: dict[str, Any], provenance_json: bytes, size: int) -> Header:
+    """Every other header, field by field, with a message for the first bad one."""
     if "xxh3" in fields:
-        digest = ("xxh3", _integer(fields, "xxh3", 2**64 - 1))
+        digest = ("xxh3", _integer(fields, "xxh3", _U64))
     else:
         digest = ("crc32", _integer(fields, "crc32", 2**32 - 1))
     lengths = fields.get("lengths")
-    if not isinstance(lengths, list) or len(lengths) > view.nbytes:
+    if not isinstance(lengths, list) or len(lengths) > size:
         raise DamagedRecord("unreadable header: 'lengths' is not a list of part lengths")
-    header = Header(
+    return Header(
         serializer=_name(fields, "serializer"),
         attribute_name=_name(fields, "attribute"),
-        lengths=tuple(_length(n, view.nbytes) for n in lengths),
+        lengths=tuple(_length(n, size) for n in lengths),
         digest=digest,
         signature=_signature(fields.get("hmac")),
         provenance_json=provenance_json or None,
         signature2=_signature(fields.get("hmac2")),
     )
-    return header, end
 
 
 def _integer(fields: dict[str, Any], name: str, largest: int) -> int:

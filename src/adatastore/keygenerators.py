@@ -134,7 +134,7 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) 
             elif kind is float and item == item:
                 out.append(f"s{len(key)}:{key}f{item.hex()};")
             elif kind is int:
-                out.append(f"s{len(key)}:{key}i{item};")
+                out.append(f"s{len(key)}:{key}{_int_token(item)}")
             else:
                 out.append(f"s{len(key)}:{key}")
                 try:
@@ -469,6 +469,8 @@ def describe_parameters(value: Any, _depth: int = 0) -> Any:
     to read: keys never depend on it.
     """
     if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14000:
+            return {"repr": f"an int of {value.bit_length()} bits"}  # no 4,300-digit text
         return value if type(value) in (bool, int, str) else _plain(value)
     if isinstance(value, float):
         return float(value)

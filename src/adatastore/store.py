@@ -107,7 +107,7 @@ class ComponentRecord:
 
     def to_json(self) -> bytes:
         """Serialize to UTF-8 JSON."""
-        return json.dumps(
+        return json_text(
             {
                 "key": self.key,
                 "full_type": self.full_type,
@@ -115,9 +115,8 @@ class ComponentRecord:
                 "parameters": self.parameters,
                 "input_keys": list(self.input_keys),
             },
-            ensure_ascii=False,
             sort_keys=True,
-        ).encode("utf-8", "surrogatepass")
+        ).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: Buffer) -> ComponentRecord:
@@ -136,6 +135,28 @@ class ComponentRecord:
 
 
 _MISSING: Any = object()
+
+
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """JSON text that any database can store: readable UTF-8, or, when the value holds a
+    lone surrogate (a non-UTF-8 file name from ``os.listdir``), ``\\udXXX`` escapes,
+    which read back to the very same string."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, sort_keys=sort_keys)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """`text` for a text column: a lone surrogate written as ``\\udXXX`` (metadata only:
+    keys are made from the value itself)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _provenance(header: _record.Header) -> Provenance | None:
@@ -434,7 +455,7 @@ class AsyncDataStore(abc.ABC):
         return ComponentRecord(
             key=key,
             full_type=full_type(component),
-            version=str(component.version),
+            version=storable_text(str(component.version)),
             parameters=describe_parameters(component.parameters),
             input_keys=tuple(self.key_of(item) for item in inputs_of(component)),
         )
@@ -688,7 +709,7 @@ class AsyncDataStore(abc.ABC):
             wanted = described[id(component)] = ComponentRecord(
                 key=keys[id(component)],
                 full_type=full_type(component),
-                version=str(node.version),
+                version=storable_text(str(node.version)),
                 parameters=describe_parameters(node.parameters),
                 input_keys=tuple(keys[id(item)] for item in inputs_of(node)),
             )

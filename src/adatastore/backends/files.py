@@ -443,7 +443,7 @@ class AsyncShelveDataStore(AsyncDataStore):
                 if attribute_name is not None
                 else [n for n in entry.names() if n.endswith(RECORD_SUFFIX)]
             )
-            deleted = sum(entry.unlink(item) for item in doomed)
+            deleted = sum(_remove(entry, item) for item in doomed)
             self._remove_if_empty(entry, saved)
         return deleted
 
@@ -654,8 +654,18 @@ def _remove_stale_temps(directory: Directory, older_than: float, now: float) -> 
     return removed
 
 
+def _remove(directory: Directory, name: str) -> bool:
+    """Remove `name`: a file or link itself, or (planted where a file belongs) a
+    directory and everything in it, never following a link."""
+    try:
+        return directory.unlink(name)
+    except IsADirectoryError:
+        _remove_tree(directory, name)
+        return True
+
+
 def _remove_tree(parent: Directory, name: str) -> None:
-    """Remove the staging directory `name` and the files in it (no links followed)."""
+    """Remove the directory `name` and everything in it (no links followed)."""
     try:
         directory = parent.subdirectory(name)
     except (FileNotFoundError, UnsafePath):
@@ -665,7 +675,7 @@ def _remove_tree(parent: Directory, name: str) -> None:
     with directory:
         for item in directory.names():
             with contextlib.suppress(OSError):
-                directory.unlink(item)
+                _remove(directory, item)
     with contextlib.suppress(OSError):
         parent.rmdir(name)
 

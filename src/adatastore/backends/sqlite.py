@@ -54,7 +54,7 @@ from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
 from ..stats import logger
-from ..store import AsyncDataStore, ComponentRecord, Entry
+from ..store import AsyncDataStore, ComponentRecord, Entry, json_text
 
 __all__ = ["FILE_THRESHOLD", "SCHEMA_VERSION", "AsyncSQLiteDataStore"]
 
@@ -184,7 +184,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             )
         self.durable = durable
         self.busy_timeout = float(busy_timeout)
-        self._payloads = PayloadFiles(self.payload_dir)
+        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
         self._reset()
 
     def _reset(self) -> None:
@@ -202,7 +202,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         if self._finalizer is not None:
             self._finalizer.detach()
         _forks.remember((self._writer, self._reader, self._readers, self._lock_file))
-        self._payloads = PayloadFiles(self.payload_dir)  # its lock may be held by a parent thread
+        # a new one: the old one's lock may be held by a thread of the parent
+        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
         self._reset()
 
     def __repr__(self) -> str:
@@ -314,7 +315,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
-        self._payloads = PayloadFiles(self.payload_dir)
+        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
         if self.path.is_dir():
             raise ConfigurationError(f"SQLite store path {str(self.path)!r} is a directory")
         try:
@@ -873,7 +874,7 @@ def _row(
         "stored_at": datetime.now(UTC).timestamp(),
         "full_type": component.full_type,
         "version": component.version,
-        "parameters": json.dumps(component.parameters, ensure_ascii=False),
+        "parameters": json_text(component.parameters),
         "input_keys": json.dumps(list(component.input_keys)),
     }
 

@@ -44,7 +44,7 @@ from ...keygenerators import KeyGenerator
 from ...serializers import Buffer, Serializer
 from ...signing import SigningKey
 from ...stats import logger
-from ...store import AsyncDataStore, ComponentRecord, Entry
+from ...store import AsyncDataStore, ComponentRecord, Entry, json_text
 from ...sync import SyncDataStore
 
 try:
@@ -286,7 +286,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         _detach_inherited_connections()
         self._lock_file = None
         _forks.remember(self._payloads)
-        self._payloads = PayloadFiles(self._payloads.path)  # its lock may be held
+        # a new one: the old one's lock may be held by a thread of the parent
+        self._payloads = PayloadFiles(self._payloads.base, *self._payloads.names)
 
     async def open_raw(self) -> None:
         self.alias, self._migrate = await anyio.to_thread.run_sync(
@@ -296,7 +297,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
         self._uid = await self._orm(self._prepare_tables)
         if self.data_root_dir is not None:
-            self._payloads = PayloadFiles(self.data_root_dir / RECORDS_DIR / self._uid)
+            self._payloads = PayloadFiles(self.data_root_dir, RECORDS_DIR, self._uid)
             self._root = await anyio.to_thread.run_sync(Directory.open, str(self.data_root_dir))
             await anyio.to_thread.run_sync(self._payloads.remove_dead_temps)
         settings = self._database or {}
@@ -624,7 +625,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                     key_digest=digest,
                     key=key,
                     component_type=component_type,
-                    parameters=json.dumps(component.parameters, ensure_ascii=False),
+                    parameters=json_text(component.parameters),
                 )
             ],
             ignore_conflicts=True,
