@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 from servers import fresh_database
 
 BATCH = """
@@ -84,14 +84,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=subprocess_env(),
-        check=False,
-    )
+    return run_python(code, *args, timeout=300)
 
 
 BACKENDS = ["files", "sqlite", "django-sqlite", "django-postgresql", "django-mariadb"]

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import pytest
 from components import PlainComponent, SimpleComponent
-from conftest import StoreFactory, subprocess_env
+from conftest import StoreFactory, run_python, subprocess_env
 from servers import fresh_database
 
 import adatastore
@@ -462,14 +462,7 @@ def test_an_existing_mariadb_store_is_converted() -> None:
                 print(cursor.fetchone()[0])
             """
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(database)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=subprocess_env(),
-            check=False,
-        )
+        result = run_python(code, json.dumps(database))
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = result.stdout.split()
     assert not before.endswith("_bin")
@@ -711,14 +704,7 @@ def test_a_value_too_large_for_mariadb_says_so() -> None:
             print("components", len(_portal.call(store.async_store.components_raw, None)))
             """
         )
-        result = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(database)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=subprocess_env(),
-            check=False,
-        )
+        result = run_python(code, json.dumps(database))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines() == ["refused True True", "components 0"]
 

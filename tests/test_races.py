@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import run_python, subprocess_env
 from test_batches import url_for
 
 RACER = """
@@ -78,14 +78,7 @@ def test_store_racing_delete_ends_in_one_order(backend: str, tmp_path: Path) -> 
                     assert racer.stdout is not None
                     line = racer.stdout.readline().strip()
                     assert line == "done", racer.communicate()[1][-3000:]
-                check = subprocess.run(
-                    [sys.executable, "-c", textwrap.dedent(CHECK), url],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    env=subprocess_env(),
-                    check=False,
-                )
+                check = run_python(CHECK, url)
                 assert check.returncode == 0, check.stderr[-3000:]
                 assert check.stdout.splitlines() == ["verify True True"], check.stdout
         finally:

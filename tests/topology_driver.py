@@ -208,14 +208,12 @@ def run_topology(url: str, topology: str, shared: bool) -> str | None:
                 check_sees(store, [f"{t}-child"])
         store.close()
         return failure
-    if topology == "fork-constructed":
-        store = adatastore.open_store_sync(url)
-        failure = in_fork(lambda: exercise(store, f"{t}-child"))
+    if topology == "fork-constructed":  # an async store made, not opened, before the fork
+        unopened = parse_and_make(url)
+        failure = in_fork(lambda: asyncio.run(exercise_async(unopened, f"{t}-child")))
         if failure is None:
-            exercise(store, f"{t}-parent-after")
-            if shared:
-                check_sees(store, [f"{t}-child"])
-        store.close()
+            asyncio.run(exercise_async(unopened, f"{t}-parent-after"))
+        asyncio.run(unopened.aclose())
         return failure
     if topology == "fork-async":
         async_store = asyncio.run(_opened(url))
@@ -288,6 +286,13 @@ def run_topology(url: str, topology: str, shared: bool) -> str | None:
 
 async def _opened(url: str) -> AsyncDataStore:
     return await adatastore.open_store(url)
+
+
+def parse_and_make(url: str) -> AsyncDataStore:
+    """The async store `url` names, constructed but not opened."""
+    from adatastore.urls import _resolve
+
+    return _resolve(url, {})
 
 
 def main() -> None:

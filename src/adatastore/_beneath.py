@@ -262,19 +262,7 @@ class Directory:
 
     def write_new(self, name: str, parts: Sequence[Buffer], *, durable: bool) -> None:
         """Create `name` (it must not exist) holding `parts`; removed again on any error."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o666, dir_fd=self.fd)
-        try:
-            try:
-                _fsio.write_all(fd, parts)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=self.fd)
-            raise
+        _fsio.write_new(name, parts, durable=durable, dir_fd=self.fd)
 
     def atomic_write(
         self, name: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False

@@ -119,13 +119,14 @@ def write_all(fd: int, parts: Sequence[Buffer]) -> None:
             view = view[written:]
 
 
-def write_new(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
-    """Create `path` (it must not exist) holding the concatenation of `parts`.
-
-    On any error the file is removed again. With `durable` its data is fsynced.
-    """
+def write_new(
+    path: str, parts: Sequence[Buffer], *, durable: bool, dir_fd: int | None = None
+) -> None:
+    """Create `path` (it must not exist; relative to `dir_fd` if given) holding the
+    concatenation of `parts`. On any error the file is removed again. With `durable` its
+    data is fsynced."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o666)
+    fd = os.open(path, flags, 0o666, dir_fd=dir_fd)
     try:
         try:
             write_all(fd, parts)
@@ -135,7 +136,7 @@ def write_new(path: str, parts: Sequence[Buffer], *, durable: bool) -> None:
             os.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            os.unlink(path, dir_fd=dir_fd)
         raise
 
 

@@ -1,7 +1,8 @@
 """Run clean-up at interpreter exit, before non-daemon threads are joined.
 
 `atexit` handlers run only after the interpreter has joined every non-daemon thread, so a
-thread that waits for its clean-up (aiosqlite's connection threads) would hang the exit.
+thread that waits for its clean-up (asgiref's and concurrent.futures' workers, a portal
+thread) would hang the exit.
 `threading._register_atexit` runs earlier; it is private but has existed since Python 3.9
 (`concurrent.futures` relies on it).
 """
