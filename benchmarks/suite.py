@@ -51,7 +51,7 @@ QUICK: dict[str, Callable[[], list[Table]]] = {
     "large": lambda: large_values.run(rounds=1, sizes_mb=[10]),
     "keys": lambda: keys.run(rounds=1, leaf_counts=[10, 1_000], chains=(200,)),
     "scaling": lambda: scaling.run(rounds=1, sizes=[100, 1_000], calls=100),
-    "concurrency": lambda: concurrency.run(rounds=1, per_task=5, distinct=200),
+    "concurrency": lambda: concurrency.run(rounds=1, per_task=5, distinct=200, trivial=500),
 }
 
 

@@ -11,7 +11,7 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 
 from typing import TYPE_CHECKING
 
-from . import errors, keygenerators, serializers
+from . import errors, interface, keygenerators, serializers
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
@@ -96,6 +96,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "WarmReport",
     "cached",
     "errors",
+    "interface",
     "keygenerators",
     "open_store",
     "open_store_sync",

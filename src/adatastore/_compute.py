@@ -10,6 +10,7 @@ import contextlib
 import functools
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -77,27 +78,42 @@ def progress_reporter(
         callback = progress
         return lambda *, close=False: None if close else callback(state)
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in notebooks, text elsewhere
     except ImportError:
         raise ConfigurationError(
             "progress=True needs tqdm: pip install 'adatastore[progress]', or pass a "
             "callable to receive progress"
         ) from None
-    bar = tqdm(total=state.total, unit="component", desc="warming")
+    bar = tqdm(total=state.total, unit="component", desc="warming", mininterval=0.1)
+    shown = [0.0]
 
     def update(*, close: bool = False) -> None:
         if close:
+            bar.total = state.total
+            bar.n = state.done
+            bar.set_postfix(_labels(state), refresh=False)
             bar.close()
-        else:
-            if bar.total != state.total:
-                bar.total = state.total
-                bar.refresh()
-            bar.update(state.done - bar.n)
-            bar.set_postfix(
-                computed=state.computed, stored=state.already_stored, failed=state.failed
-            )
+            return
+        # At most ~10 redraws a second: the bar's own update() is cheap, and redrawing
+        # on every component cost more than 5,000 trivial computations (3.6 s against
+        # 1.2 s in a notebook).
+        now = time.monotonic()
+        if now - shown[0] < 0.1:
+            return
+        shown[0] = now
+        bar.total = state.total
+        bar.set_postfix(_labels(state), refresh=False)
+        bar.update(state.done - bar.n)
 
     return update
+
+
+def _labels(state: WarmProgress) -> dict[str, int]:
+    return {
+        "computed": state.computed,
+        "already stored": state.already_stored,
+        "failed": state.failed,
+    }
 
 
 def is_async(function: object) -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar, TypeVarTuple
 from ._shutdown import at_shutdown
 from .errors import ConfigurationError
 
-__all__ = ["call", "shutdown", "track"]
+__all__ = ["call", "close_now", "shutdown", "track"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -44,6 +44,7 @@ _thread: threading.Thread | None = None
 _stop: asyncio.Future[None] | None = None
 _open: weakref.WeakSet[Closeable] = weakref.WeakSet()
 _abandoned: list[object] = []
+_closing: list[concurrent.futures.Future[None]] = []  # closes started by finalizers
 
 
 def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
@@ -102,6 +103,23 @@ def call(function: Callable[[*Ts], Coroutine[Any, Any, T]], *args: *Ts) -> T:
         raise
 
 
+def close_now(resource: Closeable, timeout: float = 30) -> None:
+    """Close `resource` on the loop thread (from a finalizer, which may run on any
+    thread): wait for it, unless this is the loop's own thread; shutdown waits then."""
+    loop = _loop
+    if loop is None or loop.is_closed():
+        return
+    try:
+        future = asyncio.run_coroutine_threadsafe(resource.aclose(), loop)
+    except RuntimeError:  # the loop has just stopped
+        return
+    if threading.current_thread() is _thread:
+        _closing.append(future)
+        return
+    with contextlib.suppress(Exception, concurrent.futures.TimeoutError):
+        future.result(timeout)
+
+
 def track(resource: Closeable) -> None:
     """Close `resource` on the loop thread at shutdown if it is still alive then."""
     _open.add(resource)
@@ -117,6 +135,9 @@ def shutdown() -> None:
         _open.clear()
     if loop is None or thread is None or stop is None:
         return
+    for closing in _closing:
+        with contextlib.suppress(Exception, concurrent.futures.TimeoutError):
+            closing.result(timeout=30)
     for resource in resources:
         future = asyncio.run_coroutine_threadsafe(resource.aclose(), loop)
         with contextlib.suppress(Exception, concurrent.futures.TimeoutError):

@@ -125,6 +125,36 @@ def seal(
     return out
 
 
+def stored_at(buffers: Sequence[Buffer]) -> float | None:
+    """When a record says it was first stored (its provenance), in seconds since the epoch;
+    None when it does not say (records of adatastore 0.1) or says nonsense.
+
+    Back-ends keep this time in their index, so a copied record keeps its age.
+    """
+    if not buffers:
+        return None
+    head = memoryview(buffers[0]).cast("B")
+    if head.nbytes < _PREFIX.size and len(buffers) > 1:
+        head = memoryview(b"".join(bytes(b) for b in buffers[:2]))
+    if head.nbytes < _PREFIX.size:
+        return None
+    _, length, _ = _PREFIX.unpack_from(head)
+    if len(buffers) > 1 and memoryview(buffers[0]).nbytes == _PREFIX.size:
+        raw = bytes(buffers[1])  # a freshly sealed record: [prefix, header, ...]
+    else:
+        raw = bytes(head[_PREFIX.size : _PREFIX.size + length])
+    _, _, provenance = raw.partition(b"\0")
+    if not provenance or len(provenance) > 65536:
+        return None
+    try:
+        value = json.loads(provenance).get("stored_at")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if type(value) in (int, float) and 0 <= value < 253402300800:
+        return float(value)
+    return None
+
+
 def sealed_size(buffers: Sequence[Buffer]) -> int:
     """Total number of bytes of a sealed record."""
     return sum(memoryview(buffer).nbytes for buffer in buffers)

@@ -82,18 +82,25 @@ def _parser() -> argparse.ArgumentParser:
         "are listed (and deleted with --repair); the exit code is 1 when any is found.",
     )
     verify.add_argument("--repair", action="store_true", help="delete the damaged entries")
+    _progress_option(verify)
 
     prune = command(
         "prune",
         "delete old entries, or the oldest beyond a size",
         "Delete entries stored before --older-than, and then, with --max-size, the "
-        "least recently stored ones until the store fits. Every deletion is printed; "
+        "least recently stored ones until the store fits (with --type: until the entries "
+        "of that type fit; the others are left alone). Every deletion is printed; "
         "--dry-run prints them without deleting.",
     )
     prune.add_argument("--older-than", type=_duration, help="e.g. 30d, 12h, 90m, 45s")
-    prune.add_argument("--max-size", type=_size, help="e.g. 10GB, 500MB, 1.5GiB")
-    prune.add_argument("--type", help="only entries of this component type")
+    prune.add_argument(
+        "--max-size",
+        type=_size,
+        help="e.g. 10GB, 500MB, 1.5GiB: for the whole store, or with --type for that type",
+    )
+    prune.add_argument("--type", help="only entries of this type (full name or its last part)")
     prune.add_argument("--dry-run", action="store_true", help="say what would go; delete none")
+    _progress_option(prune)
 
     copy = command(
         "copy",
@@ -104,12 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("source", metavar="SRC", help="the store to copy from (a URL)")
     copy.add_argument("destination", metavar="DST", help="the store to copy into (a URL)")
-    copy.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar (default: when stderr is a terminal)",
-    )
+    _progress_option(copy)
 
     explain = command(
         "explain",
@@ -120,9 +122,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("attribute", help="the attribute name, e.g. spikes")
     explain.add_argument(
-        "--type", required=True, help="the component's full type, e.g. mymodel.Network"
+        "--type",
+        required=True,
+        help="the component's type: its full name (mymodel.Network) or, as in ls --type, "
+        "a unique ending (Network)",
     )
-    explain.add_argument("--version", default="1", help="the component's version")
+    explain.add_argument(
+        "--version",
+        default=None,
+        help="the component's version (default: compare with every stored version)",
+    )
     explain.add_argument("--parameters", default="{}", help="the parameters as JSON, or @file.json")
     explain.add_argument(
         "--input",
@@ -147,6 +156,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--url", help="use this store URL instead (sqlite:///..., file:///...)")
     return parser
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 entry``, ``2 entries``."""
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
+
+
+def _progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: on a terminal, for 1,000 entries or more)",
+    )
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -214,11 +239,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _open(url: str | None) -> AsyncDataStore:
+    """An existing store: the commands look at stores, they never make one (a mistyped
+    path is an error, not a new empty store that reports 0 entries)."""
     from .urls import open_store
 
     if url is None and not os.environ.get("ADATASTORE_URL"):
         raise UsageError("no store given: pass --url URL or set ADATASTORE_URL")
-    return await open_store(url)
+    return await open_store(url, create=False)
 
 
 def _print_json(document: Any) -> None:
@@ -232,6 +259,7 @@ class _Escaping(io.TextIOBase):
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
+        self.raw = stream
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -324,7 +352,7 @@ async def _ls(args: argparse.Namespace) -> int:
         for entry in entries
     ]
     print(_table(("KEY", "TYPE", "VERSION", "ATTRIBUTE", "SIZE", "AGE"), rows))
-    print(f"{len(entries)} entries, {_human_size(sum(e.size for e in entries))}")
+    print(f"{_count(len(entries), 'entry')}, {_human_size(sum(e.size for e in entries))}")
     return 0
 
 
@@ -427,13 +455,14 @@ async def _stats(args: argparse.Namespace) -> int:
                 "entries": len(entries),
                 "components": components,
                 "bytes": total,
-                "oldest": oldest,
-                "newest": newest,
+                "oldest": None if oldest is None else oldest.isoformat(),
+                "newest": None if newest is None else newest.isoformat(),
                 "types": per_type,
             }
         )
         return 0
-    print(f"entries:    {len(entries)} of {components} components")
+    print(f"entries:    {len(entries)}")
+    print(f"components: {components}")
     print(f"size:       {_human_size(total)}")
     if oldest is not None and newest is not None:
         print(f"oldest:     {oldest:%Y-%m-%d %H:%M:%S} UTC")
@@ -448,7 +477,17 @@ async def _stats(args: argparse.Namespace) -> int:
 
 async def _verify(args: argparse.Namespace) -> int:
     async with await _open(args.url) as store:
-        report = await store.verify(repair=args.repair)
+        bar: Callable[[int | None], None] | None = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = _progress_bar(args.progress, total, "verifying")
+            bar(done)
+
+        report = await store.verify(repair=args.repair, progress=progress)
+        if bar is not None:
+            bar(None)
     if args.json:
         _print_json(
             {
@@ -464,7 +503,7 @@ async def _verify(args: argparse.Namespace) -> int:
         for damaged in report.damaged:
             print(f"damaged: {damaged.attribute_name!r} of {damaged.key[:12]}: {damaged.reason}")
         removed = f", {report.removed} removed" if args.repair else ""
-        print(f"{report.checked} entries checked, {len(report.damaged)} damaged{removed}")
+        print(f"{_count(report.checked, 'entry')} checked, {len(report.damaged)} damaged{removed}")
     return 0 if report.ok else 1
 
 
@@ -484,17 +523,20 @@ async def _prune(args: argparse.Namespace) -> int:
             else:
                 kept.append(entry)
         if args.max_size is not None:
-            total = sum(entry.size for entry in kept)
-            for entry in list(kept):  # oldest first
+            # With --type, the limit is for the entries of that type; else for the store.
+            matching = [entry for entry in kept if _matches_type(entry.full_type, args.type)]
+            total = sum(entry.size for entry in matching)
+            for entry in matching:  # oldest first
                 if total <= args.max_size:
                     break
-                if _matches_type(entry.full_type, args.type):
-                    doomed.append((entry, f"over {_human_size(args.max_size)}"))
-                    kept.remove(entry)
-                    total -= entry.size
+                doomed.append((entry, f"over {_human_size(args.max_size)}"))
+                total -= entry.size
         if not args.dry_run:
-            for entry, _ in doomed:
+            bar = _progress_bar(args.progress, len(doomed), "pruning")
+            for done, (entry, _) in enumerate(doomed, 1):
                 await store.delete_raw(entry.key, entry.attribute_name)
+                bar(done)
+            bar(None)
     verb = "would delete" if args.dry_run else "deleted"
     if args.json:
         _print_json(
@@ -511,7 +553,7 @@ async def _prune(args: argparse.Namespace) -> int:
             f"({_human_size(entry.size)}, {why})"
         )
     freed = _human_size(sum(entry.size for entry, _ in doomed))
-    print(f"{verb} {len(doomed)} entries, {freed}")
+    print(f"{verb} {_count(len(doomed), 'entry')}, {freed}")
     return 0
 
 
@@ -519,7 +561,7 @@ async def _copy(args: argparse.Namespace) -> int:
     from .urls import open_store
 
     async with (
-        await open_store(args.source) as source,
+        await open_store(args.source, create=False) as source,
         await open_store(args.destination) as destination,
     ):
         entries = await source.list_contents()
@@ -555,26 +597,32 @@ async def _copy(args: argparse.Namespace) -> int:
         print(
             f"skipped damaged: {entry.attribute_name!r} of {entry.key[:12]}: {why}", file=sys.stderr
         )
-    print(f"copied {copied} entries, {len(present)} already there, {len(damaged)} damaged")
+    print(f"copied {_count(copied, 'entry')}, {len(present)} already there, {len(damaged)} damaged")
     return 1 if damaged else 0
 
 
 _COPY_GROUP_BYTES = 64 << 20
+_BAR_FROM = 1000  # entries; fewer go too fast for a bar
 
 
-def _progress_bar(wanted: bool | None, total: int) -> Callable[[int | None], None]:
-    show = sys.stderr.isatty() if wanted is None else wanted
+def _progress_bar(
+    wanted: bool | None, total: int, what: str = "copying"
+) -> Callable[[int | None], None]:
+    """A bar (at most ~10 redraws a second, with an ETA) when asked for, or by default
+    when stderr is a terminal and there are many entries; else nothing."""
+    stream = getattr(sys.stderr, "raw", sys.stderr)  # the bar's own control characters
+    show = (stream.isatty() and total >= _BAR_FROM) if wanted is None else wanted
     if not show:
         return lambda done: None
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
     except ImportError:
         if wanted:
             raise ConfigurationError(
                 "--progress needs tqdm: pip install 'adatastore[progress]'"
             ) from None
         return lambda done: None
-    bar = tqdm(total=total, unit="entry", desc="copying")
+    bar = tqdm(total=total, unit="entry", desc=what, file=stream, mininterval=0.1)
 
     def update(done: int | None) -> None:
         if done is None:
@@ -599,15 +647,42 @@ async def _explain(args: argparse.Namespace) -> int:
     if not isinstance(parameters, dict):
         raise UsageError("--parameters must be a JSON object (a mapping of names to values)")
     async with await _open(args.url) as store:
-        known = await _components(store) if args.input else {}
+        records = await store.components_raw(None)
+        kind = _resolve_type(args.type, {record.full_type for record in records})
+        known = {record.key: record for record in records} if args.input else {}
         inputs = [_rebuild(known, _find_component(known, key)) for key in args.input]
-        component = _Described.make(args.type, args.version, parameters, inputs)
-        explanation = await store.explain(component, args.attribute, limit=args.limit)
+        if args.version is not None:
+            versions = [args.version]
+        else:
+            versions = sorted({r.version for r in records if r.full_type == kind}) or ["1"]
+            if len(versions) > 1 and not args.json:
+                print(f"no --version given: {kind} is stored at versions {', '.join(versions)}")
+        explanations = []
+        for version in versions:
+            component = _Described.make(kind, version, parameters, inputs)
+            explanations.append(await store.explain(component, args.attribute, limit=args.limit))
     if args.json:
-        _print_json(_explanation_json(explanation))
+        documents = [_explanation_json(explanation) for explanation in explanations]
+        _print_json(documents[0] if len(documents) == 1 else documents)
     else:
-        print(explanation)
-    return 0 if explanation.hit else 1
+        for version, explanation in zip(versions, explanations, strict=True):
+            if len(versions) > 1:
+                print(f"version {version}:")
+            print(explanation)
+    return 0 if any(explanation.hit for explanation in explanations) else 1
+
+
+def _resolve_type(wanted: str, stored: set[str]) -> str:
+    """The stored type `wanted` names: itself, or the one stored type ending in it (as
+    ``ls --type`` matches); several candidates are an error that lists them."""
+    if wanted in stored:
+        return wanted
+    matches = sorted(kind for kind in stored if kind.endswith("." + wanted))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"--type {wanted!r} matches several stored types: {', '.join(matches)}")
+    return wanted
 
 
 class _Described:

@@ -9,6 +9,7 @@ each stage (about a second here), the second finds all three in the store.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -154,8 +155,13 @@ async def run_pipeline(store: AsyncDataStore) -> RunReport:
     return RunReport(seconds, store.stats.hits, store.stats.misses, result)
 
 
-async def demo(url: str, print_: Callable[[str], None] = print) -> list[RunReport]:
-    """Run the pipeline twice against the store at `url`; print and return both reports."""
+async def demo(
+    url: str, print_: Callable[[str], None] = print, *, temporary: bool = False
+) -> list[RunReport]:
+    """Run the pipeline twice against the store at `url`; print and return both reports.
+
+    With `temporary`, say that the store goes with the temporary directory it is in.
+    """
     reports = []
     async with await open_store(url) as store:
         print_(f"store: {url}")
@@ -167,7 +173,19 @@ async def demo(url: str, print_: Callable[[str], None] = print) -> list[RunRepor
                 f"misses={report.misses}   mean rate {report.result['mean_rate']:.2f} Hz"
             )
     first, second = reports
-    print_(f"the second run was {first.seconds / second.seconds:.0f}x faster")
+    if first.misses:
+        print_(f"the second run was {first.seconds / second.seconds:.0f}x faster")
+    else:
+        print_(
+            "both runs were served from the store: it held the results already "
+            "(give a new --dir to compute them again)"
+        )
+    if temporary:
+        print_(
+            "the store was in a temporary directory, now removed; "
+            "'adatastore demo --dir DIR' keeps one to look at with "
+            "'adatastore ls --url DIR/demo.db'"
+        )
     return reports
 
 
@@ -179,4 +197,7 @@ def run_demo(directory: str | None = None, url: str | None = None) -> list[RunRe
         Path(directory).mkdir(parents=True, exist_ok=True)
         return anyio.run(demo, str(Path(directory) / "demo.db"), backend="asyncio")
     with tempfile.TemporaryDirectory(prefix="adatastore-demo-") as temporary:
-        return anyio.run(demo, str(Path(temporary) / "demo.db"), backend="asyncio")
+        return anyio.run(
+            functools.partial(demo, str(Path(temporary) / "demo.db"), temporary=True),
+            backend="asyncio",
+        )

@@ -1137,16 +1137,22 @@ class AsyncDataStore(abc.ABC):
         entries = await self.list_raw()
         return sorted(entries, key=lambda entry: (entry.key, entry.attribute_name))
 
-    async def verify(self, *, repair: bool = False) -> VerifyReport:
+    async def verify(
+        self, *, repair: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
         """Check every entry's checksum (and signature, with a signing key).
 
         Nothing is deserialized. With `repair`, damaged entries are deleted (they are
-        caches: the next computation stores them again).
+        caches: the next computation stores them again). `progress(done, total)` is
+        called after each entry.
         """
         await self._ready()
         damaged: list[DamagedEntry] = []
         checked = 0
-        for entry in await self.list_raw():
+        entries = await self.list_raw()
+        for done, entry in enumerate(entries, 1):
+            if progress is not None:
+                progress(done, len(entries))
             try:
                 data = await self.read_raw(entry.key, entry.attribute_name)
             except DataStoreError as error:

@@ -11,8 +11,10 @@ SQLite skips it for the reads (a connection per calling thread, beside the loop'
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -21,6 +23,7 @@ from . import _portal
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
+from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
 from .provenance import Explanation
 from .serializers import Serializer
@@ -33,7 +36,7 @@ __all__ = ["MemoryDataStore", "SQLiteDataStore", "ShelveDataStore", "SyncDataSto
 A = TypeVar("A", bound=AsyncDataStore)
 
 
-class SyncDataStore(Generic[A]):
+class SyncDataStore(AbstractDataStore, Generic[A]):
     """Blocking twin of any `AsyncDataStore`; the methods mirror the async ones.
 
     The store is opened at construction, so a bad configuration fails here and not at
@@ -52,6 +55,15 @@ class SyncDataStore(Generic[A]):
         else:
             _portal.call(async_store.open)
         _portal.track(async_store)
+        # The original API has no close(): a store nobody closes lets its files and
+        # connections go when it is garbage-collected (and at exit, by the portal).
+        self._finalizer = weakref.finalize(self, _release, async_store, self._direct)
+        self._finalizer.atexit = False
+
+    @property
+    def _generate_key(self) -> KeyGenerator:
+        """The key generator, under the original module's name for it."""
+        return self.async_store.key_generator
 
     @property
     def key_generator(self) -> KeyGenerator:
@@ -151,9 +163,13 @@ class SyncDataStore(Generic[A]):
             )
         )
 
-    def verify(self, *, repair: bool = False) -> VerifyReport:
+    def verify(
+        self, *, repair: bool = False, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
         """Check every entry's checksum and signature; see `AsyncDataStore.verify`."""
-        return _portal.call(functools.partial(self.async_store.verify, repair=repair))
+        return _portal.call(
+            functools.partial(self.async_store.verify, repair=repair, progress=progress)
+        )
 
     def cleanup(self, *, older_than: float = 3600.0) -> int:
         """Remove leftovers of interrupted writes; see `AsyncDataStore.cleanup`."""
@@ -161,6 +177,7 @@ class SyncDataStore(Generic[A]):
 
     def close(self) -> None:
         """Close the store; closing twice is harmless."""
+        self._finalizer.detach()
         if self._direct:
             self.async_store.close_blocking()
         else:
@@ -181,6 +198,15 @@ class SyncDataStore(Generic[A]):
         return f"<{type(self).__name__} over {self.async_store!r}>"
 
 
+def _release(store: AsyncDataStore, direct: bool) -> None:
+    """Close a blocking store's async store when the blocking one is collected unclosed."""
+    with contextlib.suppress(Exception):
+        if direct:
+            store.close_blocking()
+        else:
+            _portal.close_now(store)
+
+
 class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
     """Blocking files store under `root_dir`: the original module's ``ShelveDataStore``.
 
@@ -196,7 +222,10 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
         durable: bool = False,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
+        self._root_dir = os.fspath(root_dir)
+        """`root_dir` as given: the original module's attribute, which its scripts read."""
         super().__init__(
             AsyncShelveDataStore(
                 root_dir,
@@ -205,6 +234,7 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
                 durable=durable,
                 signing_key=signing_key,
                 verify_on_read=verify_on_read,
+                create=create,
             )
         )
 
@@ -231,6 +261,7 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
         busy_timeout: float = 60.0,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
         super().__init__(
             AsyncSQLiteDataStore(
@@ -241,6 +272,7 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
                 busy_timeout=busy_timeout,
                 signing_key=signing_key,
                 verify_on_read=verify_on_read,
+                create=create,
             )
         )
 

@@ -216,7 +216,10 @@ async def open_store(url: str | os.PathLike[str] | None = None, **options: Any) 
     """Open (and return) the async store `url` names; ``ADATASTORE_URL`` when url is None.
 
     Keyword options go to the store's constructor (``key_generator``, ``serializer``,
-    ``durable``, ...). Close the store with ``aclose()`` or use it with ``async with``.
+    ``durable``, ...). ``create=False`` (or ``?create=false``) opens only a store that
+    exists, and creates nothing: a mistyped path is a `ConfigurationError`, not a new empty
+    store (the command's inspection tools open stores so). Close the store with
+    ``aclose()`` or use it with ``async with``.
     """
     return await _resolve(url, options).open()
 
@@ -257,16 +260,25 @@ def _files(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
 def _memory(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
     if url.host or url.path.strip("/"):
         raise ConfigurationError(f"store URL {url.text!r}: memory:// takes no path")
+    if options.pop("create", True) is False:
+        raise ConfigurationError(
+            f"no store at {url.text!r}: a memory store exists only in the process that made it"
+        )
     return AsyncMemoryDataStore(**options)
 
 
 register_scheme(
     "sqlite",
     _sqlite,
-    options={"durable": bool, "busy_timeout": float},
+    options={"durable": bool, "busy_timeout": float, "create": bool},
     description="one SQLite file (the embedded default)",
 )
-register_scheme("file", _files, options={"durable": bool}, description="a directory of entry files")
+register_scheme(
+    "file",
+    _files,
+    options={"durable": bool, "create": bool},
+    description="a directory of entry files",
+)
 register_scheme("memory", _memory, description="an in-process dict, gone at exit")
 
 
@@ -300,7 +312,7 @@ def _django(engine: str) -> StoreFactory:
     return factory
 
 
-_DJANGO_OPTIONS = {"data_root_dir": str, "alias": str}
+_DJANGO_OPTIONS = {"data_root_dir": str, "alias": str, "create": bool}
 register_scheme(
     "django+sqlite",
     _django("sqlite3"),

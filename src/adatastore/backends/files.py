@@ -82,12 +82,16 @@ class AsyncShelveDataStore(AsyncDataStore):
         durable: bool = False,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
+        """`create=False` opens only an existing store (tools that look, never make):
+        a missing or foreign `root_dir` is a `ConfigurationError` and nothing is created."""
         super().__init__(
             key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
         )
         self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
+        self.create = create
         self._lock_file: _locks.LockFile | None = None
         self._root: Directory | None = None
 
@@ -144,6 +148,9 @@ class AsyncShelveDataStore(AsyncDataStore):
         root = self.root_dir = self.root_dir.absolute()  # here: getcwd is a system call
         if root.exists() and not root.is_dir():
             raise ConfigurationError(f"root_dir {str(root)!r} exists and is not a directory")
+        if not self.create and not (root / MARKER).is_file():
+            what = "does not exist" if not root.exists() else f"has no {MARKER} marker"
+            raise ConfigurationError(f"no store at {str(root)!r}: the directory {what}")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):  # a parent is a file
@@ -161,8 +168,9 @@ class AsyncShelveDataStore(AsyncDataStore):
         self._root = directory
         weakref.finalize(self, directory.close).atexit = False  # dropped unclosed: let go
         self._make_lock_file()
-        with contextlib.suppress(OSError):  # read-only storage reads on
-            self._recover_batches()
+        if self.create:  # tools that only look leave even a dead writer's batch alone
+            with contextlib.suppress(OSError):  # read-only storage reads on
+                self._recover_batches()
 
     def _check_marker(self, root: Directory) -> None:
         where = os.path.join(root.path, MARKER)
@@ -526,7 +534,7 @@ class AsyncShelveDataStore(AsyncDataStore):
                 return entries
             for file_name, stat in found:
                 try:
-                    name = _attribute_name(entry, file_name)
+                    name, seconds = _record_facts(entry, file_name)
                 except FileNotFoundError:
                     continue
                 entries.append(
@@ -536,7 +544,11 @@ class AsyncShelveDataStore(AsyncDataStore):
                         full_type=component.full_type,
                         version=component.version,
                         size=stat.st_size,
-                        stored_at=datetime.fromtimestamp(stat.st_mtime, UTC),
+                        # when the record says it was first stored (a copy or `cp` keeps
+                        # it); the file's mtime only for records that do not say
+                        stored_at=datetime.fromtimestamp(
+                            stat.st_mtime if seconds is None else seconds, UTC
+                        ),
                     )
                 )
         return entries
@@ -726,22 +738,24 @@ def _decode_or(encoded: str) -> str:
         return encoded
 
 
-def _attribute_name(entry: Directory, file_name: str) -> str:
-    """The attribute name of a record file: decoded, or read from the record's header."""
+def _record_facts(entry: Directory, file_name: str) -> tuple[str, float | None]:
+    """A record file's attribute name (decoded, or from its header when the name was
+    shortened) and when it was first stored (its provenance), from its first 4 KiB."""
     encoded = file_name[: -len(RECORD_SUFFIX)]
-    if not _naming.is_shortened(encoded):
-        return _decode_or(encoded)
     try:
         head = entry.read_head(file_name, 4096)
-    except OSError:
-        return encoded
+    except OSError:  # a link or special file: verify reports it
+        head = b""
     if head is None:
         raise FileNotFoundError(file_name)
-    try:
-        header, _ = _record.read_header(head)
-    except _record.DamagedRecord:
-        return encoded
-    return header.attribute_name
+    name = _decode_or(encoded)
+    if _naming.is_shortened(encoded):
+        try:
+            header, _ = _record.read_header(head)
+            name = header.attribute_name
+        except _record.DamagedRecord:
+            name = encoded
+    return name, _record.stored_at([head])
 
 
 def _storage_error(error: OSError, root: Path) -> StorageError:

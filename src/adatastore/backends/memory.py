@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from .. import _record
 from ..keygenerators import KeyGenerator
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
@@ -43,8 +44,10 @@ class AsyncMemoryDataStore(AsyncDataStore):
         component: ComponentRecord,
     ) -> None:
         data = b"".join(record)
+        seconds = _record.stored_at(record)
+        when = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
         self._components.setdefault(key, component)
-        self._records.setdefault(key, {})[attribute_name] = (data, datetime.now(UTC))
+        self._records.setdefault(key, {})[attribute_name] = (data, when)
 
     async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
         found = self._records.get(key, {}).get(attribute_name)

@@ -40,7 +40,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from .. import _forks, _fsio, _locks
+from .. import _forks, _fsio, _locks, _record
 from .._beneath import UnsafePath
 from .._connection import ConnectionThread
 from .._payloads import NotOurs, PayloadFiles
@@ -171,10 +171,14 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         busy_timeout: float = 60.0,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
+        """`create=False` opens only an existing store (tools that look, never make): a
+        missing file is a `ConfigurationError`, and no file or directory is created."""
         super().__init__(
             key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
         )
+        self.create = create
         self.path = Path(path)  # made absolute when the store opens
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
@@ -317,7 +321,12 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
         if self.path.is_dir():
-            raise ConfigurationError(f"SQLite store path {str(self.path)!r} is a directory")
+            raise ConfigurationError(
+                f"SQLite store path {str(self.path)!r} is a directory (a plain path names an "
+                f"SQLite file); for a store of files there use the URL file://{self.path}"
+            )
+        if not self.create and not self.path.is_file():
+            raise ConfigurationError(f"no store at {str(self.path)!r}: no such file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -354,6 +363,8 @@ class AsyncSQLiteDataStore(AsyncDataStore):
                     f"{str(self.path)!r} is an SQLite database of something else, "
                     "not an adatastore store"
                 )
+            if not self.create and not tables:
+                raise ConfigurationError(f"no store at {str(self.path)!r}: an empty database")
             if version > SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"{str(self.path)!r} has schema version {version}; this adatastore "
@@ -871,7 +882,7 @@ def _row(
         "payload": b"".join(record) if size < FILE_THRESHOLD else None,
         "file": None,
         "size": size,
-        "stored_at": datetime.now(UTC).timestamp(),
+        "stored_at": _record.stored_at(record) or datetime.now(UTC).timestamp(),
         "full_type": component.full_type,
         "version": component.version,
         "parameters": json_text(component.parameters),

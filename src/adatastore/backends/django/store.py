@@ -27,14 +27,14 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from ... import _forks, _locks, _naming
+from ... import _forks, _locks, _naming, _record
 from ..._beneath import Directory, UnsafePath
 from ..._compute import no_lock
 from ..._payloads import PayloadFiles, is_name
@@ -125,12 +125,18 @@ def database_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
     (``sqlite3``, ``postgresql``, ``mysql``) are completed. SQLite gets WAL, a busy timeout
     and immediate transactions, and MySQL/MariaDB the READ COMMITTED isolation level,
     unless the parameters say otherwise.
+
+    An SQLite database given in the legacy form keeps SQLite's rollback journal instead of
+    WAL: scripts of the original module delete the database file under a store they cannot
+    close (the legacy API has no ``close``), and SQLite then never removes the ``-wal`` and
+    ``-shm`` files of a database that moved; a rollback journal leaves nothing behind.
     """
     if not isinstance(parameters, Mapping):
         raise ConfigurationError(
             f"database_parameters must be a mapping, not {type(parameters).__name__}"
         )
     settings: dict[str, Any] = {}
+    legacy = any(name in _LEGACY_KEYS for name in parameters)
     for name, value in parameters.items():
         settings[_LEGACY_KEYS.get(name, name)] = value
     engine = settings.get("ENGINE")
@@ -153,7 +159,10 @@ def database_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigurationError("an SQLite database needs a 'NAME' (its file)")
         options.setdefault("timeout", 60)
         options.setdefault("transaction_mode", "IMMEDIATE")
-        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
+        journal = "DELETE" if legacy else "WAL"
+        options.setdefault(
+            "init_command", f"PRAGMA journal_mode={journal}; PRAGMA synchronous=NORMAL"
+        )
     elif settings["ENGINE"].endswith("mysql"):
         options.setdefault("isolation_level", "read committed")
         options.setdefault("charset", "utf8mb4")
@@ -255,10 +264,12 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         alias: str | None = None,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
         super().__init__(
             key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
         )
+        self.create = create
         self._database = (
             None if database_parameters is None else database_settings(database_parameters)
         )
@@ -290,9 +301,17 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         self._payloads = PayloadFiles(self._payloads.base, *self._payloads.names)
 
     async def open_raw(self) -> None:
+        settings = self._database or {}
+        if (
+            not self.create
+            and str(settings.get("ENGINE", "")).endswith("sqlite3")
+            and not await anyio.to_thread.run_sync(os.path.isfile, str(settings.get("NAME")))
+        ):
+            raise ConfigurationError(f"no store at {settings.get('NAME')!r}: no such file")
         self.alias, self._migrate = await anyio.to_thread.run_sync(
             _setup_django, self._requested_alias, self._database
         )
+        self._migrate = self._migrate and self.create
         if self.data_root_dir is not None:
             self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
         self._uid = await self._orm(self._prepare_tables)
@@ -313,6 +332,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         root = self.data_root_dir.absolute()
         if root.exists() and not root.is_dir():
             raise ConfigurationError(f"data_root_dir {str(root)!r} is not a directory")
+        if not self.create and not root.is_dir():
+            raise ConfigurationError(f"no store at {str(root)!r}: no such data_root_dir")
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -343,6 +364,8 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             raise ConfigurationError(
                 f"cannot use database {self.alias!r} for adatastore: {error}"
             ) from error
+        if not self.create and "adatastore_dataitem" not in tables:
+            raise ConfigurationError(f"no store in database {self.alias!r}: no adatastore tables")
         if "adatastore_storemarker" not in tables:
             raise ConfigurationError(
                 f"database {self.alias!r} has no (or old) adatastore tables: run "
@@ -493,7 +516,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             for key, name, record, _ in records:
                 self._check_size(key, name, _size(record))
             items = [
-                _Item(key, name, b"".join(record), None, _size(record), component)
+                _Item(key, name, b"".join(record), None, _size(record), component, _first(record))
                 for key, name, record, component in records
             ]
             await self._orm(self._write_items, items, [])
@@ -511,7 +534,15 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                 name, temp = self._payloads.write_temp(record, durable=False)
                 moves.append((temp, name))
                 items.append(
-                    _Item(key, attribute_name, None, self._path(name), _size(record), component)
+                    _Item(
+                        key,
+                        attribute_name,
+                        None,
+                        self._path(name),
+                        _size(record),
+                        component,
+                        _first(record),
+                    )
                 )
 
         try:
@@ -589,7 +620,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
                     payload=item.payload,
                     path=item.path,
                     size=item.size,
-                    stored_at=datetime.now(UTC),
+                    stored_at=item.stored_at,
                 )
             ],
             update_conflicts=True,
@@ -844,9 +875,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
 def _migration_lock(connection: Any) -> Any:
     """Serialise migrations of one database by several processes starting at once.
 
-    PostgreSQL and MariaDB: an advisory lock. SQLite: an exclusive ``flock`` of the file
-    beside the database that also holds the entries' locks (two processes creating the
-    same new store both found no tables, and the second failed on "already exists").
+    PostgreSQL and MariaDB: an advisory lock. SQLite: an exclusive ``flock`` of the
+    database file itself (independent of SQLite's own fcntl locks on Linux; no file of
+    ours is left beside it): two processes creating the same new store both found no
+    tables, and the second failed on "already exists".
     """
     vendor = connection.vendor
     if vendor == "sqlite":
@@ -854,7 +886,7 @@ def _migration_lock(connection: Any) -> Any:
         if name == ":memory:" or name.startswith("file:"):
             yield
             return
-        fd = os.open(name + "-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -901,6 +933,14 @@ class _Item:
     path: str | None
     size: int
     component: ComponentRecord
+    stored_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the record says it was first stored (kept by copies)."""
+
+
+def _first(record: Sequence[Buffer]) -> datetime:
+    """When the record was first stored, by its provenance (now, if it does not say)."""
+    seconds = _record.stored_at(record)
+    return datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def _size(record: Sequence[Buffer]) -> int:
@@ -941,6 +981,7 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
         alias: str | None = None,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        create: bool = True,
     ) -> None:
         super().__init__(
             AsyncDjangoORMDataStore(
@@ -951,6 +992,7 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
                 alias=alias,
                 signing_key=signing_key,
                 verify_on_read=verify_on_read,
+                create=create,
             )
         )
 
