@@ -87,7 +87,7 @@ def test_show_and_stats(filled: tuple[str, str]) -> None:
     assert stats["types"]["components.SimpleComponent"]["entries"] == 3
     assert stats["bytes"] == sum(row["bytes"] for row in stats["types"].values())
     human = adatastore("stats", "--url", url)
-    assert "entries:    4 of 3 components" in human.stdout
+    assert "entries:    4\ncomponents: 3" in human.stdout
     missing = adatastore("show", "ffffffff", "--url", url)
     assert missing.returncode == 2
     assert "no stored component has a key starting with 'ffffffff'" in missing.stderr

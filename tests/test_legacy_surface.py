@@ -86,7 +86,7 @@ def test_store_retrieve_with_each_key_generator(tmp_path: Path, generator: Any) 
     first = DummyComponent()
     second = DummyComponent(input=first)
     assert store.retrieve(first, "data") is None
-    assert store.store(first, "data", first.data) is None
+    store.store(first, "data", first.data)
     assert store.retrieve(first, "data") == first.data
     store.store(second, "data", second.data)
     assert store.retrieve(second, "data") == second.data

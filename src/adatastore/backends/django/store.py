@@ -876,9 +876,10 @@ def _migration_lock(connection: Any) -> Any:
     """Serialise migrations of one database by several processes starting at once.
 
     PostgreSQL and MariaDB: an advisory lock. SQLite: an exclusive ``flock`` of the
-    database file itself (independent of SQLite's own fcntl locks on Linux; no file of
-    ours is left beside it): two processes creating the same new store both found no
-    tables, and the second failed on "already exists".
+    database's directory (no file of ours is left beside the database; and not of the
+    database file itself: closing any descriptor of that file drops the process's fcntl
+    locks on it, SQLite's own included — "disk I/O error"): two processes creating the same
+    new store both found no tables, and the second failed on "already exists".
     """
     vendor = connection.vendor
     if vendor == "sqlite":
@@ -886,7 +887,8 @@ def _migration_lock(connection: Any) -> Any:
         if name == ":memory:" or name.startswith("file:"):
             yield
             return
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        directory = os.path.dirname(os.path.abspath(name))
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
