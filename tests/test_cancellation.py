@@ -76,7 +76,7 @@ def write_lock_held(store: AsyncDataStore, component: object) -> Iterator[Callab
 def _django_lock(store: AsyncDjangoORMDataStore, component: object) -> Iterator[Callable[[], None]]:
     from adatastore.backends.django.store import _digest
 
-    settings = store._database or {}
+    settings = store.backend._database or {}
     engine = str(settings.get("ENGINE", ""))
     key_digest = _digest(store.key_of(component))
     if engine.endswith("sqlite3"):

@@ -220,13 +220,9 @@ def _copy_files_sqlite_postgresql_files(tmp_path: Path, postgresql: str) -> None
         ]
         assert listings[0] == listings[1] == listings[2] == listings[3]
         assert len(listings[0]) == 1000
-        readers = [
-            s
-            for s in stores
-            if s.async_store.supports_blocking_reads or s.async_store.supports_blocking
-        ]
+        readers = [s.async_store.backend for s in stores if s.async_store.backend.supports_blocking]
         for key, name, _, _ in listings[0]:  # the records themselves, byte for byte
-            record, *copies = (bytes(s.async_store.read_raw_blocking(key, name)) for s in readers)
+            record, *copies = (bytes(backend.blocking_read(key, name)) for backend in readers)
             assert all(copy == record for copy in copies), (key, name)
         components = [SimpleComponent({"n": n}) for n in range(1000)]
         values = [

@@ -8,28 +8,34 @@ from pathlib import Path
 import pytest
 from components import SimpleComponent
 
-from adatastore import AsyncMemoryDataStore, AsyncSQLiteDataStore, ComponentRecord, Entry
+from adatastore import AsyncDataStore, AsyncSQLiteDataStore, ComponentRecord, Entry
+from adatastore.backends.memory import MemoryBackend
 from adatastore.errors import ConfigurationError
 from adatastore.serializers import Buffer
 
 pytestmark = pytest.mark.anyio
 
 
-class AsyncioOnlyStore(AsyncMemoryDataStore):
-    """Stands for a back-end built on an asyncio-only library (aiosqlite, Django)."""
+class AsyncioOnlyBackend(MemoryBackend):
+    """Stands for a back-end built on an asyncio-only library (Django's ORM)."""
 
     requires_asyncio = True
 
-    async def write_raw(
+    async def write(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
         import asyncio
 
         asyncio.get_running_loop()  # what such a library does first
-        await super().write_raw(key, attribute_name, record, component)
+        await super().write(key, attribute_name, record, component)
 
-    async def list_raw(self) -> list[Entry]:
-        return await super().list_raw()
+    async def entries(self) -> list[Entry]:
+        return await super().entries()
+
+
+class AsyncioOnlyStore(AsyncDataStore):
+    def __init__(self) -> None:
+        super().__init__(AsyncioOnlyBackend())
 
 
 async def test_asyncio_only_backend_says_so_under_trio(anyio_backend: str) -> None:

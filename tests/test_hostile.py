@@ -348,9 +348,9 @@ async def _replace_record(store: Any, component: object, name: str, data: bytes)
                 state__key_digest=digest, attribute=name
             ).update(payload=data)
 
-        await store._orm(update)
+        await store.backend._orm(update)
     else:  # memory
-        store._records[key][name] = (data, store._records[key][name][1])
+        store.backend.records[key][name] = (data, store.backend.records[key][name][1])
 
 
 # -- provenance is parsed and printed with care -------------------------------------------------
@@ -701,7 +701,7 @@ def test_a_value_too_large_for_mariadb_says_so() -> None:
             except StorageError as error:
                 print("refused", "max_allowed_packet" in str(error), "data_root_dir" in str(error))
             from adatastore import _portal
-            print("components", len(_portal.call(store.async_store.components_raw, None)))
+            print("components", len(_portal.call(store.async_store.backend.components, None)))
             """
         )
         result = run_python(code, json.dumps(database))

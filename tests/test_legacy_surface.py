@@ -125,7 +125,7 @@ def test_a_blocking_store_never_closed_is_released_when_collected(tmp_path: Path
     """The original API has no close(): dropping the store releases its lock file."""
     store = adatastore.ShelveDataStore(str(tmp_path))
     store.get_or_compute(DummyComponent(), "data", lambda: [1])  # opens the lock file
-    lock_fd = store.async_store._lock_file._fd  # type: ignore[union-attr]
+    lock_fd = store.async_store.backend._lock_file._fd  # type: ignore[union-attr]
     assert lock_fd is not None
     del store
     gc.collect()

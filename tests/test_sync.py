@@ -144,7 +144,7 @@ def test_calling_blocking_api_from_the_portal_loop_is_a_clear_error() -> None:
     store = MemoryDataStore()
 
     async def misuse() -> None:
-        store.store(SimpleComponent({}), "x", 1)
+        store.list_contents()  # through the portal (store and retrieve run in this thread)
 
     with pytest.raises(ConfigurationError, match="await the Async"):
         _portal.call(misuse)
@@ -270,7 +270,7 @@ def test_sqlite_reads_run_in_the_callers_thread_beside_writers(tmp_path: Path) -
         _portal.call = real_call
     assert not errors, errors[0]
     assert portal_calls == 0  # nothing went through adatastore's loop
-    readers_pool = store.async_store._readers
+    readers_pool = store.async_store.backend._readers
     assert readers_pool is not None
     assert 1 <= len(readers_pool._all) <= 5  # at most one per reader
     store.close()
@@ -297,7 +297,7 @@ def test_a_forked_child_reads_sqlite_through_its_own_connection(tmp_path: Path) 
 
 
 def _child_reads_sqlite(store: SQLiteDataStore, queue: multiprocessing.Queue[object]) -> None:
-    inherited = store.async_store._readers
+    inherited = store.async_store.backend._readers
     value = store.retrieve(SimpleComponent({"parent": 1}), "x")
-    mine = store.async_store._readers
+    mine = store.async_store.backend._readers
     queue.put((value, mine is not None and mine is not inherited and len(mine._all) == 1))

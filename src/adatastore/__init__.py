@@ -12,9 +12,10 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 from typing import TYPE_CHECKING
 
 from . import errors, interface, keygenerators, serializers
-from .backends.files import AsyncShelveDataStore
-from .backends.memory import AsyncMemoryDataStore
-from .backends.sqlite import AsyncSQLiteDataStore
+from .backend import Backend
+from .backends.files import AsyncShelveDataStore, ShelveDataStore
+from .backends.memory import AsyncMemoryDataStore, MemoryDataStore
+from .backends.sqlite import AsyncSQLiteDataStore, SQLiteDataStore
 from .component import Component
 from .decorators import cached
 from .errors import (
@@ -26,10 +27,11 @@ from .errors import (
     UnhashableParameterError,
 )
 from .provenance import Explanation, Provenance
+from .records import ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .stats import Stats
-from .store import AsyncDataStore, ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport
-from .sync import MemoryDataStore, ShelveDataStore, SQLiteDataStore, SyncDataStore
+from .store import AsyncDataStore
+from .sync import SyncDataStore
 from .urls import open_store, open_store_sync, register_scheme
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "AsyncMemoryDataStore",
     "AsyncSQLiteDataStore",
     "AsyncShelveDataStore",
+    "Backend",
     "Component",
     "ComponentError",
     "ComponentRecord",

@@ -1,68 +1,59 @@
-"""The machinery behind `get_or_compute` and `warm`: flights, compute calls, reports.
+"""Compute once: single-flight within a process, locks across processes.
 
-Kept apart from `store` so the store's module stays about storing; the public methods live
-on `AsyncDataStore`.
+`get_or_compute` is written against a narrow `ComputeHost` (what a store offers to it:
+its stats, its flights, a lock per entry, a lookup and a put), not against the store, so
+`warm` (``_warm.py``) depends on this module only. In a process, callers asking for the
+same missing entry at once share one `Flight`: the first computes, the others wait for its
+`Outcome`; across processes the back-end's lock decides who computes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import anyio.to_process
+import anyio.to_thread
 
-from ._waiting import Waiter
+from ._ops import MISSING
+from ._waiting import Waiter, run_to_end
+from .backend import no_lock
 from .errors import ConfigurationError
+from .records import WarmProgress, WarmReport
+from .stats import Stats, logger
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "MISSING",
     "AwaitableResult",
+    "ComputeHost",
     "Flight",
+    "Flights",
+    "Outcome",
     "WarmProgress",
     "WarmReport",
     "call_boxed",
+    "get_or_compute",
     "in_process",
     "is_async",
     "no_lock",
     "progress_reporter",
+    "run_compute",
 ]
 
 
-@dataclass
-class WarmProgress:
-    """Where a `warm` run is, passed to a progress callback after each component."""
-
-    total: int
-    """Distinct components to go through: the number given at first, less the repeats and
-    unusable components as they are found."""
-    duplicates: int = 0
-    done: int = 0
-    computed: int = 0
-    already_stored: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True)
-class WarmReport:
-    """What `warm` did."""
-
-    computed: int
-    already_stored: int
-    duplicates: int
-    """Components given more than once (computed once)."""
-    failed: tuple[tuple[object, BaseException], ...]
-    """(component, exception) for every failure."""
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing failed."""
-        return not self.failed
+DEFAULT_LOCK_TIMEOUT = 3600.0
+"""Seconds `get_or_compute` and `warm` wait for another process's lock on an entry before
+computing it anyway (a cache prefers a duplicate computation to waiting forever)."""
 
 
 class Reporter(Protocol):
@@ -143,9 +134,19 @@ async def in_process(task: Callable[[], Any]) -> Any:
     return await anyio.to_process.run_sync(task)
 
 
-@contextlib.asynccontextmanager
-async def no_lock() -> AsyncIterator[bool]:
-    yield True
+class Outcome(enum.Enum):
+    """How a flight ended."""
+
+    HIT = "hit"
+    """The entry was stored already."""
+    COMPUTED = "computed"
+    """This flight computed and stored it."""
+    SHARED = "shared"
+    """Another caller's flight gave the value (what a waiter reports)."""
+    FAILED = "failed"
+    """The computation raised; waiters get the same exception."""
+    ABANDONED = "abandoned"
+    """The leader stopped (cancelled) before computing: a waiter tries again."""
 
 
 class Flight:
@@ -159,12 +160,12 @@ class Flight:
         self._lock = threading.Lock()
         self._waiters: list[Waiter] = []
         self.computing = False
-        self.has_value = True  # False when a "hit" only checked that the entry exists
-        self.outcome: str | None = None  # "hit", "computed", "failed" or "abandoned"
+        self.has_value = True  # False when a hit only checked that the entry exists
+        self.outcome: Outcome | None = None
         self.value: Any = None
         self.error: BaseException | None = None
 
-    def finish(self, outcome: str, value: Any, error: BaseException | None = None) -> None:
+    def finish(self, outcome: Outcome, value: Any, error: BaseException | None = None) -> None:
         with self._lock:
             self.outcome, self.value, self.error = outcome, value, error
             waiters, self._waiters = self._waiters, []
@@ -179,3 +180,183 @@ class Flight:
             waiter = Waiter()
             self._waiters.append(waiter)
         await waiter.wait()
+
+
+class Flights:
+    """The flights of one store, by entry; safe for threads and several event loops."""
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[str, str], Flight] = {}
+
+    def claim(self, key: str, attribute_name: str) -> tuple[Flight, bool]:
+        """The entry's flight, and whether the caller leads it (made it)."""
+        mine = Flight()
+        # setdefault is atomic: of several threads or loops asking at once, one leads
+        found = self._flights.setdefault((key, attribute_name), mine)
+        return found, found is mine
+
+    def finish(
+        self,
+        key: str,
+        attribute_name: str,
+        flight: Flight,
+        outcome: Outcome,
+        value: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """End a flight the caller leads, and forget it."""
+        if flight.outcome is None:
+            flight.finish(outcome, value, error)
+        self.forget(key, attribute_name, flight)
+
+    def forget(self, key: str, attribute_name: str, flight: Flight) -> None:
+        if self._flights.get((key, attribute_name)) is flight:
+            del self._flights[key, attribute_name]
+
+    def __contains__(self, entry: tuple[str, str]) -> bool:
+        return entry in self._flights
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    def get(self, entry: tuple[str, str]) -> Flight | None:
+        return self._flights.get(entry)
+
+
+class ComputeHost(Protocol):
+    """What a store offers to `get_or_compute` and `warm`."""
+
+    @property
+    def stats(self) -> Stats:
+        """The counters a compute adds to."""
+        ...
+
+    @property
+    def flights(self) -> Flights:
+        """The in-process computations under way."""
+        ...
+
+    def lock(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """The entry's cross-process lock (yields whether it was taken)."""
+        ...
+
+    async def lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
+        """The stored value (None when only existence was asked for), or `MISSING`."""
+        ...
+
+    async def put(
+        self, component: object, key: str, attribute_name: str, value: Any, seconds: float
+    ) -> None:
+        """Store a computed value (with its compute time, for its provenance)."""
+        ...
+
+
+async def run_compute(
+    host: ComputeHost, compute: Callable[[], Any], flight: Flight, key: str, name: str
+) -> Any:
+    """Call `compute` (async, or plain in a worker thread), counting it."""
+    flight.computing = True
+    host.stats.computes += 1
+    start = time.perf_counter()
+    logger.debug("computing %s of %s", name, key)
+    try:
+        if is_async(compute):
+            value = await compute()
+        else:
+            value = await anyio.to_thread.run_sync(call_boxed, compute)
+            if isinstance(value, AwaitableResult):
+                value = await value.awaitable
+    except Exception:
+        host.stats.failures += 1
+        raise
+    finally:
+        host.stats.compute_seconds += time.perf_counter() - start
+    return value
+
+
+async def get_or_compute(
+    host: ComputeHost,
+    component: object,
+    key: str,
+    attribute_name: str,
+    compute: Callable[[], Any],
+    *,
+    cross_process: bool = True,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    value_needed: bool = True,
+    known_missing: bool = False,
+) -> tuple[Any, Outcome]:
+    """The value and how it came (`Outcome.HIT`, `COMPUTED` or `SHARED`).
+
+    Without `value_needed` a stored entry is only checked for, not read (its value comes
+    back as None); `known_missing` skips the first check (warm did it in bulk).
+    """
+    await anyio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller starts nothing
+    while True:
+        flight, leader = host.flights.claim(key, attribute_name)
+        if leader:
+            break
+        await flight.wait()
+        if flight.outcome is Outcome.HIT and value_needed and not flight.has_value:
+            continue  # that caller only checked the entry exists: read it ourselves
+        if flight.outcome in (Outcome.COMPUTED, Outcome.HIT):
+            host.stats.shared += 1
+            return flight.value, Outcome.SHARED
+        if flight.outcome is Outcome.FAILED:
+            host.stats.shared += 1
+            assert flight.error is not None
+            raise flight.error
+        # the leader was cancelled before it computed: try again, maybe as the leader
+    try:
+        value = MISSING if known_missing else await host.lookup(key, attribute_name, value_needed)
+        if value is MISSING:
+            lock = host.lock(key, attribute_name, lock_timeout) if cross_process else no_lock()
+            async with lock as locked:
+                if locked and cross_process:
+                    # another process may have stored it while we waited for the lock
+                    value = await host.lookup(key, attribute_name, value_needed)
+                if value is MISSING:
+                    # Runs to its end even when this caller is cancelled (asyncio's own
+                    # cancellation included): the others get the value, and the
+                    # cancellation reaches this caller afterwards.
+                    ending = await run_to_end(
+                        _compute_and_put, host, flight, compute, component, key, attribute_name
+                    )
+                    if ending.error is None:
+                        flight.finish(Outcome.COMPUTED, ending.value)
+                        host.stats.misses += 1
+                    else:
+                        flight.finish(Outcome.FAILED, None, ending.error)
+                    value = ending.unwrap()
+                    # a caller cancelled by anyio during the computation is cancelled now
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+        if flight.outcome is None:
+            flight.has_value = value_needed
+            flight.finish(Outcome.HIT, value)
+            host.stats.hits += 1
+    except BaseException as error:
+        if flight.outcome is None:
+            computed = isinstance(error, Exception) and flight.computing
+            flight.finish(Outcome.FAILED if computed else Outcome.ABANDONED, None, error)
+        raise
+    else:
+        assert flight.outcome is not None
+        return value, flight.outcome
+    finally:
+        host.flights.forget(key, attribute_name, flight)
+
+
+async def _compute_and_put(
+    host: ComputeHost,
+    flight: Flight,
+    compute: Callable[[], Any],
+    component: object,
+    key: str,
+    attribute_name: str,
+) -> Any:
+    started = time.perf_counter()
+    value = await run_compute(host, compute, flight, key, attribute_name)
+    await host.put(component, key, attribute_name, value, time.perf_counter() - started)
+    return value

@@ -12,7 +12,7 @@ Three stages joined by memory streams, so that no computation waits for storage:
   per entry, no hand-over wait) and runs the computations, shielded: a computation that
   has started completes and is stored even when the warm-up is cancelled.
 - *store* (one task) serializes the results and stores everything that has accumulated in
-  one `write_many_raw` (one transaction on SQL back-ends: a group commit), then releases
+  one `write_many` (one transaction on SQL back-ends: a group commit), then releases
   the locks and wakes whoever waits for those entries.
 
 An entry's lock is held from its claim until it is stored, so other processes warming the
@@ -26,21 +26,53 @@ import functools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._compute import Flight, Reporter, WarmProgress, in_process, is_async, no_lock
+from ._compute import (
+    DEFAULT_LOCK_TIMEOUT,
+    ComputeHost,
+    Flight,
+    Outcome,
+    Reporter,
+    get_or_compute,
+    in_process,
+    is_async,
+    run_compute,
+)
+from .backend import RecordWrite, no_lock
 from .errors import DataStoreError
+from .records import WarmProgress
 
-if TYPE_CHECKING:
-    from .store import AsyncDataStore
+__all__ = ["WarmHost", "WarmRun"]
 
-__all__ = ["WarmRun"]
+
+class WarmHost(ComputeHost, Protocol):
+    """What a store offers to `warm`, beyond what `get_or_compute` needs."""
+
+    def key(self, component: object) -> str:
+        """The key `component` is filed under."""
+        ...
+
+    async def contains_many(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which entries are stored, in one round trip where the back-end can."""
+        ...
+
+    async def seal(
+        self, component: object, attribute_name: str, value: Any, seconds: float | None
+    ) -> RecordWrite:
+        """A computed value, sealed for writing."""
+        ...
+
+    async def write_many(self, writes: Sequence[RecordWrite]) -> None:
+        """Write sealed records in one go, and count them."""
+        ...
+
 
 _WRITERS = 4
 """Groups stored at a time: the files back-end writes in parallel worker threads; SQL
@@ -64,7 +96,7 @@ class WarmRun:
 
     def __init__(
         self,
-        store: AsyncDataStore,
+        store: WarmHost,
         attribute_name: str,
         compute: Callable[[Any], Any],
         *,
@@ -72,6 +104,7 @@ class WarmRun:
         processes: bool,
         stop_on_error: bool,
         cross_process: bool,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         state: WarmProgress,
         report_progress: Reporter,
         failed: list[tuple[object, BaseException]],
@@ -83,6 +116,7 @@ class WarmRun:
         self.processes = processes
         self.stop_on_error = stop_on_error
         self.cross_process = cross_process
+        self.lock_timeout = lock_timeout
         self.state = state
         self.report_progress = report_progress
         self.failed = failed
@@ -128,7 +162,7 @@ class WarmRun:
                     await self._wanted.wait()
                 for component in components[start : start + chunk]:
                     try:
-                        key = self.store.key_of(component)
+                        key = self.store.key(component)
                     except DataStoreError as error:
                         self.failed.append((component, error))
                         self.state.total -= 1
@@ -163,20 +197,20 @@ class WarmRun:
     async def _claim(self, key: str, component: object) -> _Claim | None:
         """Register the flight and take the lock without waiting; None if held elsewhere."""
         store, name = self.store, self.attribute_name
-        flight = Flight()
-        if store._flights.setdefault((key, name), flight) is not flight:
+        flight, leader = store.flights.claim(key, name)
+        if not leader:
             return None
-        lock = store.lock_raw(key, name, 0) if self.cross_process else no_lock()
+        lock = store.lock(key, name, 0) if self.cross_process else no_lock()
         claim = _Claim(key, component, flight, lock)
         try:
             locked = await lock.__aenter__()
         except BaseException:
-            self._drop_flight(claim, "abandoned")
+            self._drop_flight(claim, Outcome.ABANDONED)
             raise
         if not locked:
             with anyio.CancelScope(shield=True):
                 await lock.__aexit__(None, None, None)
-            self._drop_flight(claim, "abandoned")  # a waiter retries, maybe as the leader
+            self._drop_flight(claim, Outcome.ABANDONED)  # a waiter retries, maybe as leader
             return None
         return claim
 
@@ -189,14 +223,14 @@ class WarmRun:
         if not batch:
             return
         name = self.attribute_name
-        stored = await self.store.contains_many_raw([(claim.key, name) for claim in batch])
+        stored = await self.store.contains_many([(claim.key, name) for claim in batch])
         if not stored:
             return
         with anyio.CancelScope(shield=True):
             for claim in [claim for claim in batch if (claim.key, name) in stored]:
                 batch.remove(claim)
                 claim.flight.has_value = False
-                self._drop_flight(claim, "hit")
+                self._drop_flight(claim, Outcome.HIT)
                 await claim.lock.__aexit__(None, None, None)
                 self.store.stats.hits += 1
                 self.state.already_stored += 1
@@ -231,8 +265,12 @@ class WarmRun:
         try:
             with anyio.CancelScope(shield=True):
                 started = time.perf_counter()
-                claim.value = await self.store._run_compute(
-                    self._task(claim.component), claim.key, self.attribute_name
+                claim.value = await run_compute(
+                    self.store,
+                    self._task(claim.component),
+                    claim.flight,
+                    claim.key,
+                    self.attribute_name,
                 )
                 claim.compute_seconds = time.perf_counter() - started
         except Exception as error:
@@ -250,13 +288,14 @@ class WarmRun:
     async def _elsewhere(self, key: str, component: object) -> None:
         """An entry computing in another task or process: wait for it (or compute it)."""
         try:
-            _, outcome = await self.store._get_or_compute(
+            _, outcome = await get_or_compute(
+                self.store,
                 component,
+                key,
                 self.attribute_name,
                 self._task(component),
-                self.cross_process,
-                3600.0,
-                key,
+                cross_process=self.cross_process,
+                lock_timeout=self.lock_timeout,
                 value_needed=False,
                 known_missing=True,
             )
@@ -266,7 +305,7 @@ class WarmRun:
             if self.stop_on_error:
                 raise
             return
-        if outcome == "hit":
+        if outcome is Outcome.HIT:
             self.state.already_stored += 1
         else:
             self.state.computed += 1
@@ -315,35 +354,32 @@ class WarmRun:
             writers.release_on_behalf_of(token)
 
     async def _store_group(self, claims: list[_Claim]) -> None:
-        """Serialize and store `claims` in one `write_many_raw`, then release them."""
+        """Serialize and store `claims` in one `write_many`, then release them."""
         store, name = self.store, self.attribute_name
-        start = time.perf_counter()
-        prepared, sealed_claims = [], []
+        prepared: list[RecordWrite] = []
+        sealed_claims = []
         for claim in claims:
             try:
-                record, sealed = await store._seal_value(
-                    claim.component, claim.key, name, claim.value, claim.compute_seconds
+                prepared.append(
+                    await store.seal(claim.component, name, claim.value, claim.compute_seconds)
                 )
             except Exception as error:
                 await self._fail(claim, error)
                 continue
-            prepared.append((claim.key, name, sealed, record))
             sealed_claims.append(claim)
         if not prepared:
             return
         try:
-            await store.write_many_raw(prepared)
+            await store.write_many(prepared)
         except Exception as error:
             for claim in sealed_claims:
                 await self._fail(claim, error)
             if self.stop_on_error:
                 raise
             return
-        share = (time.perf_counter() - start) / len(prepared)
-        for (key, _, sealed, _), claim in zip(prepared, sealed_claims, strict=True):
-            store._count_store(key, name, sealed, share)
+        for claim in sealed_claims:
             store.stats.misses += 1
-            self._drop_flight(claim, "computed", claim.value)
+            self._drop_flight(claim, Outcome.COMPUTED, claim.value)
             await self._unlock(claim)
             self.state.computed += 1
             self._one_done()
@@ -351,23 +387,23 @@ class WarmRun:
     # -- endings --------------------------------------------------------------------------------
 
     def _drop_flight(
-        self, claim: _Claim, outcome: str, value: Any = None, error: Exception | None = None
+        self, claim: _Claim, outcome: Outcome, value: Any = None, error: Exception | None = None
     ) -> None:
-        claim.flight.finish(outcome, value, error)
-        if self.store._flights.get((claim.key, self.attribute_name)) is claim.flight:
-            del self.store._flights[claim.key, self.attribute_name]
+        self.store.flights.finish(
+            claim.key, self.attribute_name, claim.flight, outcome, value, error
+        )
 
     async def _unlock(self, claim: _Claim) -> None:
         await claim.lock.__aexit__(None, None, None)  # callers shield it
 
     async def _fail(self, claim: _Claim, error: Exception) -> None:
-        self._drop_flight(claim, "failed", error=error)
+        self._drop_flight(claim, Outcome.FAILED, error=error)
         await self._unlock(claim)
         self._record_failure(claim.component, error)
         self._one_done()
 
     async def _abandon(self, claim: _Claim) -> None:
-        self._drop_flight(claim, "abandoned")
+        self._drop_flight(claim, Outcome.ABANDONED)
         await self._unlock(claim)
 
     def _record_failure(self, component: object, error: BaseException) -> None:

@@ -24,7 +24,8 @@ import anyio
 
 from .errors import ConfigurationError, DataStoreError
 from .provenance import Explanation
-from .store import AsyncDataStore, ComponentRecord, Entry
+from .records import ComponentRecord, Entry
+from .store import AsyncDataStore
 
 __all__ = ["main"]
 
@@ -358,7 +359,7 @@ async def _ls(args: argparse.Namespace) -> int:
 
 async def _components(store: AsyncDataStore) -> dict[str, ComponentRecord]:
     """Every stored component record by key (read once per command)."""
-    return {record.key: record for record in await store.components_raw(None)}
+    return {record.key: record for record in await store.backend.components(None)}
 
 
 def _find_component(known: dict[str, ComponentRecord], prefix: str) -> ComponentRecord:
@@ -396,7 +397,7 @@ async def _show(args: argparse.Namespace) -> int:
         record = _find_component(known, args.key)
         entries = [e for e in await store.list_contents() if e.key == record.key]
         provenances = {
-            e.attribute_name: await store._provenance_of(e.key, e.attribute_name) for e in entries
+            e.attribute_name: await store.provenance(e.key, e.attribute_name) for e in entries
         }
     inputs = [(key, known[key].full_type if key in known else None) for key in record.input_keys]
     if args.json:
@@ -534,7 +535,7 @@ async def _prune(args: argparse.Namespace) -> int:
         if not args.dry_run:
             bar = _progress_bar(args.progress, len(doomed), "pruning")
             for done, (entry, _) in enumerate(doomed, 1):
-                await store.delete_raw(entry.key, entry.attribute_name)
+                await store.backend.delete(entry.key, entry.attribute_name)
                 bar(done)
             bar(None)
     verb = "would delete" if args.dry_run else "deleted"
@@ -565,7 +566,7 @@ async def _copy(args: argparse.Namespace) -> int:
         await open_store(args.destination) as destination,
     ):
         entries = await source.list_contents()
-        present = await destination.contains_many_raw(
+        present = await destination.backend.contains_many(
             [(entry.key, entry.attribute_name) for entry in entries]
         )
         todo = [e for e in entries if (e.key, e.attribute_name) not in present]
@@ -575,11 +576,11 @@ async def _copy(args: argparse.Namespace) -> int:
         batch: list[tuple[str, str, list[Any], ComponentRecord]] = []
         size = 0
         for number, entry in enumerate(todo, 1):
-            data = await source.read_raw(entry.key, entry.attribute_name)
+            data = await source.backend.read(entry.key, entry.attribute_name)
             component = components.get(entry.key)
             if data is not None and component is not None:  # else deleted meanwhile
                 try:
-                    source._open_record(entry.key, entry.attribute_name, data, verify=True)
+                    source.codec.open(entry.key, entry.attribute_name, data, verify=True)
                 except DataStoreError as error:
                     damaged.append((entry, str(error)))
                 else:
@@ -588,7 +589,7 @@ async def _copy(args: argparse.Namespace) -> int:
             # Written in groups of 100 entries or 64 MiB, whichever comes first: few
             # transactions, bounded memory, and little to redo after an interruption.
             if len(batch) >= 100 or size >= _COPY_GROUP_BYTES or number == len(todo):
-                await destination.write_many_raw(batch)
+                await destination.backend.write_many(batch)
                 copied += len(batch)
                 batch, size = [], 0
                 bar(copied + len(damaged))
@@ -647,7 +648,7 @@ async def _explain(args: argparse.Namespace) -> int:
     if not isinstance(parameters, dict):
         raise UsageError("--parameters must be a JSON object (a mapping of names to values)")
     async with await _open(args.url) as store:
-        records = await store.components_raw(None)
+        records = await store.backend.components(None)
         kind = _resolve_type(args.type, {record.full_type for record in records})
         known = {record.key: record for record in records} if args.input else {}
         inputs = [_rebuild(known, _find_component(known, key)) for key in args.input]

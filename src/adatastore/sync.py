@@ -1,64 +1,69 @@
-"""The blocking API: the async stores, driven through one background event loop.
+"""The blocking API: any `AsyncDataStore`, used from plain code.
 
-Each blocking method is one round trip to `adatastore._portal` (about 0.1 ms), which runs
-the async method on its asyncio loop. This works in scripts, in threads and inside a
-running event loop (Jupyter). In async code, await the ``Async*`` classes instead.
+Back-ends whose I/O blocks anyway (files, SQLite, memory: `Backend.supports_blocking`)
+run `store`, `store_many`, `retrieve`, `retrieve_many` and `contains` in the caller's
+thread: the very operations the async API awaits (`adatastore._ops`), driven by the
+blocking driver, with no event loop in between. Everything else — and every method of
+the other back-ends — is one round trip to `adatastore._portal` (about 0.1 ms), which
+awaits the async method on its own asyncio loop. This works in scripts, in threads and
+inside a running event loop (Jupyter). In async code, await the ``Async*`` classes.
 
-Back-ends whose I/O is blocking anyway (the files back-end) skip the loop for `store`,
-`retrieve`, `retrieve_many` and `contains`: the same core runs in the caller's thread.
-SQLite skips it for the reads (a connection per calling thread, beside the loop's writer).
+This module knows no back-end: each back-end's module defines its blocking class.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from . import _portal
-from .backends.files import AsyncShelveDataStore
-from .backends.memory import AsyncMemoryDataStore
-from .backends.sqlite import AsyncSQLiteDataStore
+from . import _ops, _portal
+from ._compute import DEFAULT_LOCK_TIMEOUT
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
-from .provenance import Explanation
-from .serializers import Serializer
-from .signing import SigningKey
+from .provenance import Explanation, Provenance
+from .records import Entry, VerifyReport, WarmProgress, WarmReport
 from .stats import Stats
-from .store import AsyncDataStore, Entry, VerifyReport, WarmReport
+from .store import AsyncDataStore
 
-__all__ = ["MemoryDataStore", "SQLiteDataStore", "ShelveDataStore", "SyncDataStore"]
+__all__ = ["SyncDataStore"]
 
 A = TypeVar("A", bound=AsyncDataStore)
+T = TypeVar("T")
 
 
 class SyncDataStore(AbstractDataStore, Generic[A]):
     """Blocking twin of any `AsyncDataStore`; the methods mirror the async ones.
 
     The store is opened at construction, so a bad configuration fails here and not at
-    first use. It is closed by `close`, by ``with``, or at interpreter exit.
+    first use. It is closed by `close`, by ``with``, at interpreter exit, or when it is
+    garbage-collected (the original API has no ``close``).
     """
 
     def __init__(self, async_store: A) -> None:
         self.async_store: A = async_store
-        async_store.warn_unclosed = False  # the original API has no close(): no warning
-        # Back-ends with blocking I/O (files) serve store/retrieve/contains in the caller's
-        # thread; the others go through adatastore's loop thread.
-        self._direct = async_store.supports_blocking
-        self._direct_reads = self._direct or async_store.supports_blocking_reads
+        backend = async_store.backend
+        backend.warn_unclosed = False  # the original API has no close(): no warning
+        self._direct = backend.supports_blocking
         if self._direct:
-            async_store.open_blocking()
+            async_store.lifecycle.blocking_ready()
         else:
             _portal.call(async_store.open)
         _portal.track(async_store)
-        # The original API has no close(): a store nobody closes lets its files and
-        # connections go when it is garbage-collected (and at exit, by the portal).
         self._finalizer = weakref.finalize(self, _release, async_store, self._direct)
         self._finalizer.atexit = False
+
+    def _run(self, operation: _ops.Operation[T]) -> T:
+        """Run an operation of the core in this thread (direct back-ends only)."""
+        try:
+            self.async_store.lifecycle.blocking_ready()
+        except BaseException:
+            operation.close()
+            raise
+        return _ops.drive_blocking(operation, self.async_store.backend)
 
     @property
     def _generate_key(self) -> KeyGenerator:
@@ -70,6 +75,11 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """The key generator of the underlying store."""
         return self.async_store.key_generator
 
+    @property
+    def stats(self) -> Stats:
+        """Hits, misses, stores, computations, bytes and time of this store."""
+        return self.async_store.stats
+
     def key_of(self, component: object) -> str:
         """Return the key `component` is filed under."""
         return self.async_store.key_of(component)
@@ -77,32 +87,36 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
     def store(self, component: object, attribute_name: str, data: Any) -> None:
         """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
         if self._direct:
-            self.async_store.store_blocking(component, attribute_name, data)
-        else:
-            _portal.call(self.async_store.store, component, attribute_name, data)
-
-    def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
-        """Return the stored attribute, or `default` (None) when nothing is stored."""
-        if self._direct_reads:
-            return self.async_store.retrieve_blocking(component, attribute_name, default)
-        return _portal.call(self.async_store.retrieve, component, attribute_name, default)
+            context = self.async_store.context
+            return self._run(_ops.store(context, component, attribute_name, data))
+        return _portal.call(self.async_store.store, component, attribute_name, data)
 
     def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
         """Store several ``(component, attribute_name, data)`` in one call."""
-        _portal.call(self.async_store.store_many, list(items))
+        if self._direct:
+            return self._run(_ops.store_many(self.async_store.context, items))
+        return _portal.call(self.async_store.store_many, list(items))
+
+    def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
+        """Return the stored attribute, or `default` (None) when nothing is stored."""
+        if self._direct:
+            context = self.async_store.context
+            return self._run(_ops.retrieve(context, component, attribute_name, default))
+        return _portal.call(self.async_store.retrieve, component, attribute_name, default)
 
     def retrieve_many(
         self, requests: Iterable[tuple[object, str]], default: Any = None
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` in one call, in order."""
-        if self._direct_reads:
-            return self.async_store.retrieve_many_blocking(requests, default)
+        if self._direct:
+            context = self.async_store.context
+            return self._run(_ops.retrieve_many(context, requests, default))
         return _portal.call(self.async_store.retrieve_many, list(requests), default)
 
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
-        if self._direct_reads:
-            return self.async_store.contains_blocking(component, attribute_name)
+        if self._direct:
+            return self._run(_ops.contains(self.async_store.context, component, attribute_name))
         return _portal.call(self.async_store.contains, component, attribute_name)
 
     def delete(self, component: object, attribute_name: str | None = None) -> int:
@@ -113,18 +127,6 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Describe every stored entry, sorted by key then attribute name."""
         return _portal.call(self.async_store.list_contents)
 
-    @property
-    def stats(self) -> Stats:
-        """Hits, misses, stores, computations, bytes and time of this store."""
-        return self.async_store.stats
-
-    def explain(self, component: object, attribute_name: str, *, limit: int = 3) -> Explanation:
-        """Where a stored entry came from, or why there is none; see
-        `AsyncDataStore.explain`."""
-        return _portal.call(
-            functools.partial(self.async_store.explain, component, attribute_name, limit=limit)
-        )
-
     def get_or_compute(
         self,
         component: object,
@@ -132,7 +134,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         compute: Callable[[], Any],
         *,
         cross_process: bool = True,
-        lock_timeout: float | None = 3600.0,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> Any:
         """Return the stored attribute, or compute, store and return it (computed once,
         even when threads or processes ask at the same time); see
@@ -154,14 +156,40 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         components: Iterable[object],
         attribute_name: str,
         compute: Callable[[Any], Any],
-        **options: Any,
+        *,
+        concurrency: int = 8,
+        progress: bool | Callable[[WarmProgress], None] = False,
+        processes: bool = False,
+        stop_on_error: bool = False,
+        cross_process: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> WarmReport:
         """Store `attribute_name` for every component; see `AsyncDataStore.warm`."""
         return _portal.call(
             functools.partial(
-                self.async_store.warm, list(components), attribute_name, compute, **options
+                self.async_store.warm,
+                list(components),
+                attribute_name,
+                compute,
+                concurrency=concurrency,
+                progress=progress,
+                processes=processes,
+                stop_on_error=stop_on_error,
+                cross_process=cross_process,
+                lock_timeout=lock_timeout,
             )
         )
+
+    def explain(self, component: object, attribute_name: str, *, limit: int = 3) -> Explanation:
+        """Where a stored entry came from, or why there is none; see
+        `AsyncDataStore.explain`."""
+        return _portal.call(
+            functools.partial(self.async_store.explain, component, attribute_name, limit=limit)
+        )
+
+    def provenance(self, component: object, attribute_name: str) -> Provenance | None:
+        """The provenance of a stored entry; see `AsyncDataStore.provenance`."""
+        return _portal.call(self.async_store.provenance, component, attribute_name)
 
     def verify(
         self, *, repair: bool = False, progress: Callable[[int, int], None] | None = None
@@ -179,7 +207,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Close the store; closing twice is harmless."""
         self._finalizer.detach()
         if self._direct:
-            self.async_store.close_blocking()
+            self.async_store.lifecycle.blocking_close()
         else:
             _portal.call(self.async_store.aclose)
 
@@ -202,99 +230,6 @@ def _release(store: AsyncDataStore, direct: bool) -> None:
     """Close a blocking store's async store when the blocking one is collected unclosed."""
     with contextlib.suppress(Exception):
         if direct:
-            store.close_blocking()
+            store.lifecycle.blocking_close()
         else:
             _portal.close_now(store)
-
-
-class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
-    """Blocking files store under `root_dir`: the original module's ``ShelveDataStore``.
-
-    See `AsyncShelveDataStore` for the layout and the `durable` option.
-    """
-
-    def __init__(
-        self,
-        root_dir: str | os.PathLike[str],
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        *,
-        durable: bool = False,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
-        create: bool = True,
-    ) -> None:
-        self._root_dir = os.fspath(root_dir)
-        """`root_dir` as given: the original module's attribute, which its scripts read."""
-        super().__init__(
-            AsyncShelveDataStore(
-                root_dir,
-                key_generator,
-                serializer,
-                durable=durable,
-                signing_key=signing_key,
-                verify_on_read=verify_on_read,
-                create=create,
-            )
-        )
-
-    @property
-    def root_dir(self) -> str:
-        """The directory the store lives in (absolute)."""
-        return str(self.async_store.root_dir)
-
-
-class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
-    """Blocking store in one SQLite file: the embedded default.
-
-    See `AsyncSQLiteDataStore` for the options. Its connections live on adatastore's
-    loop thread; `close` (or the end of the interpreter) closes them.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        *,
-        durable: bool = False,
-        busy_timeout: float = 60.0,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
-        create: bool = True,
-    ) -> None:
-        super().__init__(
-            AsyncSQLiteDataStore(
-                path,
-                key_generator,
-                serializer,
-                durable=durable,
-                busy_timeout=busy_timeout,
-                signing_key=signing_key,
-                verify_on_read=verify_on_read,
-                create=create,
-            )
-        )
-
-    @property
-    def path(self) -> str:
-        """The database file (absolute)."""
-        return str(self.async_store.path)
-
-
-class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
-    """Blocking in-process store, for tests and throw-away caches."""
-
-    def __init__(
-        self,
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        *,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
-    ) -> None:
-        super().__init__(
-            AsyncMemoryDataStore(
-                key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
-            )
-        )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import os
@@ -35,19 +36,26 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
-
-import anyio.to_thread
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .. import _fsio, _locks, _naming, _record
 from .._beneath import Directory, UnsafePath
+from ..backend import RecordWrite, ThreadedBackend
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
+from ..records import ComponentRecord, DamagedEntry, Entry
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
-from ..store import AsyncDataStore, ComponentRecord, DamagedEntry, Entry
+from ..store import AsyncDataStore
+from ..sync import SyncDataStore
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "AsyncShelveDataStore"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "AsyncShelveDataStore",
+    "FilesBackend",
+    "ShelveDataStore",
+]
 
 FORMAT_NAME = "adatastore-files"
 FORMAT_VERSION = 1
@@ -61,34 +69,33 @@ _HOST = socket.gethostname().replace("-", "_") or "localhost"
 _RETRIES = 100  # a store racing deletes of the same entry tries again this often
 _MAX_JSON = 1 << 26  # a component.json or plan larger than this is not ours
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class AsyncShelveDataStore(AsyncDataStore):
-    """Entries as files under `root_dir` (created if missing); safe across processes.
+def _storage_errors(
+    method: Callable[Concatenate[FilesBackend, P], T],
+) -> Callable[Concatenate[FilesBackend, P], T]:
+    """An `OSError` of the method as a `StorageError` naming the store."""
 
-    `durable=True` fsyncs every record and its directory before `store` returns, so
-    entries survive a power cut, at about 0.4 ms per store here. Without it (the default)
-    an entry survives any crash of the process, and a power cut can lose the newest ones
-    (a lost record is a miss; a damaged one raises `CorruptEntryError`).
-    """
+    def translated(self: FilesBackend, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as error:
+            raise _storage_error(error, self.root_dir) from error
+
+    functools.update_wrapper(translated, method)
+    return translated
+
+
+class FilesBackend(ThreadedBackend):
+    """Records as files under `root_dir` (see the module docstring and
+    `AsyncShelveDataStore`). Every method is a blocking call, translated to
+    `StorageError` on an `OSError`; the async methods run them in a worker thread."""
 
     def __init__(
-        self,
-        root_dir: str | os.PathLike[str],
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        *,
-        durable: bool = False,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
-        create: bool = True,
+        self, root_dir: str | os.PathLike[str], *, durable: bool = False, create: bool = True
     ) -> None:
-        """`create=False` opens only an existing store (tools that look, never make):
-        a missing or foreign `root_dir` is a `ConfigurationError` and nothing is created."""
-        super().__init__(
-            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
-        )
         self.root_dir = Path(root_dir)  # made absolute when the store opens
         self.durable = durable
         self.create = create
@@ -96,22 +103,9 @@ class AsyncShelveDataStore(AsyncDataStore):
         self._root: Directory | None = None
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<{type(self).__name__} {str(self.root_dir)!r}{state}>"
+        return f"<{type(self).__name__} {str(self.root_dir)!r}>"
 
     # -- helpers --------------------------------------------------------------------------------
-
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        try:
-            return await anyio.to_thread.run_sync(function, *args)
-        except OSError as error:
-            raise _storage_error(error, self.root_dir) from error
-
-    def _blocking(self, function: Callable[..., T], *args: object) -> T:
-        try:
-            return function(*args)
-        except OSError as error:
-            raise _storage_error(error, self.root_dir) from error
 
     @property
     def root(self) -> Directory:
@@ -138,13 +132,8 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     # -- opening and closing --------------------------------------------------------------------
 
-    async def open_raw(self) -> None:
-        await self._run(self._open_sync)
-
-    def open_raw_blocking(self) -> None:
-        self._blocking(self._open_sync)
-
-    def _open_sync(self) -> None:
+    @_storage_errors
+    def blocking_open(self) -> None:
         root = self.root_dir = self.root_dir.absolute()  # here: getcwd is a system call
         if root.exists() and not root.is_dir():
             raise ConfigurationError(f"root_dir {str(root)!r} exists and is not a directory")
@@ -201,10 +190,7 @@ class AsyncShelveDataStore(AsyncDataStore):
             # a store dropped unclosed lets its descriptor go when it is collected
             weakref.finalize(self, self._lock_file.close).atexit = False
 
-    async def close_raw(self) -> None:
-        await anyio.to_thread.run_sync(self.close_raw_blocking)
-
-    def close_raw_blocking(self) -> None:
+    def blocking_close(self) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
         if self._root is not None:
@@ -213,23 +199,8 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     # -- writing --------------------------------------------------------------------------------
 
-    supports_blocking = True
-
-    async def write_raw(
-        self,
-        key: str,
-        attribute_name: str,
-        record: Sequence[Buffer],
-        component: ComponentRecord,
-    ) -> None:
-        await self._run(self._write_sync, key, attribute_name, record, component)
-
-    def write_raw_blocking(
-        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
-    ) -> None:
-        self._blocking(self._write_sync, key, attribute_name, record, component)
-
-    def _write_sync(
+    @_storage_errors
+    def blocking_write(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
         """Write one record atomically, and the component's metadata if it is missing.
@@ -270,15 +241,8 @@ class AsyncShelveDataStore(AsyncDataStore):
             if not entry.exists(COMPONENT_FILE):  # a delete took it after we checked
                 entry.atomic_write(COMPONENT_FILE, meta, durable=self.durable)
 
-    async def write_many_raw(
-        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
-    ) -> None:
-        """Every record, all or nothing, in one worker-thread hop (see `_write_batch`)."""
-        await self._run(self._write_batch, records)
-
-    def _write_batch(
-        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
-    ) -> None:
+    @_storage_errors
+    def blocking_write_many(self, records: Sequence[RecordWrite]) -> None:
         """Write several records, all or nothing, also if this process dies.
 
         Every record (and its component's metadata) is written first into a staging
@@ -290,7 +254,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         the next open carries out.
         """
         if len(records) == 1:
-            self._write_sync(*records[0])
+            self.blocking_write(*records[0])
             return
         name = f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}"
         with self.root.subdirectory(BATCH_DIR, create=True) as batches:
@@ -328,7 +292,7 @@ class AsyncShelveDataStore(AsyncDataStore):
     def _move_in(
         self, staging: Directory, staged: str, entry_name: str, record_name: str, meta: bytes
     ) -> None:
-        """Move a staged record into its entry, as `_write_sync` writes one."""
+        """Move a staged record into its entry, as `blocking_write` writes one."""
         for attempt in itertools.count():
             try:
                 with self.root.subdirectory(entry_name, create=True) as entry:
@@ -368,21 +332,24 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _read_sync(self, key: str, attribute_name: str) -> Buffer | None:
+    @_storage_errors
+    def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
         entry, name = self._names(key, attribute_name)
         try:
             return self.root.read(f"{entry}/{name}")
         except UnsafePath as error:
             raise CorruptEntryError(key, attribute_name, _planted(error)) from None
 
-    def _read_head_sync(self, key: str, attribute_name: str, size: int) -> Buffer | None:
+    @_storage_errors
+    def blocking_read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         entry, name = self._names(key, attribute_name)
         try:
             return self.root.read_head(f"{entry}/{name}", size)
         except UnsafePath as error:
             raise CorruptEntryError(key, attribute_name, _planted(error)) from None
 
-    def _contains_sync(self, key: str, attribute_name: str) -> bool:
+    @_storage_errors
+    def blocking_contains(self, key: str, attribute_name: str) -> bool:
         """Whether anything is stored there (a damaged or planted record counts: `retrieve`
         then raises `CorruptEntryError`, and `contains` agrees that something is there)."""
         entry_name, name = self._names(key, attribute_name)
@@ -395,41 +362,15 @@ class AsyncShelveDataStore(AsyncDataStore):
         with entry:
             return entry.exists(name)
 
-    def read_raw_blocking(self, key: str, attribute_name: str) -> Buffer | None:
-        return self._blocking(self._read_sync, key, attribute_name)
-
-    def contains_raw_blocking(self, key: str, attribute_name: str) -> bool:
-        return self._blocking(self._contains_sync, key, attribute_name)
-
-    async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
-        return await self._run(self._read_sync, key, attribute_name)
-
-    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        return await self._run(lambda: [self._read_sync(key, name) for key, name in pairs])
-
-    def read_many_raw_blocking(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        return self._blocking(lambda: [self._read_sync(key, name) for key, name in pairs])
-
-    async def read_head_raw(self, key: str, attribute_name: str, size: int) -> Buffer | None:
-        return await self._run(self._read_head_sync, key, attribute_name, size)
-
-    async def contains_raw(self, key: str, attribute_name: str) -> bool:
-        return await self._run(self._contains_sync, key, attribute_name)
-
-    async def contains_many_raw(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        return await self._run(lambda: {pair for pair in pairs if self._contains_sync(*pair)})
-
     # -- deleting -------------------------------------------------------------------------------
 
-    async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        return await self._run(self._delete_sync, key, attribute_name)
-
-    def _delete_sync(self, key: str, attribute_name: str | None) -> int:
+    @_storage_errors
+    def blocking_delete(self, key: str, attribute_name: str | None) -> int:
         """Delete one record (or all); remove the entry once no record is left.
 
         A store racing this delete may add a record at any step: the metadata is removed
         only when no record is seen, and put back if a record shows up before the
-        directory is gone (see `_write_sync`). A link planted where the entry should be is
+        directory is gone (see `blocking_write`). A link planted where the entry should be is
         removed itself (never what it points to).
         """
         entry_name, name = self._names(key, attribute_name)
@@ -472,9 +413,6 @@ class AsyncShelveDataStore(AsyncDataStore):
 
     # -- listing --------------------------------------------------------------------------------
 
-    async def list_raw(self) -> list[Entry]:
-        return await self._run(self._list_sync)
-
     def _entries(self) -> list[str]:
         """The names of the entry directories (real directories, not links)."""
         return [
@@ -483,7 +421,8 @@ class AsyncShelveDataStore(AsyncDataStore):
             if not item.name.startswith(".") and item.is_dir(follow_symlinks=False)
         ]
 
-    def _list_sync(self) -> list[Entry]:
+    @_storage_errors
+    def blocking_entries(self) -> list[Entry]:
         entries: list[Entry] = []
         for name in self._entries():
             entries.extend(self._list_entry(name))
@@ -553,10 +492,8 @@ class AsyncShelveDataStore(AsyncDataStore):
                 )
         return entries
 
-    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
-        return await self._run(self._components_sync, full_type)
-
-    def _components_sync(self, full_type: str | None) -> list[ComponentRecord]:
+    @_storage_errors
+    def blocking_components(self, full_type: str | None) -> list[ComponentRecord]:
         records = []
         for name in self._entries():
             try:
@@ -571,10 +508,8 @@ class AsyncShelveDataStore(AsyncDataStore):
                 records.append(record)
         return records
 
-    async def planted_raw(self) -> list[DamagedEntry]:
-        return await self._run(self._planted_sync)
-
-    def _planted_sync(self) -> list[DamagedEntry]:
+    @_storage_errors
+    def blocking_planted(self) -> list[DamagedEntry]:
         """Links, FIFOs and the like where entry directories, metadata or the lock file
         belong (records are listed, and their reads report them)."""
         found = []
@@ -598,23 +533,20 @@ class AsyncShelveDataStore(AsyncDataStore):
                     )
         return found
 
-    async def remove_planted_raw(self, item: DamagedEntry) -> int:
+    @_storage_errors
+    def blocking_remove_planted(self, item: DamagedEntry) -> int:
         """Remove a planted link or special file itself (never what a link points to)."""
         if item.path is None:
             return 0
         parent, _, name = item.path.rpartition("/")
-
-        def remove() -> int:
-            if not parent:
-                return int(self.root.unlink(name))
-            with self.root.subdirectory(parent) as entry:
-                return int(entry.unlink(name))
-
-        return await self._run(remove)
+        if not parent:
+            return int(self.root.unlink(name))
+        with self.root.subdirectory(parent) as entry:
+            return int(entry.unlink(name))
 
     # -- locks and clean-up ---------------------------------------------------------------------
 
-    def lock_raw(
+    def lock(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
         if self._lock_file is not None:
@@ -622,10 +554,8 @@ class AsyncShelveDataStore(AsyncDataStore):
         lock = _locks.FileLock(self.root_dir / LOCK_DIR / (_locks.lock_name(key, attribute_name)))
         return lock.hold(timeout)
 
-    async def cleanup_raw(self, older_than: float) -> int:
-        return await self._run(self._cleanup_sync, older_than)
-
-    def _cleanup_sync(self, older_than: float) -> int:
+    @_storage_errors
+    def blocking_cleanup(self, older_than: float) -> int:
         """Remove stale temp files, then entry directories left without records."""
         now = time.time()
         removed = _remove_stale_temps(self.root, older_than, now)
@@ -769,3 +699,87 @@ def _storage_error(error: OSError, root: Path) -> StorageError:
     }
     reason = reasons.get(error.errno or 0, error.strerror or str(error))
     return StorageError(f"store under {str(root)!r}: {reason} ({error})")
+
+
+class AsyncShelveDataStore(AsyncDataStore):
+    """Entries as files under `root_dir` (created if missing); safe across processes.
+
+    `durable=True` fsyncs every record and its directory before `store` returns, so
+    entries survive a power cut, at about 0.4 ms per store here. Without it (the default)
+    an entry survives any crash of the process, and a power cut can lose the newest ones
+    (a lost record is a miss; a damaged one raises `CorruptEntryError`).
+    """
+
+    backend: FilesBackend
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        durable: bool = False,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
+        create: bool = True,
+    ) -> None:
+        """`create=False` opens only an existing store (tools that look, never make):
+        a missing or foreign `root_dir` is a `ConfigurationError` and nothing is created."""
+        super().__init__(
+            FilesBackend(root_dir, durable=durable, create=create),
+            key_generator=key_generator,
+            serializer=serializer,
+            signing_key=signing_key,
+            verify_on_read=verify_on_read,
+        )
+
+    @property
+    def root_dir(self) -> Path:
+        """The directory the store lives in (absolute once the store is open)."""
+        return self.backend.root_dir
+
+    @property
+    def durable(self) -> bool:
+        """Whether every store is fsynced before it returns."""
+        return self.backend.durable
+
+    def __repr__(self) -> str:
+        state = " closed" if self.lifecycle.closed else ""
+        return f"<{type(self).__name__} {str(self.root_dir)!r}{state}>"
+
+
+class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
+    """Blocking files store under `root_dir`: the original module's ``ShelveDataStore``.
+
+    See `AsyncShelveDataStore` for the layout and the `durable` option.
+    """
+
+    def __init__(
+        self,
+        root_dir: str | os.PathLike[str],
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        durable: bool = False,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
+        create: bool = True,
+    ) -> None:
+        self._root_dir = os.fspath(root_dir)
+        """`root_dir` as given: the original module's attribute, which its scripts read."""
+        super().__init__(
+            AsyncShelveDataStore(
+                root_dir,
+                key_generator,
+                serializer,
+                durable=durable,
+                signing_key=signing_key,
+                verify_on_read=verify_on_read,
+                create=create,
+            )
+        )
+
+    @property
+    def root_dir(self) -> str:
+        """The directory the store lives in (absolute)."""
+        return str(self.async_store.root_dir)

@@ -1,21 +1,109 @@
 """An in-process back-end: a dict. For tests, notebooks and caches that need not persist.
 
-It runs on any event loop (asyncio or trio). Values are stored serialized, so a retrieved
-value is a fresh copy and what cannot be stored elsewhere cannot be stored here either.
+It runs on any event loop (asyncio or trio) and, blocking, in the caller's thread. Values
+are stored serialized, so a retrieved value is a fresh copy and what cannot be stored
+elsewhere cannot be stored here either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from .. import _record
+from ..backend import Backend
 from ..keygenerators import KeyGenerator
+from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
-from ..store import AsyncDataStore, ComponentRecord, Entry
+from ..store import AsyncDataStore
+from ..sync import SyncDataStore
 
-__all__ = ["AsyncMemoryDataStore"]
+__all__ = ["AsyncMemoryDataStore", "MemoryBackend", "MemoryDataStore"]
+
+
+class MemoryBackend(Backend):
+    """Records in a dict of this process. Each method is a few dict operations, atomic
+    under the GIL, so the async methods call the blocking ones: no thread hop."""
+
+    supports_blocking: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        # key -> attribute name -> (record, time stored); and key -> component record
+        self.records: dict[str, dict[str, tuple[bytes, datetime]]] = {}
+        self.component_records: dict[str, ComponentRecord] = {}
+
+    def blocking_open(self) -> None:
+        pass
+
+    def blocking_close(self) -> None:
+        self.records.clear()
+        self.component_records.clear()
+
+    def blocking_write(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        data = b"".join(record)
+        seconds = _record.stored_at(record)
+        when = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
+        self.component_records.setdefault(key, component)
+        self.records.setdefault(key, {})[attribute_name] = (data, when)
+
+    def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
+        found = self.records.get(key, {}).get(attribute_name)
+        # A fresh, writable copy: arrays rebuilt from it can be modified by the caller.
+        return None if found is None else bytearray(found[0])
+
+    def blocking_contains(self, key: str, attribute_name: str) -> bool:
+        return attribute_name in self.records.get(key, {})
+
+    async def close(self) -> None:
+        self.blocking_close()
+
+    async def write(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        self.blocking_write(key, attribute_name, record, component)
+
+    async def read(self, key: str, attribute_name: str) -> Buffer | None:
+        return self.blocking_read(key, attribute_name)
+
+    async def contains(self, key: str, attribute_name: str) -> bool:
+        return self.blocking_contains(key, attribute_name)
+
+    async def delete(self, key: str, attribute_name: str | None) -> int:
+        attributes = self.records.get(key, {})
+        if attribute_name is None:
+            deleted = len(attributes)
+            attributes.clear()
+        else:
+            deleted = int(attributes.pop(attribute_name, None) is not None)
+        if not attributes:
+            self.records.pop(key, None)
+            self.component_records.pop(key, None)
+        return deleted
+
+    async def entries(self) -> list[Entry]:
+        return [
+            Entry(
+                key=key,
+                attribute_name=name,
+                full_type=self.component_records[key].full_type,
+                version=self.component_records[key].version,
+                size=len(data),
+                stored_at=stored_at,
+            )
+            for key, attributes in list(self.records.items())
+            for name, (data, stored_at) in list(attributes.items())
+        ]
+
+    async def components(self, full_type: str | None) -> list[ComponentRecord]:
+        return [
+            component
+            for component in list(self.component_records.values())
+            if full_type is None or component.full_type == full_type
+        ]
 
 
 class AsyncMemoryDataStore(AsyncDataStore):
@@ -30,66 +118,27 @@ class AsyncMemoryDataStore(AsyncDataStore):
         verify_on_read: bool = True,
     ) -> None:
         super().__init__(
-            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
+            MemoryBackend(),
+            key_generator=key_generator,
+            serializer=serializer,
+            signing_key=signing_key,
+            verify_on_read=verify_on_read,
         )
-        # key -> attribute name -> (record, time stored); and key -> component record
-        self._records: dict[str, dict[str, tuple[bytes, datetime]]] = {}
-        self._components: dict[str, ComponentRecord] = {}
 
-    async def write_raw(
+
+class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
+    """Blocking in-process store, for tests and throw-away caches."""
+
+    def __init__(
         self,
-        key: str,
-        attribute_name: str,
-        record: Sequence[Buffer],
-        component: ComponentRecord,
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
     ) -> None:
-        data = b"".join(record)
-        seconds = _record.stored_at(record)
-        when = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
-        self._components.setdefault(key, component)
-        self._records.setdefault(key, {})[attribute_name] = (data, when)
-
-    async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
-        found = self._records.get(key, {}).get(attribute_name)
-        # A fresh, writable copy: arrays rebuilt from it can be modified by the caller.
-        return None if found is None else bytearray(found[0])
-
-    async def contains_raw(self, key: str, attribute_name: str) -> bool:
-        return attribute_name in self._records.get(key, {})
-
-    async def delete_raw(self, key: str, attribute_name: str | None) -> int:
-        attributes = self._records.get(key, {})
-        if attribute_name is None:
-            deleted = len(attributes)
-            attributes.clear()
-        else:
-            deleted = int(attributes.pop(attribute_name, None) is not None)
-        if not attributes:
-            self._records.pop(key, None)
-            self._components.pop(key, None)
-        return deleted
-
-    async def list_raw(self) -> list[Entry]:
-        return [
-            Entry(
-                key=key,
-                attribute_name=name,
-                full_type=self._components[key].full_type,
-                version=self._components[key].version,
-                size=len(data),
-                stored_at=stored_at,
+        super().__init__(
+            AsyncMemoryDataStore(
+                key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
             )
-            for key, attributes in self._records.items()
-            for name, (data, stored_at) in attributes.items()
-        ]
-
-    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
-        return [
-            component
-            for component in self._components.values()
-            if full_type is None or component.full_type == full_type
-        ]
-
-    async def close_raw(self) -> None:
-        self._records.clear()
-        self._components.clear()
+        )

@@ -15,260 +15,84 @@ arrays and a shared cluster file system), written atomically as in the files bac
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import fcntl
 import hashlib
-import itertools
 import json
 import os
 import re
 import secrets
-import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
 from ... import _forks, _locks, _naming, _record
 from ..._beneath import Directory, UnsafePath
-from ..._compute import no_lock
 from ..._payloads import PayloadFiles, is_name
 from ..._waiting import run_to_end
+from ...backend import Backend, RecordWrite, no_lock
 from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...keygenerators import KeyGenerator
+from ...records import ComponentRecord, Entry, json_text
 from ...serializers import Buffer, Serializer
 from ...signing import SigningKey
 from ...stats import logger
-from ...store import AsyncDataStore, ComponentRecord, Entry, json_text
+from ...store import AsyncDataStore
 from ...sync import SyncDataStore
 
 try:
-    import django
-    from asgiref.sync import SyncToAsync, sync_to_async
+    import django  # noqa: F401 - here, for the message
+    from asgiref.sync import sync_to_async
 except ImportError as error:  # pragma: no cover - exercised without the extra
     raise ImportError(
         "the Django back-end needs Django: pip install 'adatastore[django]'"
     ) from error
 
-__all__ = ["APP", "AsyncDjangoORMDataStore", "DjangoORMDataStore", "database_settings"]
+from ._setup import (
+    APP,
+    database_settings,
+    detach_inherited_connections,
+    gated,
+    largest_value,
+    migration_lock,
+    setup_django,
+)
 
-APP = "adatastore.backends.django"
-"""What to add to ``INSTALLED_APPS`` in a Django project."""
+__all__ = [
+    "APP",
+    "AsyncDjangoORMDataStore",
+    "DjangoBackend",
+    "DjangoORMDataStore",
+    "database_settings",
+]
 
-_LEGACY_KEYS = {
-    "DATABASE_ENGINE": "ENGINE",
-    "DATABASE_NAME": "NAME",
-    "DATABASE_USER": "USER",
-    "DATABASE_PASSWORD": "PASSWORD",
-    "DATABASE_HOST": "HOST",
-    "DATABASE_PORT": "PORT",
-    "DATABASE_OPTIONS": "OPTIONS",
-}
-_ENGINES = {
-    "sqlite3": "django.db.backends.sqlite3",
-    "sqlite": "django.db.backends.sqlite3",
-    "postgresql": "django.db.backends.postgresql",
-    "postgresql_psycopg2": "django.db.backends.postgresql",
-    "postgres": "django.db.backends.postgresql",
-    "mysql": "django.db.backends.mysql",
-    "mariadb": "django.db.backends.mysql",
-}
 _RETRIES = 5
 T = TypeVar("T")
 RECORDS_DIR = "records"
 """Record files under data_root_dir: ``records/<uid>/<2 hex>/<32 hex>.rec``, each written
 once, with <uid> the database's `StoreMarker` (see `adatastore._payloads`)."""
-_aliases = itertools.count(1)
-_setup_lock = threading.Lock()
-
-
-def _new_orm_thread_in_child() -> None:
-    """A forked child has no thread behind asgiref's executor for Django's ORM (every
-    call would wait forever): give it a fresh one, which starts at its first use."""
-    global _setup_lock
-    SyncToAsync.single_thread_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    _setup_lock = threading.Lock()
-
-
-_forks.on_fork(_new_orm_thread_in_child)
-
-
-def _detach_inherited_connections() -> None:
-    """Forget, without closing, the Django connections this thread inherited in a fork.
-
-    Closing them would end the parent's sessions (a PostgreSQL connection sends its
-    Terminate on the shared socket); the child connects anew at its next query.
-    """
-    from django.db import connections
-
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is not None:
-            _forks.remember(connection.connection)
-            connection.connection = None
-        connection.in_atomic_block = False
-        connection.savepoint_ids = []
-        connection.atomic_blocks = []
-        connection.needs_rollback = False
-        connection.run_on_commit = []
-
-
-def database_settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a Django ``DATABASES`` entry from a modern or a legacy (NeuroTools) one.
-
-    ``{'DATABASE_ENGINE': 'sqlite3', 'DATABASE_NAME': '/tmp/x.db'}`` becomes
-    ``{'ENGINE': 'django.db.backends.sqlite3', 'NAME': '/tmp/x.db'}``; short engine names
-    (``sqlite3``, ``postgresql``, ``mysql``) are completed. SQLite gets WAL, a busy timeout
-    and immediate transactions, and MySQL/MariaDB the READ COMMITTED isolation level,
-    unless the parameters say otherwise.
-
-    An SQLite database given in the legacy form keeps SQLite's rollback journal instead of
-    WAL: scripts of the original module delete the database file under a store they cannot
-    close (the legacy API has no ``close``), and SQLite then never removes the ``-wal`` and
-    ``-shm`` files of a database that moved; a rollback journal leaves nothing behind.
-    """
-    if not isinstance(parameters, Mapping):
-        raise ConfigurationError(
-            f"database_parameters must be a mapping, not {type(parameters).__name__}"
-        )
-    settings: dict[str, Any] = {}
-    legacy = any(name in _LEGACY_KEYS for name in parameters)
-    for name, value in parameters.items():
-        settings[_LEGACY_KEYS.get(name, name)] = value
-    engine = settings.get("ENGINE")
-    if not isinstance(engine, str) or not engine:
-        raise ConfigurationError(
-            "database_parameters need an 'ENGINE' (or the legacy 'DATABASE_ENGINE'), such "
-            "as 'django.db.backends.postgresql' or 'sqlite3'"
-        )
-    settings["ENGINE"] = _ENGINES.get(engine, engine)
-    if "." not in settings["ENGINE"]:
-        raise ConfigurationError(
-            f"unknown database engine {engine!r}; use one of {sorted(_ENGINES)} or a "
-            "dotted Django engine path"
-        )
-    if settings.get("PORT") is not None:
-        settings["PORT"] = str(settings["PORT"])
-    options = dict(settings.get("OPTIONS") or {})
-    if settings["ENGINE"].endswith("sqlite3"):
-        if not settings.get("NAME"):
-            raise ConfigurationError("an SQLite database needs a 'NAME' (its file)")
-        options.setdefault("timeout", 60)
-        options.setdefault("transaction_mode", "IMMEDIATE")
-        journal = "DELETE" if legacy else "WAL"
-        options.setdefault(
-            "init_command", f"PRAGMA journal_mode={journal}; PRAGMA synchronous=NORMAL"
-        )
-    elif settings["ENGINE"].endswith("mysql"):
-        options.setdefault("isolation_level", "read committed")
-        options.setdefault("charset", "utf8mb4")
-    settings["OPTIONS"] = options
-    return settings
-
-
-def _use_pymysql_if_needed() -> None:
-    """Let Django's MySQL back-end run on PyMySQL when mysqlclient is not installed."""
-    try:
-        import MySQLdb  # noqa: F401
-    except ImportError:
-        try:
-            import pymysql
-        except ImportError:
-            raise ConfigurationError(
-                "MySQL/MariaDB needs a driver: pip install 'adatastore[mysql]' (PyMySQL) "
-                "or mysqlclient"
-            ) from None
-        pymysql.version_info = (2, 2, 1, "final", 0)  # what Django asks of mysqlclient
-        pymysql.install_as_MySQLdb()
-
-
-def _setup_django(alias: str | None, database: dict[str, Any] | None) -> tuple[str, bool]:
-    """Configure Django if nobody has; add `database` under a new alias if given.
-
-    Returns the alias and whether we configured Django ourselves (standalone use).
-    """
-    from django.apps import apps
-    from django.conf import settings
-    from django.db import connections
-
-    with _setup_lock:
-        standalone = not settings.configured
-        if standalone:
-            settings.configure(
-                DATABASES={"default": {"ENGINE": "django.db.backends.dummy"}},
-                INSTALLED_APPS=[APP],
-                USE_TZ=True,
-                DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
-            )
-            django.setup()
-        elif not apps.ready:
-            django.setup()
-        if not apps.is_installed(APP):
-            raise ConfigurationError(
-                f"Django is configured without the adatastore app: add {APP!r} to "
-                "INSTALLED_APPS and run 'manage.py migrate'"
-            )
-        if database is None:
-            name = alias or "default"
-            if name not in connections.settings:
-                raise ConfigurationError(
-                    f"no database alias {name!r} in DATABASES; pass database_parameters "
-                    "or an existing alias"
-                )
-            return name, False
-        if database["ENGINE"].endswith("mysql"):
-            _use_pymysql_if_needed()
-        name = alias or f"adatastore_{next(_aliases)}"
-        configured = connections.configure_settings({**connections.settings, name: database})
-        existing = connections.settings.get(name)
-        if existing is None:
-            connections.settings[name] = configured[name]
-            settings.DATABASES[name] = configured[name]
-        elif existing != configured[name]:
-            raise ConfigurationError(
-                f"database alias {name!r} is already configured for another database"
-            )
-        return name, True
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class AsyncDjangoORMDataStore(AsyncDataStore):
-    """A store in a database through Django's ORM: SQLite, PostgreSQL or MariaDB/MySQL.
+class DjangoBackend(Backend):
+    """Records in a database through Django's ORM (see `AsyncDjangoORMDataStore`)."""
 
-    `database_parameters` is a Django ``DATABASES`` entry (or the legacy NeuroTools form);
-    the store gets its own database alias, so several stores on several databases can live
-    in one process. Without parameters it uses the project's database `alias`
-    (``"default"``). Standalone (Django not configured) it configures a minimal Django and
-    migrates its tables; in a project, run ``manage.py migrate`` first.
-
-    Payloads go in the database, or under `data_root_dir` when one is given. Runs on
-    asyncio (Django's async ORM does).
-    """
-
-    requires_asyncio = True
+    requires_asyncio: ClassVar[bool] = True
 
     def __init__(
         self,
         database_parameters: Mapping[str, Any] | None = None,
         data_root_dir: str | os.PathLike[str] | None = None,
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
         *,
         alias: str | None = None,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
     ) -> None:
-        super().__init__(
-            key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
-        )
         self.create = create
         self._database = (
             None if database_parameters is None else database_settings(database_parameters)
@@ -279,28 +103,27 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         self._vendor: str | None = None
         self._payloads = PayloadFiles(Path(os.devnull))  # made when the store opens
         self._root: Directory | None = None
-        self._requested_alias = alias
+        self.requested_alias = alias
         self._lock_file: _locks.LockFile | None = None
         self.alias: str | None = None
         self._migrate = False
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        where = self.alias or self._requested_alias or "(not open)"
-        return f"<{type(self).__name__} alias={where}{state}>"
+        where = self.alias or self.requested_alias or "(not open)"
+        return f"<{type(self).__name__} alias={where}>"
 
     # -- opening --------------------------------------------------------------------------------
 
-    def forget_raw(self) -> None:
+    def forget(self) -> None:
         # A forked child: Django's ORM thread is new (see _new_orm_thread_in_child); the
         # connections this thread may hold are the parent's.
-        _detach_inherited_connections()
+        detach_inherited_connections()
         self._lock_file = None
         _forks.remember(self._payloads)
         # a new one: the old one's lock may be held by a thread of the parent
         self._payloads = PayloadFiles(self._payloads.base, *self._payloads.names)
 
-    async def open_raw(self) -> None:
+    async def open(self) -> None:
         settings = self._database or {}
         if (
             not self.create
@@ -309,7 +132,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         ):
             raise ConfigurationError(f"no store at {settings.get('NAME')!r}: no such file")
         self.alias, self._migrate = await anyio.to_thread.run_sync(
-            _setup_django, self._requested_alias, self._database
+            setup_django, self.requested_alias, self._database
         )
         self._migrate = self._migrate and self.create
         if self.data_root_dir is not None:
@@ -351,7 +174,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         self._vendor = connection.vendor
         try:
             if self._migrate:
-                with _migration_lock(connection):
+                with migration_lock(connection):
                     call_command(
                         "migrate",
                         "adatastore",
@@ -381,10 +204,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         uid = str(marker.uid)
         if not re.fullmatch(r"[0-9a-f]{1,32}", uid):
             raise ConfigurationError(f"database {self.alias!r}: a damaged store marker {uid!r}")
-        self._max_payload = _largest_value(connection)
+        self._max_payload = largest_value(connection)
         return uid
 
-    async def close_raw(self) -> None:
+    async def close(self) -> None:
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.close)
         self._payloads.close()
@@ -410,7 +233,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         from django.db import DatabaseError
 
         try:
-            return await sync_to_async(_gated)(function, *args)
+            return await sync_to_async(gated)(function, *args)
         except DatabaseError as error:
             raise StorageError(f"database {self.alias!r}: {error}") from error
 
@@ -497,20 +320,14 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             )
         return self._root
 
-    # -- the raw interface ----------------------------------------------------------------------
+    # -- the contract ----------------------------------------------------------------------
 
-    async def write_raw(
-        self,
-        key: str,
-        attribute_name: str,
-        record: Sequence[Buffer],
-        component: ComponentRecord,
+    async def write(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
-        await self.write_many_raw([(key, attribute_name, record, component)])
+        await self.write_many([(key, attribute_name, record, component)])
 
-    async def write_many_raw(
-        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
-    ) -> None:
+    async def write_many(self, records: Sequence[RecordWrite]) -> None:
         """All records in one transaction: all stored, or none (files included)."""
         if self.data_root_dir is None:
             for key, name, record, _ in records:
@@ -523,9 +340,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             return
         (await run_to_end(self._write_with_files, records)).unwrap()
 
-    async def _write_with_files(
-        self, records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]]
-    ) -> None:
+    async def _write_with_files(self, records: Sequence[RecordWrite]) -> None:
         items: list[_Item] = []
         moves: list[tuple[str, str]] = []
 
@@ -676,7 +491,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         )
         return state
 
-    async def read_many_raw(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
+    async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         """One query for all the entries (files, if any, read in one worker-thread hop)."""
         from .models import DataItem
 
@@ -699,10 +514,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             elif found[pair][1] is None:
                 results.append(bytearray(found[pair][0]))
             else:
-                results.append(await self.read_raw(*pair))
+                results.append(await self.read(*pair))
         return results
 
-    async def read_raw(self, key: str, attribute_name: str) -> Buffer | None:
+    async def read(self, key: str, attribute_name: str) -> Buffer | None:
         from .models import DataItem
 
         row = await self._orm(
@@ -720,7 +535,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             return bytearray(payload)
         return await anyio.to_thread.run_sync(self._read_file, key, attribute_name, path)
 
-    async def contains_raw(self, key: str, attribute_name: str) -> bool:
+    async def contains(self, key: str, attribute_name: str) -> bool:
         from .models import DataItem
 
         return bool(
@@ -733,7 +548,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             )
         )
 
-    async def delete_raw(self, key: str, attribute_name: str | None) -> int:
+    async def delete(self, key: str, attribute_name: str | None) -> int:
         count: int = await self._orm(self._delete_items, key, attribute_name)
         return count
 
@@ -765,7 +580,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             self._remove_file(path)
         return int(count)
 
-    def lock_raw(
+    def lock(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
         """PostgreSQL advisory lock, MariaDB/MySQL ``GET_LOCK``, or a file beside SQLite."""
@@ -802,7 +617,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
 
         return _locks.polling_lock(try_acquire, release, timeout)
 
-    async def cleanup_raw(self, older_than: float) -> int:
+    async def cleanup(self, older_than: float) -> int:
         if self.data_root_dir is None:
             return 0
         from .models import DataItem
@@ -828,7 +643,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         )
         return int(removed)
 
-    async def components_raw(self, full_type: str | None) -> list[ComponentRecord]:
+    async def components(self, full_type: str | None) -> list[ComponentRecord]:
         from .models import ComponentState
 
         def query() -> list[ComponentRecord]:
@@ -849,7 +664,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         result: list[ComponentRecord] = await self._orm(query)
         return result
 
-    async def list_raw(self) -> list[Entry]:
+    async def entries(self) -> list[Entry]:
         from .models import DataItem
 
         def query() -> list[Entry]:
@@ -869,60 +684,6 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             return entries
 
         return await self._orm(query)
-
-
-@contextlib.contextmanager
-def _migration_lock(connection: Any) -> Any:
-    """Serialise migrations of one database by several processes starting at once.
-
-    PostgreSQL and MariaDB: an advisory lock. SQLite: an exclusive ``flock`` of the
-    database's directory (no file of ours is left beside the database; and not of the
-    database file itself: closing any descriptor of that file drops the process's fcntl
-    locks on it, SQLite's own included — "disk I/O error"): two processes creating the same
-    new store both found no tables, and the second failed on "already exists".
-    """
-    vendor = connection.vendor
-    if vendor == "sqlite":
-        name = str(connection.settings_dict["NAME"])
-        if name == ":memory:" or name.startswith("file:"):
-            yield
-            return
-        directory = os.path.dirname(os.path.abspath(name))
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-        return
-    with connection.cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_lock(%s)", [0x41445331])
-        elif vendor == "mysql":
-            cursor.execute("SELECT GET_LOCK('adatastore_migrate', 300)")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if vendor == "postgresql":
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [0x41445331])
-            elif vendor == "mysql":
-                cursor.execute("SELECT RELEASE_LOCK('adatastore_migrate')")
-
-
-def _largest_value(connection: Any) -> int | None:
-    """The largest record a row of this database takes (a margin for the statement)."""
-    if connection.vendor == "mysql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT @@max_allowed_packet")
-            (packet,) = cursor.fetchone()
-        return int(packet) - 64 * 1024
-    if connection.vendor == "postgresql":
-        return (1 << 30) - 64 * 1024  # bytea values stop at 1 GiB
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        return int(connection.connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)) - 64 * 1024
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -961,9 +722,55 @@ def _legacy_name(part: str) -> bool:
     return True
 
 
-def _gated(function: Callable[..., T], *args: Any) -> T:
-    with _forks.gate:
-        return function(*args)
+class AsyncDjangoORMDataStore(AsyncDataStore):
+    """A store in a database through Django's ORM: SQLite, PostgreSQL or MariaDB/MySQL.
+
+    `database_parameters` is a Django ``DATABASES`` entry (or the legacy NeuroTools form);
+    the store gets its own database alias, so several stores on several databases can live
+    in one process. Without parameters it uses the project's database `alias`
+    (``"default"``). Standalone (Django not configured) it configures a minimal Django and
+    migrates its tables; in a project, run ``manage.py migrate`` first.
+
+    Payloads go in the database, or under `data_root_dir` when one is given. Runs on
+    asyncio (Django's async ORM does).
+    """
+
+    backend: DjangoBackend
+
+    def __init__(
+        self,
+        database_parameters: Mapping[str, Any] | None = None,
+        data_root_dir: str | os.PathLike[str] | None = None,
+        key_generator: KeyGenerator | None = None,
+        serializer: Serializer | None = None,
+        *,
+        alias: str | None = None,
+        signing_key: SigningKey | None = None,
+        verify_on_read: bool = True,
+        create: bool = True,
+    ) -> None:
+        super().__init__(
+            DjangoBackend(database_parameters, data_root_dir, alias=alias, create=create),
+            key_generator=key_generator,
+            serializer=serializer,
+            signing_key=signing_key,
+            verify_on_read=verify_on_read,
+        )
+
+    @property
+    def alias(self) -> str | None:
+        """The Django database alias (known once the store is open)."""
+        return self.backend.alias
+
+    @property
+    def data_root_dir(self) -> Path | None:
+        """Where record files go, if anywhere."""
+        return self.backend.data_root_dir
+
+    def __repr__(self) -> str:
+        state = " closed" if self.lifecycle.closed else ""
+        where = self.alias or self.backend.requested_alias or "(not open)"
+        return f"<{type(self).__name__} alias={where}{state}>"
 
 
 class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):

@@ -1,0 +1,159 @@
+"""What the public API returns: entries, component records, verify and warm reports.
+
+Plain frozen data; no behaviour beyond (de)serializing a `ComponentRecord`, which the
+back-ends keep beside the data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .serializers import Buffer
+
+__all__ = [
+    "ComponentRecord",
+    "DamagedEntry",
+    "Entry",
+    "VerifyReport",
+    "WarmProgress",
+    "WarmReport",
+    "json_text",
+    "storable_text",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored attribute of one component, as `list_contents` reports it."""
+
+    key: str
+    attribute_name: str
+    full_type: str
+    version: str
+    size: int
+    """Bytes the entry takes in storage (its record, envelope included)."""
+    stored_at: datetime
+    """When the entry was last written (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRecord:
+    """What a store records about a component besides its data: who it is and what it used."""
+
+    key: str
+    full_type: str
+    version: str
+    parameters: Any
+    """The parameters, rendered JSON-compatible by `keygenerators.describe_parameters`."""
+    input_keys: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """Serialize to UTF-8 JSON."""
+        return json_text(
+            {
+                "key": self.key,
+                "full_type": self.full_type,
+                "version": self.version,
+                "parameters": self.parameters,
+                "input_keys": list(self.input_keys),
+            },
+            sort_keys=True,
+        ).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: Buffer) -> ComponentRecord:
+        """Parse what `to_json` wrote; raise `ValueError` when it is not that."""
+        try:
+            fields = json.loads(bytes(data).decode("utf-8", "surrogatepass"))
+            return cls(
+                key=str(fields["key"]),
+                full_type=str(fields["full_type"]),
+                version=str(fields["version"]),
+                parameters=fields["parameters"],
+                input_keys=tuple(str(k) for k in fields["input_keys"]),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a component record: {error!r}") from None
+
+
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """JSON text that any database can store: readable UTF-8, or, when the value holds a
+    lone surrogate (a non-UTF-8 file name from ``os.listdir``), ``\\udXXX`` escapes,
+    which read back to the very same string."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, sort_keys=sort_keys)
+    return text
+
+
+def storable_text(text: str) -> str:
+    """`text` for a text column: a lone surrogate written as ``\\udXXX`` (metadata only:
+    keys are made from the value itself)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedEntry:
+    """An entry `verify` found damaged, and why."""
+
+    key: str
+    attribute_name: str
+    """The attribute, or ``"*"`` for damage to the whole entry (its directory, metadata)."""
+    reason: str
+    path: str | None = None
+    """Where in the storage, for damage that is not a record (a planted link, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What `verify` checked and found."""
+
+    checked: int
+    damaged: tuple[DamagedEntry, ...]
+    removed: int
+    """Damaged entries deleted (with ``repair=True``)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether no damage was found."""
+        return not self.damaged
+
+
+@dataclass
+class WarmProgress:
+    """Where a `warm` run is, passed to a progress callback after each component."""
+
+    total: int
+    """Distinct components to go through: the number given at first, less the repeats and
+    unusable components as they are found."""
+    duplicates: int = 0
+    done: int = 0
+    computed: int = 0
+    already_stored: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    """What `warm` did."""
+
+    computed: int
+    already_stored: int
+    duplicates: int
+    """Components given more than once (computed once)."""
+    failed: tuple[tuple[object, BaseException], ...]
+    """(component, exception) for every failure."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed."""
+        return not self.failed
