@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
-import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from blockbuster import blockbuster_ctx
+from helpers import StoreFactory, ThroughBlocking
 from servers import fresh_database
 
 from adatastore import (
@@ -21,8 +18,6 @@ from adatastore import (
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
 )
-
-TESTS_DIR = Path(__file__).parent
 
 # Loop-agnostic code runs on both; asyncio-only tests override `anyio_backend`.
 LOOPS = ["asyncio", "trio"]
@@ -48,8 +43,6 @@ def _no_blocking_calls_on_the_loop(request: pytest.FixtureRequest) -> Iterator[N
         yield
 
 
-StoreFactory = Callable[..., AsyncDataStore]
-
 # (event loop, back-end) pairs the conformance suite runs on: asyncio-only back-ends
 # run on asyncio only (tests/test_event_loops.py checks their error under trio).
 BACKENDS = [
@@ -65,19 +58,35 @@ BACKENDS = [
 ]
 
 
+# The conformance suite runs once more per back-end through the blocking API (`api`
+# "blocking": every call is the `SyncDataStore` method, in a worker thread).
+BLOCKING_TWICE = {"test_conformance"}
+
+
+@pytest.fixture
+def api() -> str:
+    """Which API the `make_store` stores answer with: "async", or "blocking"."""
+    return "async"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only_asyncio = metafunc.definition.get_closest_marker("asyncio_only") is not None
     if "backend_name" in metafunc.fixturenames:
-        pairs = [pair for pair in BACKENDS if pair[0] == "asyncio" or not only_asyncio]
+        cases = [(*pair, "async") for pair in BACKENDS if pair[0] == "asyncio" or not only_asyncio]
+        if metafunc.module.__name__ in BLOCKING_TWICE:
+            names = dict.fromkeys(name for _, name in BACKENDS)
+            cases += [("asyncio", name, "blocking") for name in names]
         metafunc.parametrize(
-            ("anyio_backend", "backend_name"), pairs, ids=[f"{a}-{b}" for a, b in pairs]
+            ("anyio_backend", "backend_name", "api"),
+            cases,
+            ids=[f"{a}-{b}" if c == "async" else f"blocking-{b}" for a, b, c in cases],
         )
     elif "anyio_backend" in metafunc.fixturenames:
         metafunc.parametrize("anyio_backend", ["asyncio"] if only_asyncio else LOOPS)
 
 
 @pytest.fixture
-def make_store(backend_name: str, tmp_path: Path) -> Iterator[StoreFactory]:
+def make_store(backend_name: str, api: str, tmp_path: Path) -> Iterator[StoreFactory]:
     """A factory of async stores of one back-end, each on fresh storage; extra keywords
     go to the constructor. Tests close the stores they make (``async with``), or use the
     `store` fixture. Databases made on servers are dropped afterwards.
@@ -101,30 +110,17 @@ def make_store(backend_name: str, tmp_path: Path) -> Iterator[StoreFactory]:
                 database = cleanup.enter_context(fresh_database(backend_name.split("-")[1]))
             return AsyncDjangoORMDataStore(database, **options)
 
-        factory.backend = backend_name  # type: ignore[attr-defined]
-        yield factory
+        def made(**options: Any) -> AsyncDataStore:
+            store = factory(**options)
+            if api == "blocking":
+                return cast(AsyncDataStore, ThroughBlocking(store))
+            return store
+
+        made.backend = backend_name  # type: ignore[attr-defined]
+        yield made
 
 
 @pytest.fixture
 async def store(make_store: StoreFactory) -> AsyncIterator[AsyncDataStore]:
     async with make_store() as opened:
         yield opened
-
-
-def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run `code` (dedented) in a new Python process that can import the test helpers."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=subprocess_env(),
-        check=False,
-    )
-
-
-def subprocess_env() -> dict[str, str]:
-    """Environment for child Python processes: they import the tests' helper modules."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
-    return env

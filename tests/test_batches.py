@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 from servers import fresh_database
 
 BATCH = """

@@ -28,8 +28,7 @@ from typing import Any
 import anyio
 import pytest
 from components import SimpleComponent
-from conftest import StoreFactory, subprocess_env
-from helpers import eventually
+from helpers import StoreFactory, eventually, subprocess_env
 
 from adatastore import AsyncDataStore, AsyncDjangoORMDataStore, AsyncSQLiteDataStore
 

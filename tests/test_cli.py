@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from components import OtherComponent, SimpleComponent
-from conftest import subprocess_env
 from faults import SHARED_BACKENDS, damage, store_url
+from helpers import subprocess_env
 
 from adatastore import open_store_sync
 from adatastore.keygenerators import canonical_hash

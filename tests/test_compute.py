@@ -17,8 +17,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 from components import PlainComponent, SimpleComponent, square_of_n
-from conftest import StoreFactory, subprocess_env
 from faults import SHARED_BACKENDS, store_url
+from helpers import StoreFactory, subprocess_env
 
 from adatastore import (
     AsyncDataStore,

@@ -13,7 +13,7 @@ import anyio
 import numpy as np
 import pytest
 from components import OtherComponent, PlainComponent, SimpleComponent
-from conftest import StoreFactory
+from helpers import StoreFactory
 
 from adatastore import (
     AsyncDataStore,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from components import SimpleComponent
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 from servers import fresh_database
 
 from adatastore import AsyncDjangoORMDataStore, DjangoORMDataStore, open_store, open_store_sync

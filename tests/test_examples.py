@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import subprocess_env
+from helpers import subprocess_env
 from servers import fresh_database
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from components import OtherComponent, SimpleComponent
-from conftest import StoreFactory
+from helpers import StoreFactory
 
 import adatastore
 from adatastore import AsyncSQLiteDataStore, MemoryDataStore

@@ -19,8 +19,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 from components import SimpleComponent
-from conftest import StoreFactory, subprocess_env
 from faults import SHARED_BACKENDS, damage, expected, is_whole, store_url
+from helpers import StoreFactory, subprocess_env
 
 from adatastore import (
     AsyncDataStore,

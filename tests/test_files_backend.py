@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from components import SimpleComponent
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 
 from adatastore import AsyncShelveDataStore, JSONSerializer, keygenerators
 from adatastore.errors import (

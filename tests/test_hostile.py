@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import pytest
 from components import PlainComponent, SimpleComponent
-from conftest import StoreFactory, run_python, subprocess_env
+from helpers import StoreFactory, run_python, subprocess_env
 from servers import fresh_database
 
 import adatastore

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_python
+from helpers import run_python
 from parameters import ParameterSet
 
 import adatastore

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 from test_batches import url_for
 
 RACER = """

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from components import SimpleComponent
-from conftest import StoreFactory
+from helpers import StoreFactory
 
 from adatastore import (
     AsyncDataStore,

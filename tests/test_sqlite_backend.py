@@ -14,7 +14,7 @@ import anyio
 import numpy as np
 import pytest
 from components import SimpleComponent
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 
 from adatastore import AsyncSQLiteDataStore, SQLiteDataStore
 from adatastore.backends import sqlite as sqlite_backend

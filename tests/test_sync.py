@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from components import SimpleComponent
-from conftest import run_python, subprocess_env
+from helpers import run_python, subprocess_env
 
 import adatastore
 from adatastore import (

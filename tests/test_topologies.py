@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TESTS_DIR, run_python, subprocess_env
+from helpers import TESTS_DIR, run_python, subprocess_env
 from servers import fresh_database
 
 BACKENDS = ["memory", "files", "sqlite", "django-sqlite", "django-postgresql", "django-mariadb"]

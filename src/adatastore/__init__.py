@@ -37,7 +37,7 @@ from .urls import open_store, open_store_sync, register_scheme
 if TYPE_CHECKING:
     from .backends.django.store import AsyncDjangoORMDataStore, DjangoORMDataStore
 
-__version__ = "0.2.0"
+from ._version import __version__ as __version__
 
 _DJANGO_NAMES = ("AsyncDjangoORMDataStore", "DjangoORMDataStore")
 

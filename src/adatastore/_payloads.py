@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import _fsio
 from ._beneath import Directory, UnsafePath
+from .errors import CorruptEntryError
 from .serializers import Buffer
 from .stats import logger
 
@@ -164,6 +165,30 @@ class PayloadFiles:
         relative = self.relative(name)
         root = self.directory()
         return None if root is None else root.read(relative)
+
+    def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None:
+        """`read` for an entry's row: a foreign name or a link or special file in the
+        record's place is the entry's damage; None when the file is gone."""
+        try:
+            return self.read(name)
+        except NotOurs:
+            raise CorruptEntryError(
+                key,
+                attribute_name,
+                f"its row names the payload file {name!r}, which is not a name adatastore "
+                "makes (planted, or damage): never opened",
+            ) from None
+        except UnsafePath as error:
+            raise CorruptEntryError(
+                key, attribute_name, f"its payload file {error.relative!r} is {error.what}"
+            ) from None
+
+    def read_head_or_none(self, name: str, size: int) -> bytes | None:
+        """`read_head`, None for anything but a record file (the whole read reports it)."""
+        try:
+            return self.read_head(name, size)
+        except (NotOurs, UnsafePath):
+            return None
 
     def read_head(self, name: str, size: int) -> bytes | None:
         relative = self.relative(name)

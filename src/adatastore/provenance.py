@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from ._version import __version__
+
 __all__ = ["Candidate", "Difference", "Explanation", "Provenance", "diff_parameters"]
 
 
@@ -89,8 +91,6 @@ def _here() -> tuple[str, str, str, str]:
         user = getpass.getuser()
     except (KeyError, OSError):  # no user name for this uid (containers)
         user = str(os.getuid()) if hasattr(os, "getuid") else ""
-    from . import __version__
-
     return socket.gethostname(), user, platform.python_version(), __version__
 
 

@@ -62,12 +62,12 @@ class AsyncDataStore:
     (`AsyncSQLiteDataStore`, `AsyncShelveDataStore`, ...) make theirs from a path.
     """
 
-    _legacy_hooks: ClassVar[bool] = False
+    __legacy_hooks: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if _legacy.defines_hooks(cls) and not cls._legacy_hooks:
-            cls._legacy_hooks = True
+        if _legacy.defines_hooks(cls) and not cls.__legacy_hooks:
+            cls.__legacy_hooks = True
             warnings.warn(
                 f"{cls.__qualname__} is a back-end written the adatastore 0.2 way (a "
                 "subclass overriding write_raw, ...): it works for this release; write it "
@@ -93,7 +93,7 @@ class AsyncDataStore:
         (`legacy_arguments`: a 0.2-style subclass passes its key generator and
         serializer positionally, in `backend`'s place.)
         """
-        if self._legacy_hooks:
+        if self.__legacy_hooks:
             positional = [backend, *legacy_arguments, None, None]
             key_generator = positional[0] if positional[0] is not None else key_generator
             serializer = positional[1] if positional[1] is not None else serializer
@@ -176,7 +176,10 @@ class AsyncDataStore:
     ) -> None:
         await self.aclose()
 
-    async def _run(self, operation: _ops.Operation[Any]) -> Any:
+    async def __drive(self, operation: _ops.Operation[Any]) -> Any:
+        """Open if needed, then run `operation` with the async driver. (The facade's
+        private names are mangled: a 0.2-style subclass has private helpers of its own;
+        the 0.2 docs' example defines ``_run``.)"""
         try:
             await self.lifecycle.ready()
         except BaseException:
@@ -192,7 +195,7 @@ class AsyncDataStore:
 
     async def store(self, component: object, attribute_name: str, data: Any) -> None:
         """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
-        await self._run(_ops.store(self.context, component, attribute_name, data))
+        await self.__drive(_ops.store(self.context, component, attribute_name, data))
 
     async def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
         """Store several ``(component, attribute_name, data)`` at once.
@@ -200,7 +203,7 @@ class AsyncDataStore:
         Everything is checked and serialized first: one bad item raises and nothing is
         stored. Back-ends write them in one go (one transaction on SQLite and Django).
         """
-        await self._run(_ops.store_many(self.context, items))
+        await self.__drive(_ops.store_many(self.context, items))
 
     async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored.
@@ -208,19 +211,19 @@ class AsyncDataStore:
         A damaged entry raises `CorruptEntryError`; an entry written with another
         serializer raises `SerializationError`.
         """
-        return await self._run(_ops.retrieve(self.context, component, attribute_name, default))
+        return await self.__drive(_ops.retrieve(self.context, component, attribute_name, default))
 
     async def retrieve_many(
         self, requests: Iterable[tuple[object, str]], default: Any = None
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` at once, in order; `default`
         where nothing is stored. One round trip on SQLite and Django."""
-        result: list[Any] = await self._run(_ops.retrieve_many(self.context, requests, default))
+        result: list[Any] = await self.__drive(_ops.retrieve_many(self.context, requests, default))
         return result
 
     async def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
-        found: bool = await self._run(_ops.contains(self.context, component, attribute_name))
+        found: bool = await self.__drive(_ops.contains(self.context, component, attribute_name))
         return found
 
     async def delete(self, component: object, attribute_name: str | None = None) -> int:

@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from .. import _forks, _locks, _record
+from .. import _forks, _fsio, _locks, _record
 from .._connection import ConnectionThread
 from .._payloads import PayloadFiles
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NetworkFilesystemWarning
 from ..records import ComponentRecord, json_text
 from ..serializers import Buffer
 from ..stats import logger
+
+T = TypeVar("T")
 
 __all__ = [
     "APPLICATION_ID",
@@ -28,16 +31,25 @@ __all__ = [
     "FILE_THRESHOLD",
     "READ",
     "SCHEMA_VERSION",
+    "Offload",
+    "Query",
     "ReaderPool",
+    "Step",
+    "Steps",
+    "Unit",
+    "check_location",
     "collect",
     "connect",
     "delete_unit",
     "fetch",
     "insert_statements",
+    "one",
+    "open_error",
     "pair_queries",
     "prepare",
     "release",
     "row",
+    "warn_if_on_a_network_filesystem",
     "write_unit",
 ]
 
@@ -397,3 +409,77 @@ def insert_statements(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[An
         _insert_rows(rows[start : start + _ROWS_PER_INSERT])
         for start in range(0, len(rows), _ROWS_PER_INSERT)
     ]
+
+
+# -- what a step of an SQLite operation asks for (see `SQLiteBackend._steps`) ------------------
+
+
+class Query(NamedTuple):
+    """A read query: on the reader's thread (async) or a pooled connection (blocking)."""
+
+    sql: str
+    arguments: Sequence[Any]
+
+
+class Unit(NamedTuple):
+    """A unit of work for the writer's thread."""
+
+    unit: Callable[[sqlite3.Connection], Any]
+
+
+class Offload(NamedTuple):
+    """Blocking work (files): in a worker thread (async) or inline (blocking)."""
+
+    function: Callable[..., Any]
+    arguments: tuple[Any, ...]
+
+
+Step = Query | Unit | Offload
+Steps = Generator[Step, Any, T]
+
+
+def one(step: Step) -> Steps[Any]:
+    """An operation of one step."""
+    return (yield step)
+
+
+def check_location(path: Path, create: bool) -> None:
+    """Refuse a path that cannot be an SQLite store; make its parent directories."""
+    if path.is_dir():
+        raise ConfigurationError(
+            f"SQLite store path {str(path)!r} is a directory (a plain path names an "
+            f"SQLite file); for a store of files there use the URL file://{path}"
+        )
+    if not create and not path.is_file():
+        raise ConfigurationError(f"no store at {str(path)!r}: no such file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigurationError(
+            f"cannot create {str(path.parent)!r}: a parent is not a directory"
+        ) from None
+
+
+def warn_if_on_a_network_filesystem(path: Path) -> None:
+    """Say so, in the log and as a warning, when `path` is on NFS or SMB."""
+    kind = _fsio.filesystem_type(str(path.parent), _fsio.MOUNTS_FILE)
+    if kind in _fsio.NETWORK_FILESYSTEMS:
+        message = (
+            f"SQLite store {str(path)!r} is on a network file system ({kind}): "
+            "SQLite's locking is unreliable there and concurrent writers can corrupt "
+            "the database; share a cache between machines with the Django back-end on "
+            "PostgreSQL (django+postgresql://...)"
+        )
+        logger.warning(message)
+        warnings.warn(NetworkFilesystemWarning(message), stacklevel=3)
+
+
+def open_error(path: Path, error: sqlite3.Error) -> ConfigurationError:
+    """Why the database could not be opened, with the likely cause."""
+    hint = ""
+    if not os.access(path.parent, os.W_OK):
+        hint = (
+            "; its directory is not writable (read-only file system or permissions), "
+            "and SQLite writes its journal beside the database"
+        )
+    return ConfigurationError(f"cannot open SQLite store {str(path)!r}: {error}{hint}")

@@ -31,31 +31,27 @@ import json
 import os
 import sqlite3
 import threading
-import warnings
 import weakref
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
-from .. import _forks, _fsio, _locks
-from .._beneath import UnsafePath
+from .. import _forks, _locks
 from .._connection import ConnectionThread
-from .._payloads import NotOurs, PayloadFiles
+from .._payloads import PayloadFiles
 from ..backend import Backend, RecordWrite
 from ..errors import (
     ConfigurationError,
     CorruptEntryError,
-    NetworkFilesystemWarning,
     StorageError,
 )
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
-from ..stats import logger
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._sqlite_sql import (
@@ -63,16 +59,24 @@ from ._sqlite_sql import (
     FILE_THRESHOLD,
     READ,
     SCHEMA_VERSION,
+    Offload,
+    Query,
     ReaderPool,
+    Steps,
+    Unit,
+    check_location,
     collect,
     connect,
     delete_unit,
     fetch,
     insert_statements,
+    one,
+    open_error,
     pair_queries,
     prepare,
     release,
     row,
+    warn_if_on_a_network_filesystem,
     write_unit,
 )
 
@@ -87,36 +91,9 @@ __all__ = [
 T = TypeVar("T")
 
 
-# -- what a step of an SQLite operation asks for (see `SQLiteBackend._steps`) ------------------
-
-
-class _Query(NamedTuple):
-    """A read query: on the reader's thread (async) or a pooled connection (blocking)."""
-
-    sql: str
-    arguments: Sequence[Any]
-
-
-class _Unit(NamedTuple):
-    """A unit of work for the writer's thread."""
-
-    unit: Callable[[sqlite3.Connection], Any]
-
-
-class _Offload(NamedTuple):
-    """Blocking work (files): in a worker thread (async) or inline (blocking)."""
-
-    function: Callable[..., Any]
-    arguments: tuple[Any, ...]
-
-
-_Step = _Query | _Unit | _Offload
-_Steps = Generator[_Step, Any, T]
-
-
 class SQLiteBackend(Backend):
     """Records in one SQLite file, large ones in files beside it (see the module
-    docstring). Reads, writes and contains are written once, as steps (`_Steps`) that an
+    docstring). Reads, writes and contains are written once, as steps (`Steps`) that an
     async and a blocking driver carry out; the async reads go through the reader's
     thread (215 µs per 1 KB retrieve, against 330-420 through worker threads and a pool),
     the blocking ones through a pool of connections in the calling threads."""
@@ -183,7 +160,7 @@ class SQLiteBackend(Backend):
             raise StorageError(f"SQLite store {str(self.path)!r} is not open")
         return writer, reader, readers
 
-    async def _drive(self, steps: _Steps[T]) -> T:
+    async def _drive(self, steps: Steps[T]) -> T:
         """Carry out `steps` awaiting: queries on the reader's thread, units on the
         writer's, file work in a worker thread."""
         writer, reader, _ = self._connections()
@@ -191,9 +168,9 @@ class SQLiteBackend(Backend):
         try:
             while True:
                 step = steps.send(result)
-                if isinstance(step, _Query):
+                if isinstance(step, Query):
                     result = await reader.arun(functools.partial(fetch, *step))
-                elif isinstance(step, _Unit):
+                elif isinstance(step, Unit):
                     result = await writer.arun(step.unit)
                 else:
                     result = await anyio.to_thread.run_sync(step.function, *step.arguments)
@@ -202,16 +179,16 @@ class SQLiteBackend(Backend):
         except (sqlite3.Error, OSError) as error:
             raise self._error(error) from error
 
-    def _blocking_drive(self, steps: _Steps[T]) -> T:
+    def _blocking_drive(self, steps: Steps[T]) -> T:
         """Carry out `steps` in the calling thread (units still on the writer's)."""
         writer, _, readers = self._connections()
         result: Any = None
         try:
             while True:
                 step = steps.send(result)
-                if isinstance(step, _Query):
+                if isinstance(step, Query):
                     result = readers.query(*step)
-                elif isinstance(step, _Unit):
+                elif isinstance(step, Unit):
                     result = writer.run(step.unit)
                 else:
                     result = step.function(*step.arguments)
@@ -238,15 +215,7 @@ class SQLiteBackend(Backend):
                     self._connector(), f"adatastore-sqlite-writer {self.path}"
                 )
             except sqlite3.Error as error:
-                hint = ""
-                if not os.access(self.path.parent, os.W_OK):
-                    hint = (
-                        "; its directory is not writable (read-only file system or "
-                        "permissions), and SQLite writes its journal beside the database"
-                    )
-                raise ConfigurationError(
-                    f"cannot open SQLite store {str(self.path)!r}: {error}{hint}"
-                ) from error
+                raise open_error(self.path, error) from error
             try:
                 writer.run(functools.partial(prepare, self.path, self.create))
                 reader = ConnectionThread(
@@ -278,35 +247,14 @@ class SQLiteBackend(Backend):
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
-        if self.path.is_dir():
-            raise ConfigurationError(
-                f"SQLite store path {str(self.path)!r} is a directory (a plain path names an "
-                f"SQLite file); for a store of files there use the URL file://{self.path}"
-            )
-        if not self.create and not self.path.is_file():
-            raise ConfigurationError(f"no store at {str(self.path)!r}: no such file")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise ConfigurationError(
-                f"cannot create {str(self.path.parent)!r}: a parent is not a directory"
-            ) from None
+        check_location(self.path, self.create)
         if _locks.LockFile.supported():
             if self._lock_file is None:  # opened at its first use
                 self._lock_file = _locks.LockFile(self.path.with_name(self.path.name + "-lock"))
         else:
             with contextlib.suppress(OSError):
                 self.lock_dir.mkdir(exist_ok=True)
-        kind = _fsio.filesystem_type(str(self.path.parent), _fsio.MOUNTS_FILE)
-        if kind in _fsio.NETWORK_FILESYSTEMS:
-            message = (
-                f"SQLite store {str(self.path)!r} is on a network file system ({kind}): "
-                "SQLite's locking is unreliable there and concurrent writers can corrupt "
-                "the database; share a cache between machines with the Django back-end on "
-                "PostgreSQL (django+postgresql://...)"
-            )
-            logger.warning(message)
-            warnings.warn(NetworkFilesystemWarning(message), stacklevel=2)
+        warn_if_on_a_network_filesystem(self.path)
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.blocking_close)
@@ -330,28 +278,6 @@ class SQLiteBackend(Backend):
 
     # -- payload files --------------------------------------------------------------------------
 
-    def _payload(self, key: str, attribute_name: str, name: str) -> Buffer | None:
-        """A record's payload file; None when it is gone (replaced meanwhile: retry)."""
-        try:
-            return self._payloads.read(name)
-        except NotOurs:
-            raise CorruptEntryError(
-                key,
-                attribute_name,
-                f"its row names the payload file {name!r}, which is not a name adatastore "
-                "makes (planted, or damage): never opened",
-            ) from None
-        except UnsafePath as error:
-            raise CorruptEntryError(
-                key, attribute_name, f"its payload file {error.relative!r} is {error.what}"
-            ) from None
-
-    def _payload_head(self, name: str, size: int) -> bytes | None:
-        try:
-            return self._payloads.read_head(name, size)
-        except (NotOurs, UnsafePath):
-            return None  # the whole read reports it
-
     def _collect_garbage(self, writer: ConnectionThread | None = None) -> None:
         """Remove the files of replaced and deleted records (queued by the triggers)."""
         writer = writer or self._connections()[0]
@@ -362,15 +288,15 @@ class SQLiteBackend(Backend):
 
     # -- the operations, as steps ---------------------------------------------------------------
 
-    def _writing(self, records: Sequence[RecordWrite]) -> _Steps[None]:
+    def _writing(self, records: Sequence[RecordWrite]) -> Steps[None]:
         """Write records in one unit (one transaction); with large ones, see
         `_write_with_files`."""
         rows = [row(key, name, record, component) for key, name, record, component in records]
         if any(item["size"] >= FILE_THRESHOLD for item in rows):
             buffers = [record for _, _, record, _ in records]
-            yield _Offload(self._write_with_files, (rows, buffers))
+            yield Offload(self._write_with_files, (rows, buffers))
         else:
-            yield _Unit(self._unit(rows, []))
+            yield Unit(self._unit(rows, []))
 
     def _unit(
         self, rows: list[dict[str, Any]], moves: list[tuple[str, str]]
@@ -398,15 +324,15 @@ class SQLiteBackend(Backend):
         # From here on the unit owns the temporary files: it renames or removes them.
         self._connections()[0].run(self._unit(rows, moves))
 
-    def _reading(self, key: str, attribute_name: str) -> _Steps[Buffer | None]:
+    def _reading(self, key: str, attribute_name: str) -> Steps[Buffer | None]:
         for _attempt in range(5):
-            rows = yield _Query(READ, (key, attribute_name))
+            rows = yield Query(READ, (key, attribute_name))
             if not rows:
                 return None
             ((payload, name),) = rows
             if name is None:
                 return bytearray(payload)
-            data = yield _Offload(self._payload, (key, attribute_name, name))
+            data = yield Offload(self._payloads.read_entry, (key, attribute_name, name))
             if data is not None:
                 return data  # type: ignore[no-any-return]
             # The record was replaced and its old file removed after we read the row.
@@ -416,16 +342,16 @@ class SQLiteBackend(Backend):
             f"its payload file is missing from {str(self._payloads.path)!r} (deleted by hand?)",
         )
 
-    def _reading_many(self, pairs: Sequence[tuple[str, str]]) -> _Steps[list[Buffer | None]]:
+    def _reading_many(self, pairs: Sequence[tuple[str, str]]) -> Steps[list[Buffer | None]]:
         """One query per 400 entries; payload files read in one step."""
         rows: list[Any] = []
         for sql, arguments in pair_queries("payload, file", pairs):
-            rows.extend((yield _Query(sql, arguments)))
+            rows.extend((yield Query(sql, arguments)))
         found = {(str(key), str(name)): (payload, file) for key, name, payload, file in rows}
         files = [(pair, found[pair][1]) for pair in pairs if pair in found and found[pair][1]]
         read: dict[tuple[str, str], Buffer | None] = {}
         if files:
-            read = yield _Offload(self._payloads_of, (files,))
+            read = yield Offload(self._payloads_of, (files,))
         results: list[Buffer | None] = []
         for pair in pairs:
             if pair not in found:
@@ -441,10 +367,10 @@ class SQLiteBackend(Backend):
     def _payloads_of(
         self, files: list[tuple[tuple[str, str], str]]
     ) -> dict[tuple[str, str], Buffer | None]:
-        return {pair: self._payload(*pair, name) for pair, name in files}
+        return {pair: self._payloads.read_entry(*pair, name) for pair, name in files}
 
-    def _containing(self, key: str, attribute_name: str) -> _Steps[bool]:
-        return bool((yield _Query(CONTAINS, (key, attribute_name))))
+    def _containing(self, key: str, attribute_name: str) -> Steps[bool]:
+        return bool((yield Query(CONTAINS, (key, attribute_name))))
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -485,23 +411,23 @@ class SQLiteBackend(Backend):
 
     async def delete(self, key: str, attribute_name: str | None) -> int:
         unit = functools.partial(delete_unit, key, attribute_name, self._payloads)
-        count: int = await self._drive(_one(_Unit(unit)))
+        count: int = await self._drive(one(Unit(unit)))
         return count
 
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         query = "SELECT substr(payload, 1, ?), file FROM entries WHERE key = ? AND attribute = ?"
-        rows = await self._drive(_one(_Query(query, (size, key, attribute_name))))
+        rows = await self._drive(one(Query(query, (size, key, attribute_name))))
         if not rows:
             return None
         ((head, name),) = rows
         if name is None:
             return bytes(head)
-        return await self._drive(_one(_Offload(self._payload_head, (name, size))))
+        return await self._drive(one(Offload(self._payloads.read_head_or_none, (name, size))))
 
     async def contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         rows: list[Any] = []
         for sql, arguments in pair_queries("1", pairs):
-            rows.extend(await self._drive(_one(_Query(sql, arguments))))
+            rows.extend(await self._drive(one(Query(sql, arguments))))
         return {(str(key), str(name)) for key, name, _ in rows}
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
@@ -518,14 +444,14 @@ class SQLiteBackend(Backend):
                 input_keys=tuple(json.loads(input_keys)),
             )
             for key, kind, version, parameters, input_keys in await self._drive(
-                _one(_Query(sql, arguments))
+                one(Query(sql, arguments))
             )
         ]
 
     async def entries(self) -> list[Entry]:
         rows = await self._drive(
-            _one(
-                _Query(
+            one(
+                Query(
                     "SELECT e.key, e.attribute, c.full_type, c.version, e.size, e.stored_at "
                     "FROM entries e LEFT JOIN components c USING (key)",
                     (),
@@ -555,17 +481,12 @@ class SQLiteBackend(Backend):
 
     async def cleanup(self, older_than: float) -> int:
         await anyio.to_thread.run_sync(self._collect_garbage)
-        query = _Query("SELECT file FROM entries WHERE file IS NOT NULL", ())
-        referenced = {str(item[0]) for item in await self._drive(_one(query))}
+        query = Query("SELECT file FROM entries WHERE file IS NOT NULL", ())
+        referenced = {str(item[0]) for item in await self._drive(one(query))}
         removed, _ = await self._drive(
-            _one(_Offload(self._payloads.remove_unreferenced, (referenced, older_than)))
+            one(Offload(self._payloads.remove_unreferenced, (referenced, older_than)))
         )
         return removed  # type: ignore[no-any-return]
-
-
-def _one(step: _Step) -> _Steps[Any]:
-    """An operation of one step."""
-    return (yield step)
 
 
 class AsyncSQLiteDataStore(AsyncDataStore):

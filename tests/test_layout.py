@@ -1,0 +1,158 @@
+"""The shape of the package, checked: imports form a DAG, no module reaches into another
+module's underscore names, and modules stay small enough to read at once.
+
+An AST walk over ``src/adatastore`` (no import of the package), so a cycle shows here
+even when lazy imports would hide it at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "src" / "adatastore"
+
+# Modules allowed over MAX_LINES, and why (each argued in the architecture issue's note).
+MAX_LINES = 600
+LONGER = {
+    "backends/files.py": "one storage format: paths beneath a descriptor, leases, records",
+    "backends/django/store.py": "the ORM back-end and its blocking twin, the legacy form",
+    "cli.py": "one subcommand per function; argparse wiring beside each",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and is_type_checking(node.test):
+            yield from (n for child in node.orelse for n in [child, *run_time_nodes(child)])
+            continue
+        yield node
+        yield from run_time_nodes(node)
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[str, str]]:
+    """(module imported, name imported from it or "") for each run-time import."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in run_time_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("adatastore"):
+                    yield alias.name, ""
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("adatastore"):
+                continue
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                if submodule in known:  # `from . import _ops`: the module itself
+                    yield submodule, ""
+                else:
+                    yield target, alias.name
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    edges: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for target, _ in imports_of(name, path, known):
+            if target in known and target != name:
+                edges[name].add(target)
+    return edges
+
+
+def test_imports_form_a_dag() -> None:
+    edges = graph()
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(edges[node]):
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target) :], target]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+    # the facade's layers point one way
+    assert "adatastore.store" not in edges["adatastore._warm"]
+    assert "adatastore.store" not in edges["adatastore._compute"]
+    assert not {m for m in edges["adatastore.sync"] if m.startswith("adatastore.backends")}
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    known = modules()
+    offences: list[str] = []
+    for name, path in known.items():
+        for target, imported in imports_of(name, path, known):
+            if imported.startswith("_") and not imported.startswith("__") and target != name:
+                offences.append(f"{name} imports {target}.{imported}")
+    assert not offences, offences
+
+
+def test_no_module_reaches_into_another_modules_private_attributes() -> None:
+    """``module._name`` on an imported adatastore module (``self._x`` is the class's own)."""
+    known = modules()
+    offences: list[str] = []
+    for name, path in known.items():
+        tree = ast.parse(path.read_text())
+        imported_modules = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level
+            for alias in node.names
+        }
+        offences.extend(
+            f"{name}:{node.lineno} {node.value.id}.{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in imported_modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        )
+    assert not offences, offences
+
+
+def test_modules_are_small_enough_to_read_at_once() -> None:
+    long = {}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES and relative not in LONGER:
+            long[relative] = lines
+    assert not long, f"over {MAX_LINES} lines: {long}"
+    store_lines = len((PACKAGE / "store.py").read_text().splitlines())
+    assert store_lines <= 400, f"the facade is {store_lines} lines"
