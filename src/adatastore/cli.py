@@ -10,20 +10,17 @@ usage or store error (reported in one line, no traceback).
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import math
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 
-from .errors import ConfigurationError, DataStoreError
-from .provenance import Explanation
+from . import _cli_text as fmt
+from .errors import DataStoreError
 from .records import ComponentRecord, Entry
 from .store import AsyncDataStore
 
@@ -93,10 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         "of that type fit; the others are left alone). Every deletion is printed; "
         "--dry-run prints them without deleting.",
     )
-    prune.add_argument("--older-than", type=_duration, help="e.g. 30d, 12h, 90m, 45s")
+    prune.add_argument("--older-than", type=fmt.duration, help="e.g. 30d, 12h, 90m, 45s")
     prune.add_argument(
         "--max-size",
-        type=_size,
+        type=fmt.size,
         help="e.g. 10GB, 500MB, 1.5GiB: for the whole store, or with --type for that type",
     )
     prune.add_argument("--type", help="only entries of this type (full name or its last part)")
@@ -159,13 +156,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(number: int, noun: str) -> str:
-    """``1 entry``, ``2 entries``."""
-    if number == 1:
-        return f"1 {noun}"
-    return f"{number} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
-
-
 def _progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress",
@@ -175,47 +165,19 @@ def _progress_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-
-
-def _duration(text: str) -> timedelta:
-    match = _DURATION.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30d, 12h or 90m")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    try:
-        return timedelta(**{unit[match.group(2)]: float(match.group(1))})
-    except OverflowError:
-        raise argparse.ArgumentTypeError(f"{text!r} is longer than any age") from None
-
-
-def _size(text: str) -> int:
-    match = _SIZE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 10GB or 500MiB")
-    unit = match.group(2).lower().rstrip("b")
-    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-    base = 1024 if unit.endswith("i") else 1000
-    size = float(match.group(1)) * base ** powers[unit.rstrip("i")]
-    if not math.isfinite(size) or size > 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r} is larger than any store")
-    return int(size)
-
-
 # -- running --------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code.
 
-    Everything printed passes through `_Escaping`: stored strings (types, names,
+    Everything printed passes through `_cli_text.Escaping`: stored strings (types, names,
     parameters, host names in provenance) come from storage others may write, and must not
     reach the user's terminal as escape sequences.
     """
     args = _parser().parse_args(argv)
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Escaping(stdout), _Escaping(stderr)
+    sys.stdout, sys.stderr = fmt.Escaping(stdout), fmt.Escaping(stderr)
     try:
         return _run(args)
     finally:
@@ -249,83 +211,8 @@ async def _open(url: str | None) -> AsyncDataStore:
     return await open_store(url, create=False)
 
 
-def _print_json(document: Any) -> None:
-    # ASCII only: every control, bidirectional or other invisible character escaped
-    print(json.dumps(document, indent=2, ensure_ascii=True, default=str))
-
-
-class _Escaping(io.TextIOBase):
-    """A text stream that shows control and formatting characters (ESC, CSI, bidi
-    overrides, ...) as escapes instead of writing them to the terminal."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.raw = stream
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        self._stream.write(escape_controls(text))
-        return len(text)
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def isatty(self) -> bool:
-        return self._stream.isatty()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-
-def escape_controls(text: str) -> str:
-    """`text` with every control or formatting character but newline and tab escaped."""
-    if text.isprintable() or all(c.isprintable() or c in "\n\t" for c in text):
-        return text
-    return "".join(
-        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
-
-
 def _matches_type(full_type: str, wanted: str | None) -> bool:
     return wanted is None or full_type == wanted or full_type.endswith("." + wanted)
-
-
-def _human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def _age(moment: datetime, now: datetime) -> str:
-    seconds = max((now - moment).total_seconds(), 0)
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= length:
-            return f"{seconds / length:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
-    lines += [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _entry_json(entry: Entry) -> dict[str, Any]:
-    return {
-        "key": entry.key,
-        "type": entry.full_type,
-        "version": entry.version,
-        "attribute": entry.attribute_name,
-        "size": entry.size,
-        "stored_at": entry.stored_at.isoformat(),
-    }
 
 
 async def _ls(args: argparse.Namespace) -> int:
@@ -338,7 +225,7 @@ async def _ls(args: argparse.Namespace) -> int:
         ]
     entries.sort(key=lambda entry: entry.stored_at, reverse=True)
     if args.json:
-        _print_json([_entry_json(entry) for entry in entries])
+        fmt.print_json([fmt.entry_json(entry) for entry in entries])
         return 0
     now = datetime.now(UTC)
     rows = [
@@ -347,13 +234,13 @@ async def _ls(args: argparse.Namespace) -> int:
             entry.full_type,
             entry.version,
             entry.attribute_name,
-            _human_size(entry.size),
-            _age(entry.stored_at, now),
+            fmt.human_size(entry.size),
+            fmt.age(entry.stored_at, now),
         )
         for entry in entries
     ]
-    print(_table(("KEY", "TYPE", "VERSION", "ATTRIBUTE", "SIZE", "AGE"), rows))
-    print(f"{_count(len(entries), 'entry')}, {_human_size(sum(e.size for e in entries))}")
+    print(fmt.table(("KEY", "TYPE", "VERSION", "ATTRIBUTE", "SIZE", "AGE"), rows))
+    print(f"{fmt.count(len(entries), 'entry')}, {fmt.human_size(sum(e.size for e in entries))}")
     return 0
 
 
@@ -378,19 +265,6 @@ def _find_component(known: dict[str, ComponentRecord], prefix: str) -> Component
     return matches[0]
 
 
-def _tree(value: Any, indent: str = "  ") -> list[str]:
-    if isinstance(value, dict) and value:
-        lines = []
-        for name, item in value.items():
-            if isinstance(item, dict) and item:
-                lines.append(f"{indent}{name}:")
-                lines += _tree(item, indent + "  ")
-            else:
-                lines.append(f"{indent}{name}: {json.dumps(item, ensure_ascii=False)}")
-        return lines
-    return [f"{indent}{json.dumps(value, ensure_ascii=False)}"]
-
-
 async def _show(args: argparse.Namespace) -> int:
     async with await _open(args.url) as store:
         known = await _components(store)
@@ -401,7 +275,7 @@ async def _show(args: argparse.Namespace) -> int:
         }
     inputs = [(key, known[key].full_type if key in known else None) for key in record.input_keys]
     if args.json:
-        _print_json(
+        fmt.print_json(
             {
                 "key": record.key,
                 "type": record.full_type,
@@ -410,7 +284,7 @@ async def _show(args: argparse.Namespace) -> int:
                 "inputs": [{"key": key, "type": kind} for key, kind in inputs],
                 "attributes": [
                     {
-                        **_entry_json(e),
+                        **fmt.entry_json(e),
                         "provenance": (
                             None
                             if provenances[e.attribute_name] is None
@@ -426,7 +300,7 @@ async def _show(args: argparse.Namespace) -> int:
     print(f"type:       {record.full_type}")
     print(f"version:    {record.version}")
     print("parameters:")
-    print("\n".join(_tree(record.parameters)))
+    print("\n".join(fmt.tree(record.parameters)))
     print("inputs:" + ("" if inputs else "     none"))
     for key, kind in inputs:
         print(f"  {key[:12]}  {kind or '(not stored here)'}")
@@ -434,7 +308,7 @@ async def _show(args: argparse.Namespace) -> int:
     for entry in entries:
         found = provenances[entry.attribute_name]
         where = found.describe() if found else "no provenance recorded"
-        print(f"  {entry.attribute_name}  {_human_size(entry.size)}  {where}")
+        print(f"  {entry.attribute_name}  {fmt.human_size(entry.size)}  {where}")
     return 0
 
 
@@ -451,7 +325,7 @@ async def _stats(args: argparse.Namespace) -> int:
     newest = max((e.stored_at for e in entries), default=None)
     components = len({entry.key for entry in entries})
     if args.json:
-        _print_json(
+        fmt.print_json(
             {
                 "entries": len(entries),
                 "components": components,
@@ -464,15 +338,15 @@ async def _stats(args: argparse.Namespace) -> int:
         return 0
     print(f"entries:    {len(entries)}")
     print(f"components: {components}")
-    print(f"size:       {_human_size(total)}")
+    print(f"size:       {fmt.human_size(total)}")
     if oldest is not None and newest is not None:
         print(f"oldest:     {oldest:%Y-%m-%d %H:%M:%S} UTC")
         print(f"newest:     {newest:%Y-%m-%d %H:%M:%S} UTC")
         rows = [
-            (kind, str(row["entries"]), _human_size(row["bytes"]))
+            (kind, str(row["entries"]), fmt.human_size(row["bytes"]))
             for kind, row in sorted(per_type.items(), key=lambda item: -item[1]["bytes"])
         ]
-        print(_table(("TYPE", "ENTRIES", "SIZE"), rows))
+        print(fmt.table(("TYPE", "ENTRIES", "SIZE"), rows))
     return 0
 
 
@@ -483,14 +357,14 @@ async def _verify(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             nonlocal bar
             if bar is None:
-                bar = _progress_bar(args.progress, total, "verifying")
+                bar = fmt.progress_bar(args.progress, total, "verifying")
             bar(done)
 
         report = await store.verify(repair=args.repair, progress=progress)
         if bar is not None:
             bar(None)
     if args.json:
-        _print_json(
+        fmt.print_json(
             {
                 "checked": report.checked,
                 "damaged": [
@@ -504,7 +378,9 @@ async def _verify(args: argparse.Namespace) -> int:
         for damaged in report.damaged:
             print(f"damaged: {damaged.attribute_name!r} of {damaged.key[:12]}: {damaged.reason}")
         removed = f", {report.removed} removed" if args.repair else ""
-        print(f"{_count(report.checked, 'entry')} checked, {len(report.damaged)} damaged{removed}")
+        print(
+            f"{fmt.count(report.checked, 'entry')} checked, {len(report.damaged)} damaged{removed}"
+        )
     return 0 if report.ok else 1
 
 
@@ -520,7 +396,7 @@ async def _prune(args: argparse.Namespace) -> int:
             if not _matches_type(entry.full_type, args.type):
                 kept.append(entry)
             elif args.older_than is not None and now - entry.stored_at > args.older_than:
-                doomed.append((entry, f"older than {_age(now - args.older_than, now)}"))
+                doomed.append((entry, f"older than {fmt.age(now - args.older_than, now)}"))
             else:
                 kept.append(entry)
         if args.max_size is not None:
@@ -530,20 +406,20 @@ async def _prune(args: argparse.Namespace) -> int:
             for entry in matching:  # oldest first
                 if total <= args.max_size:
                     break
-                doomed.append((entry, f"over {_human_size(args.max_size)}"))
+                doomed.append((entry, f"over {fmt.human_size(args.max_size)}"))
                 total -= entry.size
         if not args.dry_run:
-            bar = _progress_bar(args.progress, len(doomed), "pruning")
+            bar = fmt.progress_bar(args.progress, len(doomed), "pruning")
             for done, (entry, _) in enumerate(doomed, 1):
                 await store.backend.delete(entry.key, entry.attribute_name)
                 bar(done)
             bar(None)
     verb = "would delete" if args.dry_run else "deleted"
     if args.json:
-        _print_json(
+        fmt.print_json(
             {
                 "dry_run": args.dry_run,
-                "deleted": [{**_entry_json(entry), "reason": why} for entry, why in doomed],
+                "deleted": [{**fmt.entry_json(entry), "reason": why} for entry, why in doomed],
                 "bytes": sum(entry.size for entry, _ in doomed),
             }
         )
@@ -551,10 +427,10 @@ async def _prune(args: argparse.Namespace) -> int:
     for entry, why in doomed:
         print(
             f"{verb}: {entry.attribute_name!r} of {entry.full_type} {entry.key[:12]} "
-            f"({_human_size(entry.size)}, {why})"
+            f"({fmt.human_size(entry.size)}, {why})"
         )
-    freed = _human_size(sum(entry.size for entry, _ in doomed))
-    print(f"{verb} {_count(len(doomed), 'entry')}, {freed}")
+    freed = fmt.human_size(sum(entry.size for entry, _ in doomed))
+    print(f"{verb} {fmt.count(len(doomed), 'entry')}, {freed}")
     return 0
 
 
@@ -571,7 +447,7 @@ async def _copy(args: argparse.Namespace) -> int:
         )
         todo = [e for e in entries if (e.key, e.attribute_name) not in present]
         components = await _components(source)
-        bar = _progress_bar(args.progress, len(todo))
+        bar = fmt.progress_bar(args.progress, len(todo))
         copied, damaged = 0, []
         batch: list[tuple[str, str, list[Any], ComponentRecord]] = []
         size = 0
@@ -598,40 +474,13 @@ async def _copy(args: argparse.Namespace) -> int:
         print(
             f"skipped damaged: {entry.attribute_name!r} of {entry.key[:12]}: {why}", file=sys.stderr
         )
-    print(f"copied {_count(copied, 'entry')}, {len(present)} already there, {len(damaged)} damaged")
+    print(
+        f"copied {fmt.count(copied, 'entry')}, {len(present)} already there, {len(damaged)} damaged"
+    )
     return 1 if damaged else 0
 
 
 _COPY_GROUP_BYTES = 64 << 20
-_BAR_FROM = 1000  # entries; fewer go too fast for a bar
-
-
-def _progress_bar(
-    wanted: bool | None, total: int, what: str = "copying"
-) -> Callable[[int | None], None]:
-    """A bar (at most ~10 redraws a second, with an ETA) when asked for, or by default
-    when stderr is a terminal and there are many entries; else nothing."""
-    stream = getattr(sys.stderr, "raw", sys.stderr)  # the bar's own control characters
-    show = (stream.isatty() and total >= _BAR_FROM) if wanted is None else wanted
-    if not show:
-        return lambda done: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if wanted:
-            raise ConfigurationError(
-                "--progress needs tqdm: pip install 'adatastore[progress]'"
-            ) from None
-        return lambda done: None
-    bar = tqdm(total=total, unit="entry", desc=what, file=stream, mininterval=0.1)
-
-    def update(done: int | None) -> None:
-        if done is None:
-            bar.close()
-        else:
-            bar.update(done - bar.n)
-
-    return update
 
 
 async def _explain(args: argparse.Namespace) -> int:
@@ -663,8 +512,8 @@ async def _explain(args: argparse.Namespace) -> int:
             component = _Described.make(kind, version, parameters, inputs)
             explanations.append(await store.explain(component, args.attribute, limit=args.limit))
     if args.json:
-        documents = [_explanation_json(explanation) for explanation in explanations]
-        _print_json(documents[0] if len(documents) == 1 else documents)
+        documents = [fmt.explanation_json(explanation) for explanation in explanations]
+        fmt.print_json(documents[0] if len(documents) == 1 else documents)
     else:
         for version, explanation in zip(versions, explanations, strict=True):
             if len(versions) > 1:
@@ -733,28 +582,6 @@ def _rebuild(known: dict[str, ComponentRecord], record: ComponentRecord) -> Any:
             current.full_type, current.version, current.parameters, inputs
         )
     return built[record.key]
-
-
-def _explanation_json(explanation: Explanation) -> dict[str, Any]:
-    return {
-        "key": explanation.key,
-        "attribute": explanation.attribute_name,
-        "type": explanation.full_type,
-        "hit": explanation.hit,
-        "provenance": None if explanation.provenance is None else explanation.provenance.to_json(),
-        "same_component_attributes": list(explanation.same_component_attributes),
-        "candidates": [
-            {
-                "key": candidate.key,
-                "attributes": list(candidate.attribute_names),
-                "differences": [
-                    {"path": d.path, "asked": repr(d.wanted), "stored": repr(d.stored)}
-                    for d in candidate.differences
-                ],
-            }
-            for candidate in explanation.candidates
-        ],
-    }
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {

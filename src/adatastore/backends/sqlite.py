@@ -69,15 +69,16 @@ from ._sqlite_sql import (
     connect,
     delete_unit,
     fetch,
-    insert_statements,
+    in_row,
     one,
     open_error,
     pair_queries,
     prepare,
     release,
-    row,
+    run_steps,
+    run_steps_blocking,
     warn_if_on_a_network_filesystem,
-    write_unit,
+    write_plan,
 )
 
 __all__ = [
@@ -161,39 +162,23 @@ class SQLiteBackend(Backend):
         return writer, reader, readers
 
     async def _drive(self, steps: Steps[T]) -> T:
-        """Carry out `steps` awaiting: queries on the reader's thread, units on the
-        writer's, file work in a worker thread."""
+        """Carry out `steps` awaiting (see `run_steps`)."""
         writer, reader, _ = self._connections()
-        result: Any = None
         try:
-            while True:
-                step = steps.send(result)
-                if isinstance(step, Query):
-                    result = await reader.arun(functools.partial(fetch, *step))
-                elif isinstance(step, Unit):
-                    result = await writer.arun(step.unit)
-                else:
-                    result = await anyio.to_thread.run_sync(step.function, *step.arguments)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return await run_steps(steps, writer, reader)
         except (sqlite3.Error, OSError) as error:
             raise self._error(error) from error
 
+    async def _query(self, sql: str, arguments: Sequence[Any]) -> list[Any]:
+        """One read query, on the reader's thread."""
+        result: list[Any] = await self._drive(one(Query(sql, arguments)))
+        return result
+
     def _blocking_drive(self, steps: Steps[T]) -> T:
-        """Carry out `steps` in the calling thread (units still on the writer's)."""
+        """Carry out `steps` in the calling thread (see `run_steps_blocking`)."""
         writer, _, readers = self._connections()
-        result: Any = None
         try:
-            while True:
-                step = steps.send(result)
-                if isinstance(step, Query):
-                    result = readers.query(*step)
-                elif isinstance(step, Unit):
-                    result = writer.run(step.unit)
-                else:
-                    result = step.function(*step.arguments)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return run_steps_blocking(steps, writer, readers)
         except (sqlite3.Error, OSError) as error:
             raise self._error(error) from error
 
@@ -288,50 +273,12 @@ class SQLiteBackend(Backend):
 
     # -- the operations, as steps ---------------------------------------------------------------
 
-    def _writing(self, records: Sequence[RecordWrite]) -> Steps[None]:
-        """Write records in one unit (one transaction); with large ones, see
-        `_write_with_files`."""
-        rows = [row(key, name, record, component) for key, name, record, component in records]
-        if any(item["size"] >= FILE_THRESHOLD for item in rows):
-            buffers = [record for _, _, record, _ in records]
-            yield Offload(self._write_with_files, (rows, buffers))
-        else:
-            yield Unit(self._unit(rows, []))
-
-    def _unit(
-        self, rows: list[dict[str, Any]], moves: list[tuple[str, str]]
-    ) -> Callable[[sqlite3.Connection], None]:
-        statements = insert_statements(rows)
-        return functools.partial(write_unit, statements, moves, self.durable, self._payloads)
-
-    def _write_with_files(
-        self, rows: list[dict[str, Any]], records: Sequence[Sequence[Buffer]]
-    ) -> None:
-        """Write the large records to temporary files, then the rows in one unit that
-        renames the files into place; blocking, so (in a worker thread on the async path)
-        it runs to its end even when the caller is cancelled: no file is left behind."""
-        moves: list[tuple[str, str]] = []
-        try:
-            for item, record in zip(rows, records, strict=True):
-                if item["size"] >= FILE_THRESHOLD:
-                    name, temp = self._payloads.write_temp(record, durable=self.durable)
-                    item["file"] = name
-                    moves.append((temp, name))
-        except BaseException:
-            for temp, _ in moves:
-                self._payloads.remove_temp(temp)
-            raise
-        # From here on the unit owns the temporary files: it renames or removes them.
-        self._connections()[0].run(self._unit(rows, moves))
-
     def _reading(self, key: str, attribute_name: str) -> Steps[Buffer | None]:
         for _attempt in range(5):
             rows = yield Query(READ, (key, attribute_name))
-            if not rows:
-                return None
-            ((payload, name),) = rows
-            if name is None:
-                return bytearray(payload)
+            if not rows or rows[0][1] is None:
+                return in_row(rows)
+            ((_, name),) = rows
             data = yield Offload(self._payloads.read_entry, (key, attribute_name, name))
             if data is not None:
                 return data  # type: ignore[no-any-return]
@@ -377,24 +324,59 @@ class SQLiteBackend(Backend):
     async def write(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
-        await self._drive(self._writing([(key, attribute_name, record, component)]))
+        await self.write_many([(key, attribute_name, record, component)])
 
     def blocking_write(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
     ) -> None:
-        self._blocking_drive(self._writing([(key, attribute_name, record, component)]))
+        self.blocking_write_many([(key, attribute_name, record, component)])
 
     async def write_many(self, records: Sequence[RecordWrite]) -> None:
         """All records in one transaction, all or nothing; large ones to files first."""
-        await self._drive(self._writing(records))
+        writer = self._connections()[0]
+        unit, with_files = write_plan(records, self._payloads, self.durable, writer)
+        try:
+            if unit is not None:
+                await writer.arun(unit)
+            else:
+                assert with_files is not None
+                await anyio.to_thread.run_sync(with_files)
+        except (sqlite3.Error, OSError) as error:
+            raise self._error(error) from error
 
     def blocking_write_many(self, records: Sequence[RecordWrite]) -> None:
-        self._blocking_drive(self._writing(records))
+        writer = self._connections()[0]
+        unit, with_files = write_plan(records, self._payloads, self.durable, writer)
+        try:
+            if unit is not None:
+                writer.run(unit)
+            else:
+                assert with_files is not None
+                with_files()
+        except (sqlite3.Error, OSError) as error:
+            raise self._error(error) from error
+
+    # A record in its row (the common case) is read with one query, no steps: the steps'
+    # generator cost ~11,000 instructions a read (callgrind). Files and retries take them.
 
     async def read(self, key: str, attribute_name: str) -> Buffer | None:
+        reader = self._connections()[1]
+        try:
+            rows = await reader.arun(functools.partial(fetch, READ, (key, attribute_name)))
+        except sqlite3.Error as error:
+            raise self._error(error) from error
+        if not rows or rows[0][1] is None:
+            return in_row(rows)
         return await self._drive(self._reading(key, attribute_name))
 
     def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
+        readers = self._connections()[2]
+        try:
+            rows = readers.query(READ, (key, attribute_name))
+        except sqlite3.Error as error:
+            raise self._error(error) from error
+        if not rows or rows[0][1] is None:
+            return in_row(rows)
         return self._blocking_drive(self._reading(key, attribute_name))
 
     async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
@@ -416,7 +398,7 @@ class SQLiteBackend(Backend):
 
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         query = "SELECT substr(payload, 1, ?), file FROM entries WHERE key = ? AND attribute = ?"
-        rows = await self._drive(one(Query(query, (size, key, attribute_name))))
+        rows = await self._query(query, (size, key, attribute_name))
         if not rows:
             return None
         ((head, name),) = rows
@@ -427,7 +409,7 @@ class SQLiteBackend(Backend):
     async def contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         rows: list[Any] = []
         for sql, arguments in pair_queries("1", pairs):
-            rows.extend(await self._drive(one(Query(sql, arguments))))
+            rows.extend(await self._query(sql, arguments))
         return {(str(key), str(name)) for key, name, _ in rows}
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
@@ -443,20 +425,14 @@ class SQLiteBackend(Backend):
                 parameters=json.loads(parameters),
                 input_keys=tuple(json.loads(input_keys)),
             )
-            for key, kind, version, parameters, input_keys in await self._drive(
-                one(Query(sql, arguments))
-            )
+            for key, kind, version, parameters, input_keys in await self._query(sql, arguments)
         ]
 
     async def entries(self) -> list[Entry]:
-        rows = await self._drive(
-            one(
-                Query(
-                    "SELECT e.key, e.attribute, c.full_type, c.version, e.size, e.stored_at "
-                    "FROM entries e LEFT JOIN components c USING (key)",
-                    (),
-                )
-            )
+        rows = await self._query(
+            "SELECT e.key, e.attribute, c.full_type, c.version, e.size, e.stored_at "
+            "FROM entries e LEFT JOIN components c USING (key)",
+            (),
         )
         return [
             Entry(
