@@ -73,7 +73,7 @@ def write_lock_held(store: AsyncDataStore, component: object) -> Iterator[Callab
 
 
 def _django_lock(store: AsyncDjangoORMDataStore, component: object) -> Iterator[Callable[[], None]]:
-    from adatastore.backends.django.store import _digest
+    from adatastore.backends.django._rows import digest as _digest
 
     settings = store.backend._database or {}
     engine = str(settings.get("ENGINE", ""))

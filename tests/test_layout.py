@@ -19,7 +19,6 @@ PACKAGE = Path(__file__).parent.parent / "src" / "adatastore"
 MAX_LINES = 600
 LONGER = {
     "backends/files.py": "one storage format: paths beneath a descriptor, leases, records",
-    "backends/django/store.py": "the ORM back-end and its blocking twin, the legacy form",
 }
 
 

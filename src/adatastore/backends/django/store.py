@@ -1,45 +1,38 @@
 """`AsyncDjangoORMDataStore` and its blocking twin `DjangoORMDataStore`.
 
-Queries go through Django's async ORM (``afirst``, ``aexists``, ``async for``); writes that
-take several statements run as one sync function through ``sync_to_async``, because Django
-runs its async ORM in one thread (asgiref's thread-sensitive executor) and a transaction
-must stay in one thread. Every write statement is idempotent on its own (insert-or-ignore,
-or an upsert of the data item), so concurrent stores of one entry from many tasks or
-processes neither fail nor duplicate rows; a write that loses a race with a delete is
-retried.
+Every ORM call runs as one sync function in Django's ORM thread (``sync_to_async``:
+asgiref's thread-sensitive executor), because a transaction must stay in one thread.
+Every write statement is idempotent on its own (insert-or-ignore, or an upsert of the
+data item: `_rows`), so concurrent stores of one entry from many tasks or processes
+neither fail nor duplicate rows; a write that loses a race with a delete is retried.
 
 Payloads live in the database by default. With `data_root_dir` they are files there (the
 original module's layout: the index in SQL, the data on a file system, which suits large
-arrays and a shared cluster file system), written atomically as in the files back-end.
+arrays and a shared cluster file system): `_record_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
-from ... import _forks, _locks, _naming, _record
-from ..._beneath import Directory, UnsafePath
-from ..._payloads import PayloadFiles, is_name
+from ... import _locks
 from ..._waiting import run_to_end
 from ...backend import Backend, RecordWrite, no_lock
-from ...errors import ConfigurationError, CorruptEntryError, StorageError
+from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
-from ...records import ComponentRecord, Entry, json_text
+from ...records import ComponentRecord, Entry
 from ...serializers import Buffer, Serializer
 from ...signing import SigningKey
-from ...stats import logger
 from ...store import AsyncDataStore
 from ...sync import SyncDataStore
 
@@ -51,6 +44,8 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
         "the Django back-end needs Django: pip install 'adatastore[django]'"
     ) from error
 
+from ._record_files import RecordFiles
+from ._rows import Item, digest, first_stored, size_of, upsert
 from ._setup import (
     APP,
     database_settings,
@@ -71,13 +66,6 @@ __all__ = [
 
 _RETRIES = 5
 T = TypeVar("T")
-RECORDS_DIR = "records"
-"""Record files under data_root_dir: ``records/<uid>/<2 hex>/<32 hex>.rec``, each written
-once, with <uid> the database's `StoreMarker` (see `adatastore._payloads`)."""
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class DjangoBackend(Backend):
@@ -97,16 +85,18 @@ class DjangoBackend(Backend):
         self._database = (
             None if database_parameters is None else database_settings(database_parameters)
         )
-        self.data_root_dir = None if data_root_dir is None else Path(data_root_dir)
-        self._uid = ""
+        self._files = RecordFiles(None if data_root_dir is None else Path(data_root_dir), create)
         self._max_payload: int | None = None
         self._vendor: str | None = None
-        self._payloads = PayloadFiles(Path(os.devnull))  # made when the store opens
-        self._root: Directory | None = None
         self.requested_alias = alias
         self._lock_file: _locks.LockFile | None = None
         self.alias: str | None = None
         self._migrate = False
+
+    @property
+    def data_root_dir(self) -> Path | None:
+        """Where records are files (absolute once open), or None: in the database."""
+        return self._files.data_root_dir
 
     def __repr__(self) -> str:
         where = self.alias or self.requested_alias or "(not open)"
@@ -119,9 +109,7 @@ class DjangoBackend(Backend):
         # connections this thread may hold are the parent's.
         detach_inherited_connections()
         self._lock_file = None
-        _forks.remember(self._payloads)
-        # a new one: the old one's lock may be held by a thread of the parent
-        self._payloads = PayloadFiles(self._payloads.base, *self._payloads.names)
+        self._files.forget()
 
     async def open(self) -> None:
         settings = self._database or {}
@@ -136,12 +124,10 @@ class DjangoBackend(Backend):
         )
         self._migrate = self._migrate and self.create
         if self.data_root_dir is not None:
-            self.data_root_dir = await anyio.to_thread.run_sync(self._prepare_root)
-        self._uid = await self._orm(self._prepare_tables)
+            await anyio.to_thread.run_sync(self._files.prepare)
+        uid = await self._orm(self._prepare_tables)
         if self.data_root_dir is not None:
-            self._payloads = PayloadFiles(self.data_root_dir, RECORDS_DIR, self._uid)
-            self._root = await anyio.to_thread.run_sync(Directory.open, str(self.data_root_dir))
-            await anyio.to_thread.run_sync(self._payloads.remove_dead_temps)
+            await anyio.to_thread.run_sync(self._files.open, uid)
         settings = self._database or {}
         if (
             settings.get("NAME")
@@ -149,21 +135,6 @@ class DjangoBackend(Backend):
             and _locks.LockFile.supported()
         ):
             self._lock_file = _locks.LockFile(Path(str(settings["NAME"]) + "-lock"))
-
-    def _prepare_root(self) -> Path:
-        assert self.data_root_dir is not None
-        root = self.data_root_dir.absolute()
-        if root.exists() and not root.is_dir():
-            raise ConfigurationError(f"data_root_dir {str(root)!r} is not a directory")
-        if not self.create and not root.is_dir():
-            raise ConfigurationError(f"no store at {str(root)!r}: no such data_root_dir")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigurationError(
-                f"cannot create data_root_dir {str(root)!r}: {error}"
-            ) from error
-        return root
 
     def _prepare_tables(self) -> str:
         """Migrate (standalone) or check the tables; return the store marker's uid."""
@@ -210,9 +181,7 @@ class DjangoBackend(Backend):
     async def close(self) -> None:
         if self._lock_file is not None:
             await anyio.to_thread.run_sync(self._lock_file.close)
-        self._payloads.close()
-        if self._root is not None:
-            self._root.close()
+        self._files.close()
         if self.alias is not None:
             from django.db import connections
 
@@ -250,76 +219,6 @@ class DjangoBackend(Backend):
                 f"the store a data_root_dir to keep large records in files{setting}"
             )
 
-    def _path(self, name: str) -> str:
-        """The `path` column of a record file named `name` (see `RECORDS_DIR`)."""
-        return f"{RECORDS_DIR}/{self._uid}/{name[:2]}/{name}"
-
-    def _record_file(self, path: object) -> tuple[str, str] | None:
-        """Where the file a `path` column names is: ("ours", name) for this store's
-        files, ("legacy", relative path) for those of adatastore 0.2, None when the
-        value is not a name adatastore makes (planted, or damage: never used)."""
-        if not isinstance(path, str):
-            return None
-        parts = path.split("/")
-        if len(parts) == 4 and parts[:2] == [RECORDS_DIR, self._uid]:
-            name = parts[3]
-            return ("ours", name) if is_name(name) and parts[2] == name[:2] else None
-        if len(parts) == 2 and parts[1].endswith(".rec") and all(map(_legacy_name, parts)):
-            return ("legacy", path)
-        return None
-
-    def _read_file(self, key: str, attribute_name: str, path: object) -> Buffer:
-        """A record's file (in a worker thread); damage and missing files are errors."""
-        self._data_root()  # ConfigurationError without a data_root_dir
-        where = self._record_file(path)
-        if where is None:
-            raise CorruptEntryError(
-                key,
-                attribute_name,
-                f"its row names the file {path!r}, which is not a name adatastore makes "
-                "(planted, or damage): never opened",
-            )
-        try:
-            if where[0] == "ours":
-                data = self._payloads.read(where[1])
-            else:
-                data = self._data_root().read(where[1])
-        except UnsafePath as error:
-            raise CorruptEntryError(
-                key, attribute_name, f"its record file {error.relative!r} is {error.what}"
-            ) from None
-        except OSError as error:
-            raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
-        if data is None:
-            raise CorruptEntryError(
-                key,
-                attribute_name,
-                f"its record file {path!r} is missing from data_root_dir (deleted by hand?)",
-            )
-        return data
-
-    def _remove_file(self, path: object) -> None:
-        """Remove the record file a `path` column names; foreign values are left alone."""
-        where = self._record_file(path)
-        if where is None:
-            logger.warning("not removing %r: not a record file adatastore makes", path)
-        elif where[0] == "ours":
-            self._payloads.remove(where[1])
-        else:
-            entry, name = where[1].split("/")
-            with contextlib.suppress(OSError), self._data_root().subdirectory(entry) as directory:
-                directory.unlink(name)
-                with contextlib.suppress(OSError):
-                    self._data_root().rmdir(entry)
-
-    def _data_root(self) -> Directory:
-        if self._root is None:
-            raise ConfigurationError(
-                "an entry of this store is a file under a data_root_dir, but this store was "
-                "opened without one"
-            )
-        return self._root
-
     # -- the contract ----------------------------------------------------------------------
 
     async def write(
@@ -331,9 +230,17 @@ class DjangoBackend(Backend):
         """All records in one transaction: all stored, or none (files included)."""
         if self.data_root_dir is None:
             for key, name, record, _ in records:
-                self._check_size(key, name, _size(record))
+                self._check_size(key, name, size_of(record))
             items = [
-                _Item(key, name, b"".join(record), None, _size(record), component, _first(record))
+                Item(
+                    key,
+                    name,
+                    b"".join(record),
+                    None,
+                    size_of(record),
+                    component,
+                    first_stored(record),
+                )
                 for key, name, record, component in records
             ]
             await self._orm(self._write_items, items, [])
@@ -341,22 +248,22 @@ class DjangoBackend(Backend):
         (await run_to_end(self._write_with_files, records)).unwrap()
 
     async def _write_with_files(self, records: Sequence[RecordWrite]) -> None:
-        items: list[_Item] = []
+        items: list[Item] = []
         moves: list[tuple[str, str]] = []
 
         def write_files() -> None:
             for key, attribute_name, record, component in records:
-                name, temp = self._payloads.write_temp(record, durable=False)
+                name, temp = self._files.payloads.write_temp(record, durable=False)
                 moves.append((temp, name))
                 items.append(
-                    _Item(
+                    Item(
                         key,
                         attribute_name,
                         None,
-                        self._path(name),
-                        _size(record),
+                        self._files.column(name),
+                        size_of(record),
                         component,
-                        _first(record),
+                        first_stored(record),
                     )
                 )
 
@@ -364,14 +271,14 @@ class DjangoBackend(Backend):
             await anyio.to_thread.run_sync(write_files)
         except BaseException as error:
             for temp, _ in moves:
-                await anyio.to_thread.run_sync(self._payloads.remove_temp, temp)
+                await anyio.to_thread.run_sync(self._files.payloads.remove_temp, temp)
             if isinstance(error, OSError):
                 raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
             raise
         # From here on the ORM function owns the files: it moves them or removes them.
         await self._orm(self._write_items, items, moves)
 
-    def _write_items(self, items: list[_Item], moves: list[tuple[str, str]]) -> None:
+    def _write_items(self, items: list[Item], moves: list[tuple[str, str]]) -> None:
         """Store `items` in one transaction, moving their files into place inside it
         (runs in the ORM thread). Replaced files are removed after the commit; on any
         failure nothing is stored and the new files are removed."""
@@ -386,12 +293,12 @@ class DjangoBackend(Backend):
                 try:
                     with transaction.atomic(using=alias):
                         for item in items:
-                            old = self._upsert(item)
+                            old = upsert(alias, item)
                             if old is not None and old != item.path:
                                 replaced.append(old)
                         for temp, name in moves:
                             if name not in moved:
-                                self._payloads.move_in(temp, name, durable=False)
+                                self._files.payloads.move_in(temp, name, durable=False)
                                 moved.add(name)
                 except (IntegrityError, ObjectDoesNotExist):
                     # A concurrent delete removed a component between our statements.
@@ -401,101 +308,18 @@ class DjangoBackend(Backend):
                 break
         except BaseException:
             for temp, name in moves:
-                self._payloads.remove_temp(temp)
+                self._files.payloads.remove_temp(temp)
                 if name in moved:
-                    self._payloads.remove(name)
+                    self._files.payloads.remove(name)
             raise
         for path in replaced:
-            self._remove_file(path)
-
-    def _upsert(self, item: _Item) -> str | None:
-        """Insert or replace one item inside the caller's transaction; return the path of
-        the record file it replaced, if any."""
-        from django.db import connections
-
-        from .models import ComponentState, DataItem
-
-        alias = self.alias
-        features = connections[alias].features
-        state = self._state(item.key, item.component)
-        # Writers and deleters of one component take its row in turn (PostgreSQL,
-        # MariaDB; SQLite's transactions are serial anyway): the replaced file is known.
-        state = ComponentState.objects.using(alias).select_for_update().get(pk=state.pk)
-        old = (
-            DataItem.objects.using(alias)
-            .filter(state=state, attribute=item.attribute)
-            .values_list("path", flat=True)
-            .first()
-        )
-        DataItem.objects.using(alias).bulk_create(
-            [
-                DataItem(
-                    state=state,
-                    attribute=item.attribute,
-                    payload=item.payload,
-                    path=item.path,
-                    size=item.size,
-                    stored_at=item.stored_at,
-                )
-            ],
-            update_conflicts=True,
-            unique_fields=(
-                ["state", "attribute"] if features.supports_update_conflicts_with_target else None
-            ),
-            update_fields=["payload", "path", "size", "stored_at"],
-        )
-        return None if old is None else str(old)
-
-    def _state(self, key: str, component: ComponentRecord) -> Any:
-        """Return the component's state row, creating it (and its type) if needed."""
-        from .models import ComponentInput, ComponentState, ComponentType
-
-        alias = self.alias
-        digest = _digest(key)
-        state = ComponentState.objects.using(alias).filter(key_digest=digest).first()
-        if state is not None:
-            return state
-        type_digest = _digest(f"{component.full_type}\0{component.version}")
-        ComponentType.objects.using(alias).bulk_create(
-            [
-                ComponentType(
-                    digest=type_digest, full_type=component.full_type, version=component.version
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        component_type = ComponentType.objects.using(alias).get(digest=type_digest)
-        ComponentState.objects.using(alias).bulk_create(
-            [
-                ComponentState(
-                    key_digest=digest,
-                    key=key,
-                    component_type=component_type,
-                    parameters=json_text(component.parameters),
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        state = ComponentState.objects.using(alias).get(key_digest=digest)
-        ComponentInput.objects.using(alias).bulk_create(
-            [
-                ComponentInput(
-                    state=state,
-                    position=position,
-                    input_key=input_key,
-                    input_digest=_digest(input_key),
-                )
-                for position, input_key in enumerate(component.input_keys)
-            ],
-            ignore_conflicts=True,
-        )
-        return state
+            self._files.remove(path)
 
     async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         """One query for all the entries (files, if any, read in one worker-thread hop)."""
         from .models import DataItem
 
-        digests = {_digest(key): key for key, _ in pairs}
+        digests = {digest(key): key for key, _ in pairs}
         names = {name for _, name in pairs}
 
         def query() -> dict[tuple[str, str], tuple[Any, Any]]:
@@ -523,7 +347,7 @@ class DjangoBackend(Backend):
         row = await self._orm(
             lambda: (
                 DataItem.objects.using(self.alias)
-                .filter(state__key_digest=_digest(key), attribute=attribute_name)
+                .filter(state__key_digest=digest(key), attribute=attribute_name)
                 .values_list("payload", "path")
                 .first()
             )
@@ -533,7 +357,7 @@ class DjangoBackend(Backend):
         payload, path = row
         if path is None:
             return bytearray(payload)
-        return await anyio.to_thread.run_sync(self._read_file, key, attribute_name, path)
+        return await anyio.to_thread.run_sync(self._files.read, key, attribute_name, path)
 
     async def contains(self, key: str, attribute_name: str) -> bool:
         from .models import DataItem
@@ -542,7 +366,7 @@ class DjangoBackend(Backend):
             await self._orm(
                 lambda: (
                     DataItem.objects.using(self.alias)
-                    .filter(state__key_digest=_digest(key), attribute=attribute_name)
+                    .filter(state__key_digest=digest(key), attribute=attribute_name)
                     .exists()
                 )
             )
@@ -558,12 +382,12 @@ class DjangoBackend(Backend):
 
         from .models import ComponentState, DataItem
 
-        digest = _digest(key)
+        key_digest = digest(key)
         with transaction.atomic(using=self.alias):
             state = (
                 ComponentState.objects.using(self.alias)
                 .select_for_update()
-                .filter(key_digest=digest)
+                .filter(key_digest=key_digest)
                 .first()
             )
             if state is None:
@@ -577,7 +401,7 @@ class DjangoBackend(Backend):
                 pk=state.pk, items__isnull=True
             ).delete()
         for path in paths:
-            self._remove_file(path)
+            self._files.remove(path)
         return int(count)
 
     def lock(
@@ -633,13 +457,13 @@ class DjangoBackend(Backend):
         )
         names = set()
         for path in referenced:
-            where = self._record_file(path)
+            where = self._files.where(path)
             if where is not None and where[0] == "ours":
                 names.add(where[1])
         # Only this store's own directory (records/<uid>/): files of another database
         # sharing data_root_dir, and anything else there, are never touched.
         removed, _ = await anyio.to_thread.run_sync(
-            self._payloads.remove_unreferenced, names, older_than
+            self._files.payloads.remove_unreferenced, names, older_than
         )
         return int(removed)
 
@@ -684,42 +508,6 @@ class DjangoBackend(Backend):
             return entries
 
         return await self._orm(query)
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One record to store: in the database (`payload`) or in a file (`path`)."""
-
-    key: str
-    attribute: str
-    payload: bytes | None
-    path: str | None
-    size: int
-    component: ComponentRecord
-    stored_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    """When the record says it was first stored (kept by copies)."""
-
-
-def _first(record: Sequence[Buffer]) -> datetime:
-    """When the record was first stored, by its provenance (now, if it does not say)."""
-    seconds = _record.stored_at(record)
-    return datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-def _size(record: Sequence[Buffer]) -> int:
-    return sum(memoryview(buffer).nbytes for buffer in record)
-
-
-def _legacy_name(part: str) -> bool:
-    """A name as adatastore 0.2 made them (its `path` column held ``<key>/<name>.rec``)."""
-    if not part or part.startswith(".") or "\\" in part or "\0" in part:
-        return False
-    stem = part.removesuffix(".rec")
-    try:
-        _naming.decode_name(stem)
-    except ValueError:
-        return bool(_naming.is_shortened(stem))
-    return True
 
 
 class AsyncDjangoORMDataStore(AsyncDataStore):
