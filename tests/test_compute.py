@@ -290,6 +290,36 @@ def test_a_killed_lock_holder_is_taken_over(backend: str, tmp_path: Path) -> Non
     assert out.split() == ["from", "the", "taker", "1"]
 
 
+def test_warm_waits_for_another_process_only_lock_timeout_seconds(tmp_path: Path) -> None:
+    """`warm(lock_timeout=...)`: 0.2.0 waited up to a fixed 3,600 s for an entry another
+    process was computing; now the caller says how long before computing it anyway."""
+    with store_url("sqlite", tmp_path) as url:
+        open_store_sync(url).close()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(HOLDER), url],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            readable, _, _ = select.select([holder.stdout], [], [], 60)
+            assert readable
+            assert holder.stdout.readline().strip() == "computing"  # it holds the lock
+            with open_store_sync(url) as store:
+                report = store.warm(
+                    [SimpleComponent({"locked": True})], "v", lambda c: "warm", lock_timeout=0.5
+                )
+                assert (report.computed, report.failed) == (1, ())
+                assert store.retrieve(SimpleComponent({"locked": True}), "v") == "warm"
+            assert holder.poll() is None, "the holder still holds the lock: not taken over"
+        finally:
+            holder.kill()
+            holder.wait(timeout=30)
+            if holder.stdout is not None:
+                holder.stdout.close()
+
+
 # -- warm ---------------------------------------------------------------------------------------
 
 
