@@ -111,11 +111,6 @@ class Codec:
             )
         return self.serializer.loads(parts)
 
-    def decode(self, key: str, attribute_name: str, data: Buffer) -> Any:
-        """`open` then `loads`."""
-        header, parts = self.open(key, attribute_name, data)
-        return self.loads(key, attribute_name, header, parts)
-
     @staticmethod
     def header(key: str, attribute_name: str, data: Buffer) -> _record.Header:
         """The header at the start of `data` (a whole record or its head)."""

@@ -35,7 +35,6 @@ __all__ = [
     "contains",
     "drive",
     "drive_blocking",
-    "exists",
     "fetch",
     "retrieve",
     "retrieve_many",
@@ -277,10 +276,4 @@ def contains(context: Context, component: object, attribute_name: str) -> Operat
     """Whether the attribute of `component` is stored."""
     check_attribute_name(attribute_name)
     found: bool = yield CONTAINS, context.identity.key(component), attribute_name
-    return found
-
-
-def exists(key: str, attribute_name: str) -> Operation[bool]:
-    """Whether (key, name) is stored (keys known already)."""
-    found: bool = yield CONTAINS, key, attribute_name
     return found

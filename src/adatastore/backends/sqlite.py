@@ -273,16 +273,20 @@ class SQLiteBackend(Backend):
 
     # -- the operations, as steps ---------------------------------------------------------------
 
-    def _reading(self, key: str, attribute_name: str) -> Steps[Buffer | None]:
+    def _reading(
+        self, key: str, attribute_name: str, rows: list[Any] | None = None
+    ) -> Steps[Buffer | None]:
+        """The record; `rows`, when given, is the first `READ` result (not queried again)."""
         for _attempt in range(5):
-            rows = yield Query(READ, (key, attribute_name))
+            if rows is None:
+                rows = yield Query(READ, (key, attribute_name))
             if not rows or rows[0][1] is None:
                 return in_row(rows)
             ((_, name),) = rows
             data = yield Offload(self._payloads.read_entry, (key, attribute_name, name))
             if data is not None:
                 return data  # type: ignore[no-any-return]
-            # The record was replaced and its old file removed after we read the row.
+            rows = None  # replaced, its old file removed after we read the row: read again
         raise CorruptEntryError(
             key,
             attribute_name,
@@ -367,7 +371,7 @@ class SQLiteBackend(Backend):
             raise self._error(error) from error
         if not rows or rows[0][1] is None:
             return in_row(rows)
-        return await self._drive(self._reading(key, attribute_name))
+        return await self._drive(self._reading(key, attribute_name, rows))
 
     def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
         readers = self._connections()[2]
@@ -377,7 +381,7 @@ class SQLiteBackend(Backend):
             raise self._error(error) from error
         if not rows or rows[0][1] is None:
             return in_row(rows)
-        return self._blocking_drive(self._reading(key, attribute_name))
+        return self._blocking_drive(self._reading(key, attribute_name, rows))
 
     async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         return await self._drive(self._reading_many(pairs))
