@@ -12,6 +12,7 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 from typing import TYPE_CHECKING
 
 from . import errors, interface, keygenerators, serializers
+from ._spec import StoreSpec
 from .backend import Backend
 from .backends.files import AsyncShelveDataStore, ShelveDataStore
 from .backends.memory import AsyncMemoryDataStore, MemoryDataStore
@@ -23,11 +24,19 @@ from .errors import (
     ConfigurationError,
     CorruptEntryError,
     DataStoreError,
+    ExecutorError,
     SerializationError,
     UnhashableParameterError,
 )
 from .provenance import Explanation, Provenance
-from .records import ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport
+from .records import (
+    ComponentRecord,
+    Entry,
+    VerifyReport,
+    WarmProgress,
+    WarmReport,
+    WorkerTally,
+)
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .stats import Stats
 from .store import AsyncDataStore
@@ -82,6 +91,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "DataStoreError",
     "DjangoORMDataStore",
     "Entry",
+    "ExecutorError",
     "Explanation",
     "JSONSerializer",
     "MemoryDataStore",
@@ -92,11 +102,13 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "Serializer",
     "ShelveDataStore",
     "Stats",
+    "StoreSpec",
     "SyncDataStore",
     "UnhashableParameterError",
     "VerifyReport",
     "WarmProgress",
     "WarmReport",
+    "WorkerTally",
     "cached",
     "errors",
     "interface",

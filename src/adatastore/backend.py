@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
@@ -30,7 +31,7 @@ import anyio.to_thread
 from .records import ComponentRecord, DamagedEntry, Entry
 from .serializers import Buffer
 
-__all__ = ["Backend", "RecordWrite", "ThreadedBackend", "no_lock"]
+__all__ = ["Backend", "BackendSpec", "RecordWrite", "ThreadedBackend", "no_lock"]
 
 T = TypeVar("T")
 
@@ -42,6 +43,28 @@ RecordWrite = tuple[str, str, Sequence[Buffer], ComponentRecord]
 async def no_lock() -> AsyncIterator[bool]:
     """The lock of storage that only this process sees: none (always taken)."""
     yield True
+
+
+@dataclass(frozen=True, eq=False)
+class BackendSpec:
+    """How another process opens the same storage: ``factory(**arguments)``.
+
+    Picklable (the factory is a class or a module-level function), so `warm` can send it
+    to the workers of an executor, which open the store there. `arguments` may hold a
+    database password: it is never shown (`url` masks it, and so does ``repr``).
+    """
+
+    factory: Callable[..., Backend]
+    arguments: Mapping[str, Any]
+    url: str
+    """Where the storage is, as a store URL with any password masked: for messages."""
+
+    def make(self) -> Backend:
+        """A new, unopened back-end on the same storage."""
+        return self.factory(**self.arguments)
+
+    def __repr__(self) -> str:
+        return f"BackendSpec({self.url!r})"
 
 
 class Backend(abc.ABC):
@@ -131,6 +154,13 @@ class Backend(abc.ABC):
     async def cleanup(self, older_than: float) -> int:
         """Remove leftovers of interrupted writes older than `older_than` seconds."""
         return 0
+
+    def spec(self) -> BackendSpec | None:
+        """How another process opens this same storage (called once open), or None: only
+        this process reaches it (the default). Workers of ``warm(executor=...)`` open the
+        store from it and store what they compute; without one the results travel back
+        and the calling process stores them."""
+        return None
 
     async def planted(self) -> list[DamagedEntry]:
         """Damage that listing cannot show (links or special files planted where the

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptEntryError",
     "DataStoreError",
+    "ExecutorError",
     "IntegrityError",
     "InvalidKeyError",
     "InvalidNameError",
@@ -97,6 +98,12 @@ class StorageError(DataStoreError):
 
     The original `OSError` is chained as ``__cause__``.
     """
+
+
+class ExecutorError(DataStoreError):
+    """The executor of ``warm(executor=...)`` can take no more work (a process pool broken
+    by a worker's death, a Dask cluster gone). What was stored stays stored: run `warm`
+    again with a working executor and only the missing components are computed."""
 
 
 class StoreClosedError(DataStoreError):

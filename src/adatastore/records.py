@@ -7,7 +7,8 @@ back-ends keep beside the data.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "VerifyReport",
     "WarmProgress",
     "WarmReport",
+    "WorkerTally",
     "json_text",
     "storable_text",
 ]
@@ -140,6 +142,23 @@ class WarmProgress:
     computed: int = 0
     already_stored: int = 0
     failed: int = 0
+    in_flight: int = 0
+    """Tasks submitted to an executor and not yet finished (``warm(executor=...)``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTally:
+    """What one worker process did in a ``warm(executor=...)``."""
+
+    computed: int = 0
+    """Components it computed and stored."""
+    already_stored: int = 0
+    """Components it found stored (another process had just stored them)."""
+    failed: int = 0
+    seconds: float = 0.0
+    """Time its tasks took, computing and storing."""
+    bytes: int = 0
+    """Bytes of the records it stored."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,8 @@ class WarmReport:
     """Components given more than once (computed once)."""
     failed: tuple[tuple[object, BaseException], ...]
     """(component, exception) for every failure."""
+    workers: Mapping[str, WorkerTally] = field(default_factory=dict)
+    """With an executor: what each worker process (``host:pid``) did."""
 
     @property
     def ok(self) -> bool:

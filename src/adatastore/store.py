@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from . import _explain, _legacy, _ops, _verify
+from . import _explain, _legacy, _ops, _spec, _sweep, _verify
 from ._codec import Codec
-from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute, progress_reporter
+from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._host import StoreHost
 from ._identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
 from ._lifecycle import Lifecycle
-from ._warm import WarmRun
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash
@@ -154,6 +153,14 @@ class AsyncDataStore:
         """Whether the back-end runs on asyncio only (the Django ORM's does)."""
         return self.backend.requires_asyncio
 
+    @property
+    def spec(self) -> _spec.StoreSpec | None:
+        """How another process opens this store (picklable; ``open_store(spec)``), or None
+        when only this process can reach it (memory). Known once the store is open."""
+        if not self.lifecycle.opened:
+            raise ConfigurationError(f"{self!r} is not open yet: its spec is known once open")
+        return _spec.describe(self.backend, self.identity, self.codec)
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> Self:
@@ -284,59 +291,49 @@ class AsyncDataStore:
         attribute_name: str,
         compute: Callable[[Any], Any],
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         progress: bool | Callable[[WarmProgress], None] = False,
         processes: bool = False,
         stop_on_error: bool = False,
         cross_process: bool = True,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        executor: object = None,
+        store_in_workers: bool | None = None,
     ) -> WarmReport:
         """Make sure `attribute_name` is stored for every component; return a summary.
 
         Components already stored are skipped, repeated ones are computed once, and at
-        most `concurrency` computations run at a time. `compute(component)` may be async,
-        or plain (run in worker threads, or in worker processes with `processes=True` for
-        CPU-bound work: then `compute` and the components must be picklable). A failure
-        is recorded and the rest go on, unless `stop_on_error`, which cancels the rest and
-        raises. `progress=True` shows a bar (needs ``tqdm``: ``adatastore[progress]``), or
-        pass a callable that receives a `WarmProgress` after each component. An entry
-        another process is computing is waited for up to `lock_timeout` seconds.
+        most `concurrency` computations run at a time (8; with an executor, twice its
+        workers). `compute(component)` may be async, or plain (run in worker threads, or
+        in worker processes with `processes=True` for CPU-bound work: then `compute` and
+        the components must be picklable). A failure is recorded and the rest go on,
+        unless `stop_on_error`, which cancels the rest and raises. `progress=True` shows
+        a bar (needs ``tqdm``: ``adatastore[progress]``), or pass a callable that
+        receives a `WarmProgress` after each component. An entry another process is
+        computing is waited for up to `lock_timeout` seconds.
+
+        `executor` runs the computations elsewhere: any `concurrent.futures.Executor` or
+        a ``dask.distributed.Client`` (see "Running on a cluster" in the docs). Its
+        workers open the store from `spec` and store what they compute, unless the
+        store is in this process only (memory) or `store_in_workers` is False: then the
+        values come back and this process stores them.
         """
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
-        components = list(components)
-        failed: list[tuple[object, BaseException]] = []
-        state = WarmProgress(total=len(components))
-        report_progress = progress_reporter(progress, state)
-        run = WarmRun(
+        return await _sweep.warm(
             self.compute_host,
+            None if executor is None else self.spec,
+            list(components),
             attribute_name,
             compute,
             concurrency=concurrency,
+            progress=progress,
             processes=processes,
             stop_on_error=stop_on_error,
             cross_process=cross_process,
             lock_timeout=lock_timeout,
-            state=state,
-            report_progress=report_progress,
-            failed=failed,
-        )
-        try:
-            await run.run(components)
-        except BaseExceptionGroup as group_error:
-            first = group_error.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from group_error
-        finally:
-            report_progress(close=True)
-        return WarmReport(
-            computed=state.computed,
-            already_stored=state.already_stored,
-            duplicates=state.duplicates,
-            failed=tuple(failed),
+            executor=executor,
+            store_in_workers=store_in_workers,
         )
 
     # -- why, and the store's health ------------------------------------------------------------
@@ -389,4 +386,4 @@ class AsyncDataStore:
 
     def __repr__(self) -> str:
         state = " closed" if self.lifecycle.closed else ""
-        return f"<{type(self).__name__}{state}>"
+        return f"<{type(self).__name__} over {self.backend!r}{state}>"

@@ -22,6 +22,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from . import _ops, _portal
 from ._compute import DEFAULT_LOCK_TIMEOUT
+from ._spec import StoreSpec
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
 from .provenance import Explanation, Provenance
@@ -157,12 +158,14 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         attribute_name: str,
         compute: Callable[[Any], Any],
         *,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         progress: bool | Callable[[WarmProgress], None] = False,
         processes: bool = False,
         stop_on_error: bool = False,
         cross_process: bool = True,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        executor: object = None,
+        store_in_workers: bool | None = None,
     ) -> WarmReport:
         """Store `attribute_name` for every component; see `AsyncDataStore.warm`."""
         return _portal.call(
@@ -177,8 +180,15 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
                 stop_on_error=stop_on_error,
                 cross_process=cross_process,
                 lock_timeout=lock_timeout,
+                executor=executor,
+                store_in_workers=store_in_workers,
             )
         )
+
+    @property
+    def spec(self) -> StoreSpec | None:
+        """How another process opens this store; see `AsyncDataStore.spec`."""
+        return self.async_store.spec
 
     def explain(self, component: object, attribute_name: str, *, limit: int = 3) -> Explanation:
         """Where a stored entry came from, or why there is none; see

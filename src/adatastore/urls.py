@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from ._spec import StoreSpec
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore
@@ -199,7 +200,25 @@ def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
     return converted
 
 
-def _resolve(url: str | os.PathLike[str] | None, options: dict[str, Any]) -> AsyncDataStore:
+def _from_spec(spec: StoreSpec, options: dict[str, Any]) -> AsyncDataStore:
+    if options:
+        raise ConfigurationError(
+            f"a StoreSpec describes the whole store; options {sorted(options)} cannot be added"
+        )
+    spec.signer()  # refuses a signing key here other than the store's
+    return AsyncDataStore(  # signing_key=None: ADATASTORE_SIGNING_KEY, checked just now
+        spec.backend.make(),
+        key_generator=spec.key_generator,
+        serializer=spec.serializer,
+        verify_on_read=spec.verify_on_read,
+    )
+
+
+def _resolve(
+    url: str | os.PathLike[str] | StoreSpec | None, options: dict[str, Any]
+) -> AsyncDataStore:
+    if isinstance(url, StoreSpec):
+        return _from_spec(url, options)
     if url is None:
         url = os.environ.get(ENVIRONMENT_VARIABLE)
         if not url:
@@ -212,8 +231,13 @@ def _resolve(url: str | os.PathLike[str] | None, options: dict[str, Any]) -> Asy
     return scheme.factory(parsed, {**_convert(parsed, scheme), **options})
 
 
-async def open_store(url: str | os.PathLike[str] | None = None, **options: Any) -> AsyncDataStore:
+async def open_store(
+    url: str | os.PathLike[str] | StoreSpec | None = None, **options: Any
+) -> AsyncDataStore:
     """Open (and return) the async store `url` names; ``ADATASTORE_URL`` when url is None.
+
+    `url` may also be a store's `StoreSpec` (``store.spec``): the same store, from another
+    process (with the same signing key in ``ADATASTORE_SIGNING_KEY``, if it signs).
 
     Keyword options go to the store's constructor (``key_generator``, ``serializer``,
     ``durable``, ...). ``create=False`` (or ``?create=false``) opens only a store that
@@ -225,7 +249,7 @@ async def open_store(url: str | os.PathLike[str] | None = None, **options: Any) 
 
 
 def open_store_sync(
-    url: str | os.PathLike[str] | None = None, **options: Any
+    url: str | os.PathLike[str] | StoreSpec | None = None, **options: Any
 ) -> SyncDataStore[Any]:
     """Blocking twin of `open_store`: the store behind the blocking API."""
     return SyncDataStore(_resolve(url, options))

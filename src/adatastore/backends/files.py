@@ -40,7 +40,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from .. import _fsio, _locks, _naming, _record
 from .._beneath import Directory, UnsafePath
-from ..backend import RecordWrite, ThreadedBackend
+from ..backend import BackendSpec, RecordWrite, ThreadedBackend
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, DamagedEntry, Entry
@@ -555,6 +555,10 @@ class FilesBackend(ThreadedBackend):
         return lock.hold(timeout)
 
     @_storage_errors
+    def spec(self) -> BackendSpec:
+        arguments = {"root_dir": str(self.root_dir), "durable": self.durable, "create": False}
+        return BackendSpec(FilesBackend, arguments, f"file://{self.root_dir}")
+
     def blocking_cleanup(self, older_than: float) -> int:
         """Remove stale temp files, then entry directories left without records."""
         now = time.time()

@@ -42,7 +42,7 @@ import anyio.to_thread
 from .. import _forks, _locks
 from .._connection import ConnectionThread
 from .._payloads import PayloadFiles
-from ..backend import Backend, RecordWrite
+from ..backend import Backend, BackendSpec, RecordWrite
 from ..errors import (
     ConfigurationError,
     CorruptEntryError,
@@ -458,6 +458,11 @@ class SQLiteBackend(Backend):
         # SQLite's directory is local (it warns otherwise): lock attempts run inline.
         lock = _locks.FileLock(self.lock_dir / _locks.lock_name(key, attribute_name), inline=True)
         return lock.hold(timeout)
+
+    def spec(self) -> BackendSpec:
+        arguments = {"path": str(self.path), "durable": self.durable}
+        arguments |= {"busy_timeout": self.busy_timeout, "create": False}
+        return BackendSpec(SQLiteBackend, arguments, f"sqlite:///{self.path}")
 
     async def cleanup(self, older_than: float) -> int:
         await anyio.to_thread.run_sync(self._collect_garbage)

@@ -18,10 +18,12 @@ import django
 from asgiref.sync import SyncToAsync
 
 from ... import _forks
+from ...backend import Backend, BackendSpec
 from ...errors import ConfigurationError
 
 __all__ = [
     "APP",
+    "backend_spec",
     "database_settings",
     "detach_inherited_connections",
     "gated",
@@ -263,3 +265,36 @@ def gated(function: Callable[..., T], *args: Any) -> T:
     """`function(*args)` inside the fork gate (a fork never copies SQLite mid-transaction)."""
     with _forks.gate:
         return function(*args)
+
+
+def backend_spec(
+    factory: Callable[..., Backend],
+    database: Mapping[str, Any] | None,
+    data_root_dir: os.PathLike[str] | None,
+    alias: str | None,
+) -> BackendSpec | None:
+    """How a worker opens the same Django store (None for an in-memory SQLite database).
+
+    Without `database` the store uses the project's own ``DATABASES``: a worker then
+    needs the same Django settings (``DJANGO_SETTINGS_MODULE``) in its environment.
+    """
+    arguments: dict[str, Any] = {"alias": alias, "create": False}
+    arguments["data_root_dir"] = None if data_root_dir is None else os.fspath(data_root_dir)
+    if database is None:
+        return BackendSpec(factory, arguments, f"django:(the project's settings, {alias})")
+    settings = dict(database)
+    engine = str(settings.get("ENGINE", "")).rsplit(".", 1)[-1]
+    name = str(settings.get("NAME", ""))
+    if engine == "sqlite3":
+        if name in ("", ":memory:") or name.startswith("file:"):
+            return None
+        settings["NAME"] = name = os.path.abspath(name)
+        url = f"django+sqlite:///{name}"
+    else:
+        user = str(settings.get("USER") or "")
+        user += ":***" if settings.get("PASSWORD") else ""
+        user += "@" if user else ""
+        port = f":{settings.get('PORT')}" if settings.get("PORT") else ""
+        url = f"django+{engine}://{user}{settings.get('HOST') or 'localhost'}{port}/{name}"
+    arguments["database_parameters"] = settings
+    return BackendSpec(factory, arguments, url)

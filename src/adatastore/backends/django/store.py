@@ -27,7 +27,7 @@ import anyio.to_thread
 
 from ... import _locks
 from ..._waiting import run_to_end
-from ...backend import Backend, RecordWrite, no_lock
+from ...backend import Backend, BackendSpec, RecordWrite, no_lock
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...records import ComponentRecord, Entry
@@ -48,6 +48,7 @@ from ._record_files import RecordFiles
 from ._rows import Item, digest, first_stored, size_of, upsert
 from ._setup import (
     APP,
+    backend_spec,
     database_settings,
     detach_inherited_connections,
     gated,
@@ -441,6 +442,9 @@ class DjangoBackend(Backend):
 
         return _locks.polling_lock(try_acquire, release, timeout)
 
+    def spec(self) -> BackendSpec | None:
+        return backend_spec(DjangoBackend, self._database, self.data_root_dir, self.requested_alias)
+
     async def cleanup(self, older_than: float) -> int:
         if self.data_root_dir is None:
             return 0
@@ -554,11 +558,6 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
     def data_root_dir(self) -> Path | None:
         """Where record files go, if anywhere."""
         return self.backend.data_root_dir
-
-    def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
-        where = self.alias or self.backend.requested_alias or "(not open)"
-        return f"<{type(self).__name__} alias={where}{state}>"
 
 
 class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):

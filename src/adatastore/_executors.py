@@ -1,0 +1,179 @@
+"""The executors `warm` hands computations to, behind one small interface (`Pool`).
+
+Any `concurrent.futures.Executor` (process and thread pools, loky, ``mpi4py.futures``,
+Dask's ``Client.get_executor()``), or a ``dask.distributed.Client`` used natively: its
+futures are cancelled with ``Client.cancel`` and a task whose worker died is rescheduled
+by Dask's scheduler (``distributed.scheduler.allowed-failures`` times) before it reports
+``KilledWorker``. Completions arrive on the executors' own threads; an `Inbox` hands them
+to the event loop (asyncio or trio) without a thread per task.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pickle
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._waiting import Waiter
+from .errors import ConfigurationError
+
+__all__ = ["Done", "Inbox", "Pool", "pool_for", "worker_died"]
+
+Done = Callable[[Any, BaseException | None], None]
+"""Called once a task has ended, from any thread: (result, None) or (None, exception)."""
+
+
+class Pool(Protocol):
+    """What `warm` needs of an executor."""
+
+    description: str
+
+    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
+        """Start ``function(*args)``; `done` gets its outcome. Returns a handle."""
+        ...
+
+    def cancel(self, handles: list[object]) -> None:
+        """Cancel tasks not yet finished (a task already running may still finish)."""
+        ...
+
+    def workers(self) -> int | None:
+        """How many tasks it runs at once, when it says."""
+        ...
+
+    def dumps(self, value: object) -> bytes | None:
+        """`value` as the executor will pickle it (None: it does not pickle)."""
+        ...
+
+
+def _cloudpickle(value: object) -> bytes:
+    import cloudpickle
+
+    return bytes(cloudpickle.dumps(value))
+
+
+def _pickler_of(executor: object) -> Callable[[object], bytes] | None:
+    if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return None
+    module = type(executor).__module__
+    if module.startswith(("distributed", "loky", "joblib")):
+        return _cloudpickle
+    return pickle.dumps
+
+
+def _outcome(future: concurrent.futures.Future[Any]) -> tuple[Any, BaseException | None]:
+    if future.cancelled():
+        return None, concurrent.futures.CancelledError()
+    error = future.exception()
+    return (None, error) if error is not None else (future.result(), None)
+
+
+class FuturesPool:
+    """A `concurrent.futures.Executor`."""
+
+    def __init__(self, executor: concurrent.futures.Executor) -> None:
+        self.executor = executor
+        self.description = type(executor).__name__
+        self._dumps = _pickler_of(executor)
+
+    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
+        future = self.executor.submit(function, *args)
+        future.add_done_callback(lambda settled: done(*_outcome(settled)))
+        return future
+
+    def cancel(self, handles: list[object]) -> None:
+        for handle in handles:
+            assert isinstance(handle, concurrent.futures.Future)
+            handle.cancel()
+
+    def workers(self) -> int | None:
+        count = getattr(self.executor, "_max_workers", None)
+        return count if isinstance(count, int) else None
+
+    def dumps(self, value: object) -> bytes | None:
+        return None if self._dumps is None else self._dumps(value)
+
+
+class DaskPool:
+    """A ``dask.distributed.Client``: tasks are not pure (a retry is a new task)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.description = f"dask.distributed.Client({client.scheduler.address})"
+
+    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
+        future = self.client.submit(function, *args, pure=False)
+
+        def settle(future: Any) -> None:
+            # Dask runs this in its callback thread; the result is small (a summary).
+            try:
+                if future.status == "cancelled":
+                    raise concurrent.futures.CancelledError  # noqa: TRY301
+                result = future.result()
+            except BaseException as error:
+                done(None, error)
+            else:
+                done(result, None)
+
+        future.add_done_callback(settle)
+        return future
+
+    def cancel(self, handles: list[object]) -> None:
+        if handles:
+            self.client.cancel(handles)
+
+    def workers(self) -> int | None:
+        return sum(self.client.nthreads().values()) or None
+
+    def dumps(self, value: object) -> bytes | None:
+        return _cloudpickle(value)
+
+
+def pool_for(executor: object) -> Pool:
+    """The `Pool` for a user's executor; `ConfigurationError` for anything else."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None and isinstance(executor, distributed.Client):
+        return DaskPool(executor)
+    if isinstance(executor, concurrent.futures.Executor):
+        return FuturesPool(executor)
+    raise ConfigurationError(
+        "executor must be a concurrent.futures.Executor or a dask.distributed.Client, "
+        f"not {type(executor).__name__}"
+    )
+
+
+def worker_died(error: BaseException) -> bool:
+    """Whether a task failed because its worker process died (retry it elsewhere).
+
+    A broken process pool says so; Dask has already rescheduled such tasks itself and
+    reports ``KilledWorker`` only when they kept killing workers.
+    """
+    return isinstance(error, concurrent.futures.BrokenExecutor)
+
+
+class Inbox:
+    """Outcomes of tasks, put from any thread and taken in batches on the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._waiter: Waiter | None = None
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.wake()
+
+    async def take(self) -> list[Any]:
+        """Everything put so far (waiting for at least one item)."""
+        while True:
+            with self._lock:
+                if self._items:
+                    items, self._items = self._items, []
+                    return items
+                self._waiter = waiter = Waiter()
+            await waiter.wait()

@@ -1,0 +1,415 @@
+"""`warm` on an executor: what runs in the workers, and what the calling process does.
+
+When the workers can open the store (its `StoreSpec`: SQLite or files on a disk they
+share, a database server), each task opens it once per worker process and runs
+`get_or_compute` there, under the store's cross-process lock, and sends back only a
+`TaskResult` (key, outcome, seconds, bytes, worker): values never travel through the
+caller. The caller (`RemoteWarm`) makes the keys a chunk at a time, skips what is stored
+with one existence check per chunk, and keeps at most `concurrency` tasks in flight, so
+its memory does not grow with the sweep. The store's locks, not the caller, decide who
+computes an entry: two callers warming overlapping sweeps compute each entry once.
+
+When they cannot (``memory://``, or ``store_in_workers=False``), `RemoteCompute` is the
+compute function of the local pipeline (``_warm.WarmRun``): each computation runs on the
+executor and its value comes back, and the caller stores the values in groups.
+
+A task whose worker process died (a broken pool) is submitted once more; Dask's scheduler
+does that itself (see ``_executors``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _portal
+from ._compute import Flights, get_or_compute
+from ._executors import Inbox, Pool, worker_died
+from ._spec import StoreSpec, worker_store
+from ._waiting import Waiter
+from ._warm import WarmHost
+from .errors import ConfigurationError, DataStoreError, ExecutorError
+from .records import WarmProgress, WorkerTally
+from .stats import Stats
+
+__all__ = [
+    "RemoteCompute",
+    "RemoteWarm",
+    "Tallies",
+    "TaskResult",
+    "check_picklable",
+    "compute_in_worker",
+    "store_in_worker",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a worker sends back for one component: small, whatever the value's size."""
+
+    key: str
+    outcome: str
+    """``computed``, ``hit`` (found stored), ``shared`` (another thread's) or ``failed``."""
+    seconds: float
+    size: int
+    """Bytes of the record stored (0 when nothing was)."""
+    worker: str
+    error: BaseException | None = None
+    value: Any = None
+    """The value, only when the caller stores it (`compute_in_worker`)."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _portable(error: BaseException) -> BaseException:
+    """`error`, or a `RuntimeError` saying what it was when it cannot be pickled."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__qualname__}: {error} (could not be pickled)")
+    return error
+
+
+# -- in the workers ---------------------------------------------------------------------------
+
+
+class _Sized:
+    """A store's `ComputeHost` that notes the size of the record it stores."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.size = 0
+
+    @property
+    def stats(self) -> Stats:
+        return self.host.stats  # type: ignore[no-any-return]
+
+    @property
+    def flights(self) -> Flights:
+        return self.host.flights  # type: ignore[no-any-return]
+
+    def lock(self, key: str, attribute_name: str, timeout: float | None) -> Any:
+        return self.host.lock(key, attribute_name, timeout)
+
+    async def lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
+        return await self.host.lookup(key, attribute_name, value_needed)
+
+    async def put(
+        self, component: object, key: str, attribute_name: str, value: Any, seconds: float
+    ) -> None:
+        write = await self.host.seal(component, attribute_name, value, seconds)
+        self.size = sum(memoryview(part).nbytes for part in write[2])
+        await self.host.write_many([write])
+
+
+async def _get_or_compute(
+    spec: StoreSpec,
+    attribute_name: str,
+    compute: Callable[[Any], Any],
+    component: object,
+    lock_timeout: float | None,
+) -> TaskResult:
+    store = worker_store(spec)
+    await store.lifecycle.ready()
+    host = _Sized(store.host)
+    key = store.host.key(component)
+    started = time.perf_counter()
+    try:
+        _, outcome = await get_or_compute(
+            host,
+            component,
+            key,
+            attribute_name,
+            lambda: compute(component),
+            lock_timeout=lock_timeout,
+            value_needed=False,
+        )
+    except Exception as error:
+        seconds = time.perf_counter() - started
+        return TaskResult(key, "failed", seconds, 0, worker_name(), _portable(error))
+    seconds = time.perf_counter() - started
+    return TaskResult(key, outcome.value, seconds, host.size, worker_name())
+
+
+def store_in_worker(
+    spec: StoreSpec,
+    attribute_name: str,
+    compute: Callable[[Any], Any],
+    components: Sequence[object],
+    lock_timeout: float | None,
+) -> list[TaskResult]:
+    """A task: get or compute and store the attribute of each component, here."""
+    worker_store(spec)  # a store that cannot open fails the task, not each component
+    return [
+        _portal.call(_get_or_compute, spec, attribute_name, compute, component, lock_timeout)
+        for component in components
+    ]
+
+
+def compute_in_worker(compute: Callable[[Any], Any], component: object) -> TaskResult:
+    """A task: compute the value and send it back (the caller stores it)."""
+    started = time.perf_counter()
+    try:
+        value = compute(component)
+    except Exception as error:
+        seconds = time.perf_counter() - started
+        return TaskResult("", "failed", seconds, 0, worker_name(), _portable(error))
+    return TaskResult("", "computed", time.perf_counter() - started, 0, worker_name(), None, value)
+
+
+# -- in the calling process -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tally:
+    computed: int = 0
+    already_stored: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class Tallies:
+    """Per-worker counts, made into the report's `WorkerTally` mapping at the end."""
+
+    by_worker: dict[str, _Tally] = field(default_factory=dict)
+
+    def add(self, result: TaskResult) -> None:
+        tally = self.by_worker.setdefault(result.worker, _Tally())
+        tally.seconds += result.seconds
+        tally.bytes += result.size
+        if result.outcome == "computed":
+            tally.computed += 1
+        elif result.outcome == "failed":
+            tally.failed += 1
+        else:
+            tally.already_stored += 1
+
+    def report(self) -> dict[str, WorkerTally]:
+        return {
+            name: WorkerTally(t.computed, t.already_stored, t.failed, t.seconds, t.bytes)
+            for name, t in sorted(self.by_worker.items())
+        }
+
+
+def check_picklable(pool: Pool, compute: object, components: Sequence[object]) -> None:
+    """Refuse, before anything is submitted, what the executor could not send."""
+    if pool.dumps(None) is None:  # threads: nothing is pickled
+        return
+    what = f"the workers of {pool.description}"
+    try:
+        pool.dumps(compute)
+    except Exception as error:
+        raise ConfigurationError(
+            f"the compute function {compute!r} cannot be sent to {what}: it cannot be "
+            f"pickled ({type(error).__name__}: {error}); define it at module level"
+        ) from None
+    for index, component in enumerate(components):
+        try:
+            pool.dumps(component)
+        except Exception as error:
+            raise ConfigurationError(
+                f"component {index} ({type(component).__qualname__}) cannot be sent to "
+                f"{what}: it cannot be pickled ({type(error).__name__}: {error})"
+            ) from None
+
+
+def _submit(pool: Pool, done: Any, function: Callable[..., Any], *args: Any) -> object:
+    try:
+        return pool.submit(done, function, *args)
+    except Exception as error:
+        raise ExecutorError(
+            f"{pool.description} takes no more work ({type(error).__name__}: {error}); "
+            "what was stored stays stored: run warm again with a working executor"
+        ) from error
+
+
+def _failed_on(error: BaseException, worker: str) -> BaseException:
+    error.add_note(f"(on worker {worker})")
+    return error
+
+
+@dataclass(slots=True)
+class _Task:
+    items: list[tuple[str, object]]
+    handle: object = None
+    attempt: int = 0
+
+
+class RemoteWarm:
+    """One ``warm(executor=...)`` whose workers store (see the module docstring)."""
+
+    CHUNK = 256
+    """Components keyed and checked per existence query."""
+
+    def __init__(
+        self,
+        host: WarmHost,
+        spec: StoreSpec,
+        pool: Pool,
+        attribute_name: str,
+        compute: Callable[[Any], Any],
+        *,
+        concurrency: int,
+        stop_on_error: bool,
+        lock_timeout: float | None,
+        state: WarmProgress,
+        report_progress: Callable[[], None],
+        failed: list[tuple[object, BaseException]],
+        tallies: Tallies,
+    ) -> None:
+        self.host, self.spec, self.pool = host, spec, pool
+        self.attribute_name, self.compute = attribute_name, compute
+        self.concurrency, self.stop_on_error = concurrency, stop_on_error
+        self.lock_timeout = lock_timeout
+        self.state, self.report_progress = state, report_progress
+        self.failed, self.tallies = failed, tallies
+        self._inbox = Inbox()
+        self._tasks: dict[int, _Task] = {}
+        self._next = 0
+
+    async def run(self, components: Sequence[object]) -> None:
+        try:
+            seen: set[str] = set()
+            for start in range(0, len(components), self.CHUNK):
+                for item in await self._missing(components[start : start + self.CHUNK], seen):
+                    while len(self._tasks) >= self.concurrency:
+                        await self._collect()
+                    self._submit(_Task([item]))
+            while self._tasks:
+                await self._collect()
+        except BaseException:
+            self.pool.cancel([task.handle for task in self._tasks.values()])
+            raise
+
+    async def _missing(self, chunk: Sequence[object], seen: set[str]) -> list[tuple[str, object]]:
+        """The chunk's new components that are not stored (one existence check)."""
+        state, items = self.state, []
+        for component in chunk:
+            try:
+                key = self.host.key(component)
+            except DataStoreError as error:
+                self.failed.append((component, error))
+                state.total -= 1
+                continue
+            if key in seen:
+                state.total -= 1
+                state.duplicates += 1
+                continue
+            seen.add(key)
+            items.append((key, component))
+        name = self.attribute_name
+        stored = await self.host.contains_many([(key, name) for key, _ in items])
+        if stored:
+            state.already_stored += len(stored)
+            self.host.stats.hits += len(stored)
+            self._done(len(stored))
+        return [(key, component) for key, component in items if (key, name) not in stored]
+
+    def _submit(self, task: _Task) -> None:
+        token, self._next = self._next, self._next + 1
+        inbox = self._inbox
+        task.handle = _submit(
+            self.pool,
+            lambda result, error: inbox.put((token, result, error)),
+            store_in_worker,
+            self.spec,
+            self.attribute_name,
+            self.compute,
+            [component for _, component in task.items],
+            self.lock_timeout,
+        )
+        self._tasks[token] = task
+        self.state.in_flight += 1
+
+    async def _collect(self) -> None:
+        """Take the outcomes that have arrived (waiting for one) and count them."""
+        for token, results, error in await self._inbox.take():
+            task = self._tasks.pop(token)
+            self.state.in_flight -= 1
+            if error is None:
+                for component, result in zip(
+                    (component for _, component in task.items), results, strict=True
+                ):
+                    self._count(component, result)
+            elif worker_died(error) and task.attempt == 0:
+                task.attempt += 1
+                self._submit(task)
+            elif isinstance(error, DataStoreError):
+                raise error  # the workers cannot open or use the store: stop
+            else:
+                for _, component in task.items:
+                    self._fail(component, error)
+
+    def _count(self, component: object, result: TaskResult) -> None:
+        self.tallies.add(result)
+        if result.error is not None:
+            self._fail(component, _failed_on(result.error, result.worker))
+            return
+        if result.outcome == "computed":
+            self.state.computed += 1
+            self.host.stats.misses += 1
+        else:
+            self.state.already_stored += 1
+            self.host.stats.hits += 1
+        self._done(1)
+
+    def _fail(self, component: object, error: BaseException) -> None:
+        self.state.failed += 1
+        self.failed.append((component, error))
+        self._done(1)
+        if self.stop_on_error:
+            raise error
+
+    def _done(self, count: int) -> None:
+        self.state.done += count
+        self.report_progress()
+
+
+class RemoteCompute:
+    """The compute function of a local warm pipeline that runs each call on a pool."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        compute: Callable[[Any], Any],
+        state: WarmProgress,
+        tallies: Tallies,
+    ) -> None:
+        self.pool, self.compute, self.state, self.tallies = pool, compute, state, tallies
+
+    async def __call__(self, component: object) -> Any:
+        for attempt in (0, 1):
+            result, error = await self._run(component)
+            if error is None:
+                assert isinstance(result, TaskResult)
+                self.tallies.add(result)
+                if result.error is not None:
+                    raise _failed_on(result.error, result.worker)
+                return result.value
+            if not (worker_died(error) and attempt == 0):
+                raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run(self, component: object) -> tuple[Any, BaseException | None]:
+        waiter, outcome = Waiter(), []
+
+        def done(result: Any, error: BaseException | None) -> None:
+            outcome.append((result, error))
+            waiter.wake()
+
+        _submit(self.pool, done, compute_in_worker, self.compute, component)
+        self.state.in_flight += 1
+        try:
+            await waiter.wait()
+        finally:
+            self.state.in_flight -= 1
+        return outcome[0]
