@@ -1,0 +1,196 @@
+"""``warm(executor=...)`` on a real Dask cluster: a `LocalCluster` of two worker processes
+(TCP on 127.0.0.1), started once for this module.
+
+The workers open the store themselves (SQLite on this disk; Django on PostgreSQL with a
+``data_root_dir``) and store what they compute; the log of `Logged` (with pids) shows
+that each component is computed once, also with two callers warming overlapping sweeps,
+a worker SIGKILLed mid-task and a caller SIGKILLed mid-sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_tasks import Logged, done_counts, points, read_log
+from components import PlainComponent
+from distributed import Client, LocalCluster
+from helpers import subprocess_env
+from servers import fresh_database
+
+from adatastore import SQLiteDataStore, SyncDataStore, open_store_sync
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            protocol="tcp",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+@pytest.fixture(params=["sqlite", "django-postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncDataStore[Any]]:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            made: Any = SQLiteDataStore(tmp_path / "cache.db")
+        else:
+            from adatastore import DjangoORMDataStore
+
+            database = stack.enter_context(fresh_database("postgresql"))
+            made = DjangoORMDataStore(database, tmp_path / "payloads")
+        yield stack.enter_context(made)
+
+
+@pytest.fixture(params=["sqlite", "django-postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new store, made (workers open stores, they never make them)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'shared.db'}"
+        else:
+            database = stack.enter_context(fresh_database("postgresql"))
+            url = (
+                f"django+postgresql://{database['USER']}@{database['HOST']}:{database['PORT']}"
+                f"/{database['NAME']}?data_root_dir={tmp_path / 'payloads'}"
+            )
+        with open_store_sync(url):
+            pass
+        yield url
+
+
+def worker_pids(client: Any) -> set[int]:
+    return set(client.run(os.getpid).values())
+
+
+def test_a_200_point_sweep_is_computed_once_on_the_workers(
+    client: Any, store: SyncDataStore[Any], tmp_path: Path
+) -> None:
+    log = str(tmp_path / "log")
+    sweep = points(200)
+    report = store.warm(sweep, "square", Logged(log), executor=client)
+    assert report.ok, report.failed
+    assert (report.computed, report.already_stored) == (200, 0)
+    assert done_counts(log) == {n: 1 for n in range(200)}
+    pids = {int(worker.rsplit(":", 1)[1]) for _, _, worker in read_log(log)}
+    assert pids <= worker_pids(client)
+    assert os.getpid() not in pids
+    assert {int(name.rsplit(":", 1)[1]) for name in report.workers} == pids
+    assert store.retrieve_many([(c, "square") for c in sweep]) == [n * n for n in range(200)]
+
+    started = time.perf_counter()
+    again = store.warm(sweep, "square", Logged(log), executor=client)
+    assert (again.computed, again.already_stored, dict(again.workers)) == (0, 200, {})
+    assert time.perf_counter() - started < 30  # nothing submitted (a sanity bound)
+
+
+def test_the_client_s_own_executor_works_too(client: Any, tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    with SQLiteDataStore(tmp_path / "c.db") as store:
+        report = store.warm(points(20), "square", Logged(log), executor=client.get_executor())
+        assert report.computed == 20
+        assert done_counts(log) == {n: 1 for n in range(20)}
+
+
+DRIVER = """
+    import sys
+    from cluster_tasks import Logged, points
+    from distributed import Client
+    from adatastore import open_store_sync
+
+    address, url, log, start, count = sys.argv[1:6]
+    with Client(address) as client, open_store_sync(url) as store:
+        report = store.warm(
+            points(int(count), int(start)), "square", Logged(log, cpu_seconds=0.005),
+            executor=client,
+        )
+        print(report.computed, report.already_stored, len(report.failed))
+"""
+
+
+def start_driver(client: Any, url: str, log: str, start: int, count: int) -> Any:
+    address = client.scheduler.address
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(DRIVER), address, url, log, str(start), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+
+
+def test_two_callers_warming_overlapping_sweeps_compute_each_point_once(
+    client: Any, store_url: str, tmp_path: Path
+) -> None:
+    log, url = str(tmp_path / "log"), store_url
+    first = start_driver(client, url, log, 0, 150)
+    second = start_driver(client, url, log, 50, 150)
+    outputs = [process.communicate(timeout=300) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], outputs
+    computed = [tuple(map(int, out.split())) for out, _ in outputs]
+    assert all(failed == 0 for _, _, failed in computed)
+    assert sum(c for c, _, _ in computed) == 200  # between them, every point once
+    assert all(c + stored == 150 for c, stored, _ in computed)
+    assert done_counts(log) == {n: 1 for n in range(200)}
+
+
+def test_a_worker_killed_mid_task_leaves_the_sweep_complete_and_the_point_stored_once(
+    client: Any, store: SyncDataStore[Any], tmp_path: Path
+) -> None:
+    log = str(tmp_path / "log")
+    before = worker_pids(client)
+    report = store.warm(points(40), "square", Logged(log, die_once=17), executor=client)
+    assert report.ok, report.failed
+    # Dask also reruns the tasks the dead worker had finished (their results died with
+    # it): those find their entry stored, so they count as already stored, not computed.
+    assert report.computed + report.already_stored == 40
+    events = read_log(log)
+    starts_of_17 = [worker for event, n, worker in events if (event, n) == ("start", 17)]
+    assert len(starts_of_17) == 2  # the killed attempt and the rescheduled one
+    died = int(starts_of_17[0].rsplit(":", 1)[1])
+    assert died in before
+    assert died not in worker_pids(client)
+    assert done_counts(log) == {n: 1 for n in range(40)}
+    assert store.retrieve(PlainComponent({"n": 17}), "square") == 289
+    assert len(store.list_contents()) == 40
+
+
+def test_a_caller_killed_mid_sweep_is_resumed_by_a_rerun(
+    client: Any, store_url: str, tmp_path: Path
+) -> None:
+    log, url = str(tmp_path / "log"), store_url
+    driver = start_driver(client, url, log, 0, 200)
+    deadline = time.monotonic() + 120
+    while len(done_counts(log)) < 40:  # a third or so of the way: kill it
+        assert driver.poll() is None, driver.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    driver.send_signal(signal.SIGKILL)
+    driver.communicate()
+    rerun = start_driver(client, url, log, 0, 200)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    computed, already_stored, failed = map(int, out.split())
+    assert failed == 0
+    assert computed + already_stored == 200
+    assert already_stored >= 40  # what the killed run stored was not computed again
+    assert done_counts(log) == {n: 1 for n in range(200)}
+    with open_store_sync(url) as store:
+        assert len(store.list_contents()) == 200
