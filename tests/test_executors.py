@@ -84,6 +84,38 @@ def test_a_sweep_is_computed_once_by_the_workers_and_a_rerun_computes_nothing(
     assert done_counts(log) == {n: 1 for n in range(250)}
 
 
+def test_a_generated_sweep_is_read_a_chunk_at_a_time_and_repeats_are_computed_once(
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "log")
+    taken: list[int] = []
+
+    def generated() -> Iterator[PlainComponent]:
+        for n in [*range(600), 5, 5, 599]:
+            taken.append(n)
+            yield PlainComponent({"n": n})
+
+    with (
+        SQLiteDataStore(tmp_path / "c.db") as store,
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+        progress: list[tuple[int, int]] = []
+        report = store.warm(
+            generated(),
+            "square",
+            Logged(log),
+            executor=pool,
+            concurrency=4,
+            progress=lambda state: progress.append((state.total, len(taken))),
+        )
+        # 5 again: done long since, found stored; then 5 and 599 while still pending
+        assert (report.computed, report.already_stored, report.duplicates) == (600, 1, 2)
+        assert done_counts(log) == {n: 1 for n in range(600)}
+        # the generator was read as the warm went: early reports had seen a chunk only
+        assert progress[0][1] <= 2 * 256
+        assert progress[-1] == (601, 603)  # the distinct ones, as found
+
+
 def test_a_memory_store_gets_the_values_back_and_stores_them(tmp_path: Path) -> None:
     log = str(tmp_path / "log")
     context = multiprocessing.get_context("fork")

@@ -5,7 +5,8 @@ Dask's ``Client.get_executor()``), or a ``dask.distributed.Client`` used nativel
 futures are cancelled with ``Client.cancel`` and a task whose worker died is rescheduled
 by Dask's scheduler (``distributed.scheduler.allowed-failures`` times) before it reports
 ``KilledWorker``. Completions arrive on the executors' own threads; an `Inbox` hands them
-to the event loop (asyncio or trio) without a thread per task.
+to the event loop (asyncio or trio) without a thread per task, and their outcomes are
+fetched a batch at a time.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ import concurrent.futures
 import pickle
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ._waiting import Waiter
 from .errors import ConfigurationError
 
-__all__ = ["Done", "Inbox", "Pool", "pool_for", "worker_died"]
+__all__ = ["Inbox", "Outcome", "Pool", "Ready", "pool_for", "worker_died"]
 
-Done = Callable[[Any, BaseException | None], None]
-"""Called once a task has ended, from any thread: (result, None) or (None, exception)."""
+Ready = Callable[[object], None]
+"""Called with a task's handle once it has ended, from any thread."""
+
+Outcome = tuple[Any, BaseException | None]
+"""(result, None) or (None, exception)."""
 
 
 class Pool(Protocol):
@@ -31,8 +35,20 @@ class Pool(Protocol):
 
     description: str
 
-    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
-        """Start ``function(*args)``; `done` gets its outcome. Returns a handle."""
+    def submit(
+        self, ready: Ready, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> list[object]:
+        """Start ``function(*args)`` for each tuple (one call to the scheduler where it
+        can); `ready` gets each handle when that task ends. Returns the handles."""
+        ...
+
+    def outcomes(self, handles: Sequence[object]) -> list[Outcome]:
+        """The outcomes of ended tasks (may block: Dask fetches results, in one go)."""
+        ...
+
+    @property
+    def fetches(self) -> bool:
+        """Whether `outcomes` talks to the workers (then call it in a thread)."""
         ...
 
     def cancel(self, handles: list[object]) -> None:
@@ -63,7 +79,7 @@ def _pickler_of(executor: object) -> Callable[[object], bytes] | None:
     return pickle.dumps
 
 
-def _outcome(future: concurrent.futures.Future[Any]) -> tuple[Any, BaseException | None]:
+def _outcome(future: concurrent.futures.Future[Any]) -> Outcome:
     if future.cancelled():
         return None, concurrent.futures.CancelledError()
     error = future.exception()
@@ -73,15 +89,25 @@ def _outcome(future: concurrent.futures.Future[Any]) -> tuple[Any, BaseException
 class FuturesPool:
     """A `concurrent.futures.Executor`."""
 
+    fetches = False
+
     def __init__(self, executor: concurrent.futures.Executor) -> None:
         self.executor = executor
         self.description = type(executor).__name__
         self._dumps = _pickler_of(executor)
 
-    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
-        future = self.executor.submit(function, *args)
-        future.add_done_callback(lambda settled: done(*_outcome(settled)))
-        return future
+    def submit(
+        self, ready: Ready, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> list[object]:
+        handles: list[object] = []
+        for args in arguments:
+            future = self.executor.submit(function, *args)
+            future.add_done_callback(ready)
+            handles.append(future)
+        return handles
+
+    def outcomes(self, handles: Sequence[object]) -> list[Outcome]:
+        return [_outcome(handle) for handle in handles]  # type: ignore[arg-type]
 
     def cancel(self, handles: list[object]) -> None:
         for handle in handles:
@@ -97,28 +123,42 @@ class FuturesPool:
 
 
 class DaskPool:
-    """A ``dask.distributed.Client``: tasks are not pure (a retry is a new task)."""
+    """A ``dask.distributed.Client``: tasks are not pure (a retry is a new task).
+
+    Submissions go in one ``Client.map`` and results come back in one ``Client.gather``
+    per batch: a round trip per task cost the caller (and the scheduler, in a
+    `LocalCluster`) 7 ms of CPU per task, 1.5 s for a 200-task sweep on 2 cores.
+    """
+
+    fetches = True
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.description = f"dask.distributed.Client({client.scheduler.address})"
 
-    def submit(self, done: Done, function: Callable[..., Any], *args: Any) -> object:
-        future = self.client.submit(function, *args, pure=False)
+    def submit(
+        self, ready: Ready, function: Callable[..., Any], arguments: Sequence[tuple[Any, ...]]
+    ) -> list[object]:
+        futures = self.client.map(function, *zip(*arguments, strict=True), pure=False)
+        for future in futures:
+            future.add_done_callback(ready)  # Dask calls it in its callback thread
+        return list(futures)
 
-        def settle(future: Any) -> None:
-            # Dask runs this in its callback thread; the result is small (a summary).
-            try:
-                if future.status == "cancelled":
-                    raise concurrent.futures.CancelledError  # noqa: TRY301
-                result = future.result()
-            except BaseException as error:
-                done(None, error)
-            else:
-                done(result, None)
-
-        future.add_done_callback(settle)
-        return future
+    def outcomes(self, handles: Sequence[object]) -> list[Outcome]:
+        finished = [handle for handle in handles if getattr(handle, "status", "") == "finished"]
+        results = dict(zip(map(id, finished), self.client.gather(finished), strict=True))
+        outcomes: list[Outcome] = []
+        for handle in handles:
+            if id(handle) in results:
+                outcomes.append((results[id(handle)], None))
+            elif getattr(handle, "status", "") == "cancelled":
+                outcomes.append((None, concurrent.futures.CancelledError()))
+            else:  # erred; or run again since it ended (its worker died with the result)
+                try:
+                    outcomes.append((handle.result(), None))  # type: ignore[attr-defined]
+                except BaseException as error:
+                    outcomes.append((None, error))
+        return outcomes
 
     def cancel(self, handles: list[object]) -> None:
         if handles:

@@ -19,13 +19,17 @@ does that itself (see ``_executors``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio.to_thread
 
 from . import _portal
 from ._compute import Flights, get_or_compute
@@ -222,14 +226,22 @@ def check_picklable(pool: Pool, compute: object, components: Sequence[object]) -
             ) from None
 
 
-def _submit(pool: Pool, done: Any, function: Callable[..., Any], *args: Any) -> object:
+def _submit(
+    pool: Pool, ready: Any, function: Callable[..., Any], arguments: list[tuple[Any, ...]]
+) -> list[object]:
     try:
-        return pool.submit(done, function, *args)
+        return pool.submit(ready, function, arguments)
     except Exception as error:
         raise ExecutorError(
             f"{pool.description} takes no more work ({type(error).__name__}: {error}); "
             "what was stored stays stored: run warm again with a working executor"
         ) from error
+
+
+async def _outcomes(pool: Pool, handles: list[object]) -> list[tuple[Any, Any]]:
+    if pool.fetches:
+        return await anyio.to_thread.run_sync(pool.outcomes, handles)
+    return pool.outcomes(handles)
 
 
 def _failed_on(error: BaseException, worker: str) -> BaseException:
@@ -274,24 +286,79 @@ class RemoteWarm:
         self.failed, self.tallies = failed, tallies
         self._inbox = Inbox()
         self._tasks: dict[int, _Task] = {}
-        self._next = 0
+        """Submitted tasks whose outcome is not counted yet, by their handle's id."""
+        self._ended: list[object] = []
+        """Handles of tasks that have ended, their outcomes not fetched yet."""
+        self._pending: set[str] = set()
+        """Keys of the components waiting, in flight or being checked."""
 
-    async def run(self, components: Sequence[object]) -> None:
+    async def run(self, components: Iterable[object]) -> None:
+        """Warm `components`: a sequence (checked for pickling before anything is
+        submitted, by the caller) or any iterable, read a chunk at a time (each chunk
+        checked before it is submitted), so a generated sweep is never all in memory."""
+        lazy = not isinstance(components, Sequence)
+        iterator = iter(components)
         try:
-            seen: set[str] = set()
-            for start in range(0, len(components), self.CHUNK):
-                for item in await self._missing(components[start : start + self.CHUNK], seen):
-                    while len(self._tasks) >= self.concurrency:
-                        await self._collect()
-                    self._submit(_Task([item]))
-            while self._tasks:
-                await self._collect()
+            waiting: deque[_Task] = deque()
+            while chunk := list(itertools.islice(iterator, self.CHUNK)):
+                if lazy:
+                    check_picklable(self.pool, self.compute, chunk)
+                    self.state.total += len(chunk)
+                waiting.extend(_Task([item]) for item in await self._missing(chunk))
+                while len(waiting) >= self.concurrency:
+                    await self._submit_some(waiting)
+            while waiting or self._tasks:
+                await self._submit_some(waiting)
+                if self._tasks:
+                    await self._wait(len(self._tasks) - self._group)
+                    await self._count_ended(waiting)
         except BaseException:
             self.pool.cancel([task.handle for task in self._tasks.values()])
             raise
 
-    async def _missing(self, chunk: Sequence[object], seen: set[str]) -> list[tuple[str, object]]:
-        """The chunk's new components that are not stored (one existence check)."""
+    @property
+    def _group(self) -> int:
+        """Tasks submitted, and outcomes fetched, at a time: half of `concurrency`."""
+        return max(1, self.concurrency // 2)
+
+    async def _submit_some(self, waiting: deque[_Task]) -> None:
+        """Submit what there is room for, in one call, once `_group` tasks have ended.
+
+        Submitting and fetching by groups costs a Dask scheduler one graph update and one
+        gather per group, not per task (measured on a LocalCluster, 200 tasks of 50 ms on
+        2 workers: 1.7 s of the caller's CPU one by one, 0.85 s for one ``Client.map``).
+        """
+        if not waiting:
+            return
+        await self._wait(self.concurrency - self._group)
+        await self._count_ended(waiting)
+        room = self.concurrency - len(self._tasks)
+        tasks = [waiting.popleft() for _ in range(min(len(waiting), room))]
+        arguments = [
+            (
+                self.spec,
+                self.attribute_name,
+                self.compute,
+                [component for _, component in task.items],
+                self.lock_timeout,
+            )
+            for task in tasks
+        ]
+        handles = _submit(self.pool, self._inbox.put, store_in_worker, arguments)
+        for task, handle in zip(tasks, handles, strict=True):
+            task.handle = handle
+            self._tasks[id(handle)] = task
+        self.state.in_flight += len(tasks)
+
+    async def _wait(self, running: int) -> None:
+        """Wait until at most `running` submitted tasks have not ended."""
+        while len(self._tasks) - len(self._ended) > max(running, 0):
+            self._ended += await self._inbox.take()
+
+    async def _missing(self, chunk: Sequence[object]) -> list[tuple[str, object]]:
+        """The chunk's components that are neither stored nor pending (one existence
+        check). A repeat of a pending component counts as a duplicate; a repeat of one
+        already done is found stored (no list of every key seen: flat memory)."""
         state, items = self.state, []
         for component in chunk:
             try:
@@ -300,49 +367,39 @@ class RemoteWarm:
                 self.failed.append((component, error))
                 state.total -= 1
                 continue
-            if key in seen:
+            if key in self._pending:
                 state.total -= 1
                 state.duplicates += 1
                 continue
-            seen.add(key)
+            self._pending.add(key)
             items.append((key, component))
         name = self.attribute_name
         stored = await self.host.contains_many([(key, name) for key, _ in items])
         if stored:
+            self._pending.difference_update(key for key, _ in stored)
             state.already_stored += len(stored)
             self.host.stats.hits += len(stored)
             self._done(len(stored))
         return [(key, component) for key, component in items if (key, name) not in stored]
 
-    def _submit(self, task: _Task) -> None:
-        token, self._next = self._next, self._next + 1
-        inbox = self._inbox
-        task.handle = _submit(
-            self.pool,
-            lambda result, error: inbox.put((token, result, error)),
-            store_in_worker,
-            self.spec,
-            self.attribute_name,
-            self.compute,
-            [component for _, component in task.items],
-            self.lock_timeout,
-        )
-        self._tasks[token] = task
-        self.state.in_flight += 1
-
-    async def _collect(self) -> None:
-        """Take the outcomes that have arrived (waiting for one) and count them."""
-        for token, results, error in await self._inbox.take():
-            task = self._tasks.pop(token)
+    async def _count_ended(self, waiting: deque[_Task]) -> None:
+        """Fetch the outcomes of the tasks that have ended (in one go) and count them; a
+        task whose worker died goes back to `waiting`, once."""
+        handles, self._ended = self._ended, []
+        if not handles:
+            return
+        outcomes = await _outcomes(self.pool, handles)
+        for handle, (results, error) in zip(handles, outcomes, strict=True):
+            task = self._tasks.pop(id(handle))
             self.state.in_flight -= 1
+            if error is None or not (worker_died(error) and task.attempt == 0):
+                self._pending.difference_update(key for key, _ in task.items)
             if error is None:
-                for component, result in zip(
-                    (component for _, component in task.items), results, strict=True
-                ):
+                for (_, component), result in zip(task.items, results, strict=True):
                     self._count(component, result)
             elif worker_died(error) and task.attempt == 0:
                 task.attempt += 1
-                self._submit(task)
+                waiting.append(task)
             elif isinstance(error, DataStoreError):
                 raise error  # the workers cannot open or use the store: stop
             else:
@@ -400,16 +457,14 @@ class RemoteCompute:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run(self, component: object) -> tuple[Any, BaseException | None]:
-        waiter, outcome = Waiter(), []
-
-        def done(result: Any, error: BaseException | None) -> None:
-            outcome.append((result, error))
-            waiter.wake()
-
-        _submit(self.pool, done, compute_in_worker, self.compute, component)
+        waiter = Waiter()
+        [handle] = _submit(
+            self.pool, lambda _: waiter.wake(), compute_in_worker, [(self.compute, component)]
+        )
         self.state.in_flight += 1
         try:
             await waiter.wait()
         finally:
             self.state.in_flight -= 1
-        return outcome[0]
+        [outcome] = await _outcomes(self.pool, [handle])
+        return outcome

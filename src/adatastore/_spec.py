@@ -128,7 +128,8 @@ _opening = threading.Lock()
 
 def _forget_in_child() -> None:
     global _opening
-    _open.clear()  # the parent's: each store's lifecycle drops what it holds
+    _forks.remember(dict(_open))  # the parent's stores: never finalized here
+    _open.clear()
     _opening = threading.Lock()
 
 

@@ -8,7 +8,7 @@ threads or local processes. With one, the workers store when they can open the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._compute import DEFAULT_LOCK_TIMEOUT, progress_reporter
@@ -23,10 +23,15 @@ __all__ = ["warm"]
 
 LOCAL_CONCURRENCY = 8
 
+EXECUTOR_CONCURRENCY = 32
+"""Tasks in flight on an executor by default (or 4 per worker, if more): submitted and
+fetched by halves, a Dask scheduler handles groups of 16. On a 2-worker LocalCluster,
+200 tasks of 50 ms took 1.33-1.39x the ideal at 8 in flight, 1.25-1.31x at 32."""
 
-def _concurrency(requested: int | None, workers: int | None) -> int:
+
+def _concurrency(requested: int | None, default: int) -> int:
     if requested is None:
-        return max(LOCAL_CONCURRENCY, 2 * (workers or 0))
+        return default
     if requested < 1:
         raise ConfigurationError(f"concurrency must be at least 1, not {requested}")
     return requested
@@ -35,7 +40,7 @@ def _concurrency(requested: int | None, workers: int | None) -> int:
 async def warm(
     host: WarmHost,
     spec: StoreSpec | None,
-    components: Sequence[object],
+    components: Iterable[object],
     attribute_name: str,
     compute: Callable[[Any], Any],
     *,
@@ -53,7 +58,7 @@ async def warm(
     if pool is None:
         if store_in_workers:
             raise ConfigurationError("store_in_workers=True needs an executor")
-        limit = _concurrency(concurrency, None)
+        limit = _concurrency(concurrency, LOCAL_CONCURRENCY)
     else:
         if processes:
             raise ConfigurationError(
@@ -65,15 +70,21 @@ async def warm(
                 "store_in_workers=True, but only this process can reach the store (a "
                 "memory store): its workers cannot open it"
             )
-        limit = _concurrency(concurrency, pool.workers())
-        check_picklable(pool, compute, components)
+        limit = _concurrency(concurrency, max(EXECUTOR_CONCURRENCY, 4 * (pool.workers() or 0)))
     failed: list[tuple[object, BaseException]] = []
-    state = WarmProgress(total=len(components))
+    remote = pool is not None and spec is not None and store_in_workers is not False
+    if not (remote or isinstance(components, Sequence)):
+        components = list(components)
+    if pool is not None and isinstance(components, Sequence):
+        check_picklable(pool, compute, components)  # all, before anything is submitted
+    state = WarmProgress(total=len(components) if isinstance(components, Sequence) else 0)
     report_progress = progress_reporter(progress, state)
     tallies = Tallies()
     try:
-        if pool is not None and spec is not None and store_in_workers is not False:
-            remote = RemoteWarm(
+        if remote:
+            assert pool is not None
+            assert spec is not None
+            run_remote = RemoteWarm(
                 host,
                 spec,
                 pool,
@@ -87,7 +98,7 @@ async def warm(
                 failed=failed,
                 tallies=tallies,
             )
-            await remote.run(components)
+            await run_remote.run(components)
         else:
             if pool is not None:
                 compute = RemoteCompute(pool, compute, state, tallies)
@@ -105,7 +116,7 @@ async def warm(
                 failed=failed,
             )
             try:
-                await run.run(list(components))
+                await run.run(components if isinstance(components, list) else list(components))
             except BaseExceptionGroup as group_error:
                 first = group_error.exceptions[0]
                 while isinstance(first, BaseExceptionGroup):

@@ -303,8 +303,8 @@ class AsyncDataStore:
         """Make sure `attribute_name` is stored for every component; return a summary.
 
         Components already stored are skipped, repeated ones are computed once, and at
-        most `concurrency` computations run at a time (8; with an executor, twice its
-        workers). `compute(component)` may be async, or plain (run in worker threads, or
+        most `concurrency` computations run at a time (8; with an executor, 32 or 4 per
+        worker). `compute(component)` may be async, or plain (run in worker threads, or
         in worker processes with `processes=True` for CPU-bound work: then `compute` and
         the components must be picklable). A failure is recorded and the rest go on,
         unless `stop_on_error`, which cancels the rest and raises. `progress=True` shows
@@ -323,7 +323,7 @@ class AsyncDataStore:
         return await _sweep.warm(
             self.compute_host,
             None if executor is None else self.spec,
-            list(components),
+            components,
             attribute_name,
             compute,
             concurrency=concurrency,

@@ -171,7 +171,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         return _portal.call(
             functools.partial(
                 self.async_store.warm,
-                list(components),
+                components,
                 attribute_name,
                 compute,
                 concurrency=concurrency,
