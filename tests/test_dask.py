@@ -194,3 +194,27 @@ def test_a_caller_killed_mid_sweep_is_resumed_by_a_rerun(
     assert done_counts(log) == {n: 1 for n in range(200)}
     with open_store_sync(url) as store:
         assert len(store.list_contents()) == 200
+
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "cluster_dask.py"
+
+
+def test_the_docs_example_computes_the_sweep_once_then_nothing(client: Any, tmp_path: Path) -> None:
+    """examples/cluster_dask.py, shown in docs/cluster.rst: on a LocalCluster of its own,
+    then on this module's cluster (by the scheduler's address)."""
+    url = f"sqlite:///{tmp_path}/sweep.db"
+    runs = []
+    for address in ([], [client.scheduler.address]):
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLE), url, *address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=subprocess_env(),
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        runs.append(result.stdout.splitlines())
+    assert runs[0][0] == "computed=40 already_stored=0 failed=0 workers=2"
+    assert runs[1][0] == "computed=0 already_stored=40 failed=0 workers=0"
+    assert runs[0][1] == runs[1][1]  # the same trace, the second time from the store
