@@ -73,9 +73,9 @@ def _count_statements(counts: Counter[str]) -> None:
         counts["commit"] += 1
         return commit(self)
 
-    CursorWrapper.execute = counted_execute  # type: ignore[method-assign]
-    CursorWrapper.executemany = counted_executemany  # type: ignore[method-assign]
-    BaseDatabaseWrapper._commit = counted_commit  # type: ignore[method-assign]
+    CursorWrapper.execute = counted_execute
+    CursorWrapper.executemany = counted_executemany
+    BaseDatabaseWrapper._commit = counted_commit
 
 
 def _worker(url: str, points: list[int], barrier: Any, results: Any, done: Any) -> None:
@@ -89,7 +89,7 @@ def _worker(url: str, points: list[int], barrier: Any, results: Any, done: Any) 
             counts["lock taken"] += 1
             return locks(*args)
 
-        store.async_store.backend.lock = counted_lock  # type: ignore[method-assign]
+        store.async_store.backend.lock = counted_lock
         barrier.wait()
         started, cpu = time.perf_counter(), time.process_time()
         for i in points:

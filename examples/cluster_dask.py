@@ -46,10 +46,12 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if address is None:
             cluster = stack.enter_context(
-                LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+                LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=2, threads_per_worker=1, dashboard_address=None
+                )
             )
             address = cluster.scheduler_address
-        client = stack.enter_context(Client(address))
+        client = stack.enter_context(Client(address))  # type: ignore[no-untyped-call]
         store = stack.enter_context(open_store_sync(url))
         report = store.warm(sweep, "trace", simulate, executor=client)
         print(

@@ -51,3 +51,23 @@ def test_the_durability_script_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "|---|" in result.stdout
+
+
+def test_the_cluster_and_load_scripts_run(tmp_path: Path) -> None:
+    """benchmarks/cluster.py (a LocalCluster) and benchmarks/load.py (PostgreSQL and
+    SQLite), quick, so they cannot rot; no timing is asserted."""
+    for script, expected in (
+        ("cluster.py", ["LocalCluster", "Caller's memory", "Rerun of a warmed"]),
+        ("load.py", ["| PostgreSQL | distinct | 2 |", "| SQLite | shared | 2 |", "10^6"]),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(BENCHMARKS / script), "--quick"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        for text in expected:
+            assert text in result.stdout, (script, text)
