@@ -8,6 +8,7 @@ each computation's start and end with its worker's pid.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import anyio
 import pytest
 from cluster_tasks import ComputeFailed, Logged, done_counts, points, read_log
 from components import PlainComponent
+from helpers import eventually
 
 from adatastore import (
     AsyncSQLiteDataStore,
@@ -326,29 +328,44 @@ def test_a_broken_pool_stops_the_warm_and_a_rerun_resumes(tmp_path: Path) -> Non
 
 
 @pytest.mark.anyio
-async def test_the_async_api_takes_an_executor_on_both_loops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("url", ["sqlite", "memory://"])
+async def test_the_async_api_takes_an_executor_on_both_loops(url: str, tmp_path: Path) -> None:
+    """The workers store (SQLite), or the values come back (memory): on asyncio and trio."""
     log = str(tmp_path / "log")
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        async with await open_store(tmp_path / "c.db") as store:
+        async with await open_store(tmp_path / "c.db" if url == "sqlite" else url) as store:
             report = await store.warm(points(60), "square", Logged(log), executor=pool)
             assert report.computed == 60
             assert await store.retrieve(PlainComponent({"n": 8}), "square") == 64
+            assert done_counts(log) == {n: 1 for n in range(60)}
+
+
+CANCELLERS = ["anyio scope", "asyncio.timeout", "Task.cancel"]
 
 
 @pytest.mark.anyio
 @pytest.mark.asyncio_only
-async def test_cancelling_a_warm_cancels_what_was_not_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", CANCELLERS)
+async def test_cancelling_a_warm_cancels_what_was_not_started(how: str, tmp_path: Path) -> None:
     log = str(tmp_path / "log")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         async with await open_store(tmp_path / "c.db") as store:
-            with anyio.move_on_after(0.3):
-                await store.warm(
-                    points(500),
-                    "square",
-                    Logged(log, cpu_seconds=0.01),
-                    executor=pool,
-                    concurrency=4,
-                )
+            warming = store.warm(
+                points(500), "square", Logged(log, cpu_seconds=0.01), executor=pool, concurrency=4
+            )
+            if how == "anyio scope":
+                with anyio.move_on_after(0.3):
+                    await warming
+            elif how == "asyncio.timeout":
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.3):
+                        await warming
+            else:
+                task = asyncio.ensure_future(warming)
+                await eventually(lambda: len(read_log(log)) >= 3)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
             pool.shutdown(wait=True)  # the started ones end; the cancelled never start
             started = len([1 for event, _, _ in read_log(log) if event == "start"])
             assert 0 < started < 500

@@ -100,11 +100,14 @@ def progress_reporter(
 
 
 def _labels(state: WarmProgress) -> dict[str, int]:
-    return {
+    labels = {
         "computed": state.computed,
         "already stored": state.already_stored,
         "failed": state.failed,
     }
+    if state.in_flight:
+        labels["in flight"] = state.in_flight  # tasks on an executor
+    return labels
 
 
 def is_async(function: object) -> bool:
