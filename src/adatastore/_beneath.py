@@ -145,8 +145,12 @@ class Directory:
             os.close(fd)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        # No module globals here (contextlib, say): at interpreter exit they may be gone
+        # already, and a store kept open to the end (a worker's) is finalized then.
+        try:  # noqa: SIM105 - contextlib may be gone at exit
             self.close()
+        except Exception:
+            pass
 
     def __enter__(self) -> Self:
         return self

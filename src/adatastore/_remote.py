@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from . import _portal
@@ -262,6 +263,10 @@ class RemoteWarm:
     CHUNK = 256
     """Components keyed and checked per existence query."""
 
+    GATHER_WAIT = 0.25
+    """Seconds the first ended task waits for others to end, so that outcomes are
+    fetched, and tasks submitted, by groups when tasks are short."""
+
     def __init__(
         self,
         host: WarmHost,
@@ -351,9 +356,15 @@ class RemoteWarm:
         self.state.in_flight += len(tasks)
 
     async def _wait(self, running: int) -> None:
-        """Wait until at most `running` submitted tasks have not ended."""
-        while len(self._tasks) - len(self._ended) > max(running, 0):
+        """Wait until at most `running` submitted tasks have not ended, or `GATHER_WAIT`
+        seconds after one has: a task of an hour is counted (and replaced) at once."""
+        if len(self._tasks) - len(self._ended) <= max(running, 0):
+            return
+        if not self._ended:
             self._ended += await self._inbox.take()
+        with anyio.move_on_after(self.GATHER_WAIT):
+            while len(self._tasks) - len(self._ended) > max(running, 0):
+                self._ended += await self._inbox.take()
 
     async def _missing(self, chunk: Sequence[object]) -> list[tuple[str, object]]:
         """The chunk's components that are neither stored nor pending (one existence
