@@ -27,7 +27,13 @@ from distributed import Client, LocalCluster
 from helpers import subprocess_env
 from servers import fresh_database
 
-from adatastore import SQLiteDataStore, SyncDataStore, open_store_sync
+from adatastore import (
+    ConfigurationError,
+    SQLiteDataStore,
+    SyncDataStore,
+    open_store,
+    open_store_sync,
+)
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +224,17 @@ def test_the_docs_example_computes_the_sweep_once_then_nothing(client: Any, tmp_
     assert runs[0][0] == "computed=40 already_stored=0 failed=0 workers=2"
     assert runs[1][0] == "computed=0 already_stored=40 failed=0 workers=0"
     assert runs[0][1] == runs[1][1]  # the same trace, the second time from the store
+
+
+@pytest.mark.anyio
+@pytest.mark.asyncio_only
+async def test_an_asynchronous_client_is_refused_clearly(client: Any, tmp_path: Path) -> None:
+    async with (
+        Client(client.scheduler.address, asynchronous=True) as asynchronous,  # type: ignore[no-untyped-call]
+        await open_store(tmp_path / "c.db") as store,
+    ):
+        with pytest.raises(ConfigurationError, match="needs a synchronous"):
+            await store.warm(
+                points(3), "square", Logged(str(tmp_path / "log")), executor=asynchronous
+            )
+        assert await store.list_contents() == []

@@ -133,6 +133,11 @@ class DaskPool:
     fetches = True
 
     def __init__(self, client: Any) -> None:
+        if getattr(client, "asynchronous", False):
+            raise ConfigurationError(
+                "warm(executor=...) needs a synchronous dask.distributed.Client (the usual "
+                "Client(address)); this one was made with asynchronous=True"
+            )
         self.client = client
         self.description = f"dask.distributed.Client({client.scheduler.address})"
 
