@@ -371,3 +371,23 @@ async def test_cancelling_a_warm_cancels_what_was_not_started(how: str, tmp_path
             assert 0 < started < 500
             stored = len(await store.list_contents())
             assert stored == started  # each started computation was stored by its worker
+
+
+def test_a_database_password_travels_in_the_spec_but_is_never_shown() -> None:
+    from adatastore import AsyncDjangoORMDataStore
+
+    parameters = {
+        "ENGINE": "postgresql",
+        "NAME": "sweeps",
+        "USER": "lab",
+        "PASSWORD": "s3cret-pw",
+        "HOST": "db.example",
+    }
+    backend = AsyncDjangoORMDataStore(parameters).backend
+    spec = backend.spec()
+    assert spec is not None
+    assert spec.url == "django+postgresql://lab:***@db.example/sweeps"
+    assert "s3cret" not in repr(spec) + spec.url
+    assert b"s3cret-pw" in pickle.dumps(spec)  # the workers need it to connect
+    in_memory = AsyncDjangoORMDataStore({"ENGINE": "sqlite3", "NAME": ":memory:"}).backend
+    assert in_memory.spec() is None  # no other process can reach it
