@@ -1,0 +1,50 @@
+"""A real S3-compatible HTTP server on 127.0.0.1 for the tests: moto's, in a thread.
+
+`s3_server()` starts one on a free port and yields its endpoint; each test makes a bucket
+of its own (`new_bucket`). moto keeps objects in memory and enforces conditional writes
+(``If-None-Match: *`` and ``If-Match``): `tests/test_s3_server.py` checks that first, so
+lock tests cannot pass against a server that ignores them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+ACCESS_KEY = "adatastore-test-key"
+SECRET_KEY = "adatastore-test-secret"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def new_bucket(self) -> str:
+        import boto3
+
+        name = f"adatastore-{secrets.token_hex(6)}"
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+        )
+        client.create_bucket(Bucket=name)
+        return name
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield S3Server(f"http://{host}:{port}")
+    finally:
+        server.stop()
