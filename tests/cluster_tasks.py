@@ -84,3 +84,8 @@ def done_counts(log: str | Path) -> dict[int, int]:
         if event == "done":
             counts[n] = counts.get(n, 0) + 1
     return counts
+
+
+async def tripled(component: Any) -> int:
+    """An async compute: 3n."""
+    return 3 * int(component.parameters["n"])

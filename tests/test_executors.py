@@ -1,5 +1,5 @@
-"""``warm(executor=...)`` with the standard library's executors: process pools (fork and
-spawn) and thread pools, on stores the workers open themselves (SQLite, files) and on a
+"""``warm(executor=...)`` with the standard library's executors: process pools (fork,
+spawn and forkserver) and thread pools, on stores the workers open themselves (SQLite, files) and on a
 memory store, whose values come back and are stored by the caller.
 
 A real `ProcessPoolExecutor` in every test; `Logged` (tests/cluster_tasks.py) records
@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import anyio
 import pytest
-from cluster_tasks import ComputeFailed, Logged, done_counts, points, read_log
+from cluster_tasks import ComputeFailed, Logged, done_counts, points, read_log, tripled
 from components import PlainComponent
 from helpers import eventually
 
@@ -39,7 +39,7 @@ from adatastore.errors import IntegrityError
 
 KEY = "k" * 32
 
-EXECUTORS = ["fork", "spawn", "threads"]
+EXECUTORS = ["fork", "spawn", "forkserver", "threads"]
 
 
 @pytest.fixture(params=EXECUTORS)
@@ -132,6 +132,19 @@ def test_a_memory_store_gets_the_values_back_and_stores_them(tmp_path: Path) -> 
         assert os.getpid() not in {int(w.split(":")[1]) for w in report.workers}
         with pytest.raises(ConfigurationError, match="workers cannot open it"):
             store.warm(points(1), "square", Logged(log), executor=pool, store_in_workers=True)
+
+
+@pytest.mark.parametrize("url", ["sqlite", "memory://"])
+def test_an_async_compute_runs_on_the_workers(url: str, tmp_path: Path) -> None:
+    """Awaited by the worker's store, or (values coming back) in the worker's thread."""
+    context = multiprocessing.get_context("fork")
+    with (
+        open_store_sync(tmp_path / "c.db" if url == "sqlite" else url) as store,
+        concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool,
+    ):
+        report = store.warm(points(10), "triple", tripled, executor=pool)
+        assert (report.computed, report.failed) == (10, ())
+        assert store.retrieve(PlainComponent({"n": 4}), "triple") == 12
 
 
 def test_store_in_workers_false_brings_the_values_back_to_the_caller(tmp_path: Path) -> None:

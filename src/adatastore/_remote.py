@@ -19,13 +19,15 @@ does that itself (see ``_executors``).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import os
 import pickle
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,11 +160,17 @@ def store_in_worker(
     ]
 
 
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def compute_in_worker(compute: Callable[[Any], Any], component: object) -> TaskResult:
     """A task: compute the value and send it back (the caller stores it)."""
     started = time.perf_counter()
     try:
         value = compute(component)
+        if inspect.isawaitable(value):  # an async compute: awaited here, as in the store
+            value = asyncio.run(_awaited(value))
     except Exception as error:
         seconds = time.perf_counter() - started
         return TaskResult("", "failed", seconds, 0, worker_name(), _portable(error))
