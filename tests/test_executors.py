@@ -1,6 +1,6 @@
 """``warm(executor=...)`` with the standard library's executors: process pools (fork,
-spawn and forkserver) and thread pools, on stores the workers open themselves (SQLite, files) and on a
-memory store, whose values come back and are stored by the caller.
+spawn and forkserver) and thread pools, on stores the workers open themselves (SQLite,
+files) and on a memory store, whose values come back and are stored by the caller.
 
 A real `ProcessPoolExecutor` in every test; `Logged` (tests/cluster_tasks.py) records
 each computation's start and end with its worker's pid.
