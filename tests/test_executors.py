@@ -161,6 +161,25 @@ def test_store_in_workers_false_brings_the_values_back_to_the_caller(tmp_path: P
         assert done_counts(log) == {n: 1 for n in range(30)}
 
 
+def test_a_store_that_cannot_be_described_warms_with_the_values_coming_back(
+    tmp_path: Path,
+) -> None:
+    """A key generator that cannot be pickled: the workers cannot open the store (said
+    clearly), but with store_in_workers=False the caller stores what they compute."""
+    log = str(tmp_path / "log")
+    with (
+        SQLiteDataStore(
+            tmp_path / "c.db", key_generator=lambda c: f"n{c.parameters['n']}"
+        ) as store,
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+        with pytest.raises(ConfigurationError, match="cannot be described for other processes"):
+            store.warm(points(3), "square", Logged(log), executor=pool)
+        report = store.warm(points(3), "square", Logged(log), executor=pool, store_in_workers=False)
+        assert report.computed == 3
+        assert [entry.key for entry in store.list_contents()] == ["n0", "n1", "n2"]
+
+
 def not_at_module_level() -> Any:
     def local(component: Any) -> int:
         return 1

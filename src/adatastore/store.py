@@ -322,7 +322,7 @@ class AsyncDataStore:
         check_attribute_name(attribute_name)
         return await _sweep.warm(
             self.compute_host,
-            None if executor is None else self.spec,
+            None if executor is None or store_in_workers is False else self.spec,
             components,
             attribute_name,
             compute,
