@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -51,6 +52,17 @@ def executor(request: pytest.FixtureRequest) -> Iterator[concurrent.futures.Exec
         pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=context)
     with pool:
         yield pool
+
+
+@contextlib.contextmanager
+def sqlite_and_fork_pool(tmp_path: Path, workers: int) -> Iterator[tuple[Any, Any]]:
+    """A new SQLite store and a process pool of `workers` forked processes."""
+    context = multiprocessing.get_context("fork")
+    with (
+        SQLiteDataStore(tmp_path / "c.db") as store,
+        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
+    ):
+        yield store, pool
 
 
 @pytest.fixture(params=["sqlite", "files"])
@@ -197,11 +209,7 @@ def test_what_cannot_be_pickled_is_refused_by_name_before_anything_runs(
     tmp_path: Path,
 ) -> None:
     log = str(tmp_path / "log")
-    context = multiprocessing.get_context("fork")
-    with (
-        SQLiteDataStore(tmp_path / "c.db") as store,
-        concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool,
-    ):
+    with sqlite_and_fork_pool(tmp_path, 2) as (store, pool):
         with pytest.raises(ConfigurationError, match=r"compute function .*local.* cannot be"):
             store.warm(points(5), "square", not_at_module_level(), executor=pool)
         sweep = [*points(5), Unpicklable(5), *points(5, start=6)]
@@ -216,11 +224,7 @@ def test_a_failing_compute_is_reported_with_its_worker_and_stores_nothing(
     tmp_path: Path,
 ) -> None:
     log = str(tmp_path / "log")
-    context = multiprocessing.get_context("fork")
-    with (
-        SQLiteDataStore(tmp_path / "c.db") as store,
-        concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool,
-    ):
+    with sqlite_and_fork_pool(tmp_path, 2) as (store, pool):
         compute = Logged(log, fail=frozenset({3, 11}))
         report = store.warm(points(20), "square", compute, executor=pool)
         assert report.computed == 18
@@ -237,11 +241,7 @@ def test_a_failing_compute_is_reported_with_its_worker_and_stores_nothing(
 
 def test_stop_on_error_raises_and_submits_nothing_more(tmp_path: Path) -> None:
     log = str(tmp_path / "log")
-    context = multiprocessing.get_context("fork")
-    with (
-        SQLiteDataStore(tmp_path / "c.db") as store,
-        concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool,
-    ):
+    with sqlite_and_fork_pool(tmp_path, 1) as (store, pool):
         compute = Logged(log, fail=frozenset({2}))
         with pytest.raises(ComputeFailed, match="component 2 fails"):
             store.warm(

@@ -181,36 +181,24 @@ def compute_in_worker(compute: Callable[[Any], Any], component: object) -> TaskR
 
 
 @dataclass(slots=True)
-class _Tally:
-    computed: int = 0
-    already_stored: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    bytes: int = 0
-
-
-@dataclass(slots=True)
 class Tallies:
-    """Per-worker counts, made into the report's `WorkerTally` mapping at the end."""
+    """Per-worker counts: the report's `WorkerTally` mapping, kept up to date."""
 
-    by_worker: dict[str, _Tally] = field(default_factory=dict)
+    by_worker: dict[str, WorkerTally] = field(default_factory=dict)
 
     def add(self, result: TaskResult) -> None:
-        tally = self.by_worker.setdefault(result.worker, _Tally())
-        tally.seconds += result.seconds
-        tally.bytes += result.size
-        if result.outcome == "computed":
-            tally.computed += 1
-        elif result.outcome == "failed":
-            tally.failed += 1
-        else:
-            tally.already_stored += 1
+        old = self.by_worker.get(result.worker, WorkerTally())
+        outcome = result.outcome
+        self.by_worker[result.worker] = WorkerTally(
+            computed=old.computed + (outcome == "computed"),
+            already_stored=old.already_stored + (outcome not in ("computed", "failed")),
+            failed=old.failed + (outcome == "failed"),
+            seconds=old.seconds + result.seconds,
+            bytes=old.bytes + result.size,
+        )
 
     def report(self) -> dict[str, WorkerTally]:
-        return {
-            name: WorkerTally(t.computed, t.already_stored, t.failed, t.seconds, t.bytes)
-            for name, t in sorted(self.by_worker.items())
-        }
+        return dict(sorted(self.by_worker.items()))
 
 
 def check_picklable(pool: Pool, compute: object, components: Sequence[object]) -> None:

@@ -73,8 +73,8 @@ async def warm(
         limit = _concurrency(concurrency, max(EXECUTOR_CONCURRENCY, 4 * (pool.workers() or 0)))
     failed: list[tuple[object, BaseException]] = []
     remote = pool is not None and spec is not None and store_in_workers is not False
-    if not (remote or isinstance(components, Sequence)):
-        components = list(components)
+    if not (remote or isinstance(components, list)):
+        components = list(components)  # the local pipeline takes a list
     if pool is not None and isinstance(components, Sequence):
         check_picklable(pool, compute, components)  # all, before anything is submitted
     state = WarmProgress(total=len(components) if isinstance(components, Sequence) else 0)
@@ -116,7 +116,8 @@ async def warm(
                 failed=failed,
             )
             try:
-                await run.run(components if isinstance(components, list) else list(components))
+                assert isinstance(components, list)
+                await run.run(components)
             except BaseExceptionGroup as group_error:
                 first = group_error.exceptions[0]
                 while isinstance(first, BaseExceptionGroup):
