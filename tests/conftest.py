@@ -10,11 +10,13 @@ from typing import Any, cast
 import pytest
 from blockbuster import blockbuster_ctx
 from helpers import StoreFactory, ThroughBlocking
+from s3server import S3Server, s3_server
 from servers import fresh_database
 
 from adatastore import (
     AsyncDataStore,
     AsyncMemoryDataStore,
+    AsyncObjectDataStore,
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
 )
@@ -52,9 +54,11 @@ BACKENDS = [
     ("asyncio", "django-sqlite"),
     ("asyncio", "django-postgresql"),
     ("asyncio", "django-mariadb"),
+    ("asyncio", "s3"),
     ("trio", "memory"),
     ("trio", "files"),
     ("trio", "sqlite"),
+    ("trio", "s3"),
 ]
 
 
@@ -85,13 +89,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("anyio_backend", ["asyncio"] if only_asyncio else LOOPS)
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3-compatible server on 127.0.0.1 (moto's), for the whole session."""
+    with s3_server() as server:
+        yield server
+
+
 @pytest.fixture
-def make_store(backend_name: str, api: str, tmp_path: Path) -> Iterator[StoreFactory]:
+def make_store(
+    backend_name: str, api: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StoreFactory]:
     """A factory of async stores of one back-end, each on fresh storage; extra keywords
     go to the constructor. Tests close the stores they make (``async with``), or use the
     `store` fixture. Databases made on servers are dropped afterwards.
     """
     counter = iter(range(1_000_000))
+    buckets: list[str] = []
+
+    def bucket() -> str:  # one per test, its stores under prefixes of their own
+        if not buckets:
+            buckets.append(request.getfixturevalue("s3").new_bucket())
+        return buckets[0]
+
     with contextlib.ExitStack() as cleanup:
 
         def factory(**options: Any) -> AsyncDataStore:
@@ -102,6 +122,11 @@ def make_store(backend_name: str, api: str, tmp_path: Path) -> Iterator[StoreFac
                 return AsyncShelveDataStore(tmp_path / f"store{number}", **options)
             if backend_name == "sqlite":
                 return AsyncSQLiteDataStore(tmp_path / f"store{number}.db", **options)
+            if backend_name == "s3":
+                server: S3Server = request.getfixturevalue("s3")
+                return AsyncObjectDataStore(
+                    bucket(), f"store{number}", **{**server.options(), **options}
+                )
             from adatastore import AsyncDjangoORMDataStore
 
             if backend_name == "django-sqlite":

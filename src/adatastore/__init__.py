@@ -16,6 +16,7 @@ from ._spec import StoreSpec
 from .backend import Backend
 from .backends.files import AsyncShelveDataStore, ShelveDataStore
 from .backends.memory import AsyncMemoryDataStore, MemoryDataStore
+from .backends.objects import AsyncObjectDataStore, ObjectDataStore
 from .backends.sqlite import AsyncSQLiteDataStore, SQLiteDataStore
 from .component import Component
 from .decorators import cached
@@ -80,6 +81,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "AsyncDataStore",
     "AsyncDjangoORMDataStore",
     "AsyncMemoryDataStore",
+    "AsyncObjectDataStore",
     "AsyncSQLiteDataStore",
     "AsyncShelveDataStore",
     "Backend",
@@ -95,6 +97,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "Explanation",
     "JSONSerializer",
     "MemoryDataStore",
+    "ObjectDataStore",
     "PickleSerializer",
     "Provenance",
     "SQLiteDataStore",

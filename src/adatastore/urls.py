@@ -9,6 +9,8 @@
 ``django+sqlite:///path.db``            Django ORM on SQLite
 ``django+postgresql://u:p@host/db``     Django ORM on PostgreSQL (``?data_root_dir=...``)
 ``django+mysql://u:p@host/db``          Django ORM on MariaDB/MySQL (also ``django+mariadb``)
+``s3://bucket/prefix``                  objects in an S3-compatible bucket
+                                        (``?endpoint=http://host:9000&region=...``)
 ======================================  ====================================================
 
 Options go in the query string (``sqlite:///cache.db?durable=true&busy_timeout=5``) or as
@@ -334,6 +336,35 @@ def _django(engine: str) -> StoreFactory:
         return AsyncDjangoORMDataStore(database, **options)
 
     return factory
+
+
+def _s3(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
+    from .backends.objects import AsyncObjectDataStore
+
+    parts = urlsplit(url.raw or url.text)
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            f"store URL {url.text!r}: credentials do not go in an s3:// URL; use the AWS "
+            "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or keyword arguments"
+        )
+    if not url.host:
+        raise ConfigurationError(f"store URL {url.text!r} names no bucket: s3://bucket/prefix")
+    return AsyncObjectDataStore(url.host, url.path.strip("/"), **options)
+
+
+register_scheme(
+    "s3",
+    _s3,
+    options={
+        "endpoint": str,
+        "region": str,
+        "lease": float,
+        "timeout": float,
+        "concurrency": int,
+        "create": bool,
+    },
+    description="objects in an S3-compatible bucket (shared by machines; no database)",
+)
 
 
 _DJANGO_OPTIONS = {"data_root_dir": str, "alias": str, "create": bool}

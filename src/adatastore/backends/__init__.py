@@ -2,6 +2,12 @@
 
 from .files import AsyncShelveDataStore
 from .memory import AsyncMemoryDataStore
+from .objects import AsyncObjectDataStore
 from .sqlite import AsyncSQLiteDataStore
 
-__all__ = ["AsyncMemoryDataStore", "AsyncSQLiteDataStore", "AsyncShelveDataStore"]
+__all__ = [
+    "AsyncMemoryDataStore",
+    "AsyncObjectDataStore",
+    "AsyncSQLiteDataStore",
+    "AsyncShelveDataStore",
+]
