@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 from blockbuster import blockbuster_ctx
 from helpers import StoreFactory, ThroughBlocking
-from s3server import S3Server, s3_server
+from s3server import S3Server, shared
 from servers import fresh_database
 
 from adatastore import (
@@ -90,10 +90,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def s3() -> Iterator[S3Server]:
+def s3() -> S3Server:
     """A real S3-compatible server on 127.0.0.1 (moto's), for the whole session."""
-    with s3_server() as server:
-        yield server
+    return shared()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.to_thread
+from s3server import CREDENTIALS
 
 from adatastore import AsyncDataStore, SyncDataStore
 
@@ -39,7 +40,7 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
 
 def subprocess_env() -> dict[str, str]:
     """Environment for child Python processes: they import the tests' helper modules."""
-    env = dict(os.environ)
+    env = {**os.environ, **CREDENTIALS}  # the test S3 server's, for s3:// URLs
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
     return env
 

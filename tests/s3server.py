@@ -8,6 +8,7 @@ lock tests cannot pass against a server that ignores them.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import secrets
@@ -55,6 +56,25 @@ class S3Server:
             "access_key_id": ACCESS_KEY,
             "secret_access_key": SECRET_KEY,
         }
+
+
+_shared: list[S3Server] = []
+
+
+def shared() -> S3Server:
+    """The server of this test process, started at the first call, stopped at exit."""
+    if not _shared:
+        manager = s3_server()
+        _shared.append(manager.__enter__())
+        atexit.register(manager.__exit__, None, None, None)
+    return _shared[0]
+
+
+def url(prefix: str = "store") -> str:
+    """An ``s3://`` URL of a new bucket on the shared server (credentials: `CREDENTIALS`,
+    which `helpers.subprocess_env` gives child processes)."""
+    server = shared()
+    return f"s3://{server.new_bucket()}/{prefix}?endpoint={server.endpoint}"
 
 
 @contextlib.contextmanager

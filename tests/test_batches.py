@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import s3server
 from helpers import run_python, subprocess_env
 from servers import fresh_database
 
@@ -64,6 +65,8 @@ def url_for(backend: str, directory: Path) -> Iterator[str]:
         yield f"sqlite:///{directory}/store.db"
     elif backend == "django-sqlite":
         yield f"django+sqlite:///{directory}/django.db?data_root_dir={data}"
+    elif backend == "s3":
+        yield s3server.url()
     else:
         server = backend.split("-")[1]
         with fresh_database(server) as database:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from components import PlainComponent, SimpleComponent
 from helpers import StoreFactory, run_python, subprocess_env
@@ -30,6 +31,7 @@ from servers import fresh_database
 import adatastore
 from adatastore import (
     AsyncDjangoORMDataStore,
+    AsyncObjectDataStore,
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
     _naming,
@@ -349,6 +351,13 @@ async def _replace_record(store: Any, component: object, name: str, data: bytes)
             ).update(payload=data)
 
         await store.backend._orm(update)
+    elif isinstance(store, AsyncObjectDataStore):
+        backend = store.backend
+        await anyio.to_thread.run_sync(
+            lambda: backend.client.put_object(
+                Bucket=backend.bucket, Key=backend._entry_key(key, name), Body=data
+            )
+        )
     else:  # memory
         store.backend.records[key][name] = (data, store.backend.records[key][name][1])
 

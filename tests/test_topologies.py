@@ -17,10 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3server
 from helpers import TESTS_DIR, run_python, subprocess_env
 from servers import fresh_database
 
-BACKENDS = ["memory", "files", "sqlite", "django-sqlite", "django-postgresql", "django-mariadb"]
+BACKENDS = [
+    "memory",
+    "files",
+    "sqlite",
+    "django-sqlite",
+    "django-postgresql",
+    "django-mariadb",
+    "s3",
+]
 TOPOLOGIES = [
     "fork-used",
     "fork-constructed",
@@ -78,6 +87,8 @@ def _url(backend: str, directory: Path, databases: _Databases) -> str:
         return f"sqlite:///{directory}/store.db"
     if backend == "django-sqlite":
         return f"django+sqlite:///{directory}/django.db"
+    if backend == "s3":
+        return s3server.url()
     server = backend.split("-")[1]
     settings = databases.database(server)
     scheme = "postgresql" if server == "postgresql" else "mysql"

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from .. import _locks, _naming, _record
 from .._leases import Leases, lease_expired
+from .._waiting import run_to_end
 from ..backend import BackendSpec, RecordWrite, ThreadedBackend
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
@@ -377,6 +378,26 @@ class ObjectBackend(ThreadedBackend):
         self.leases.forget()
 
     # -- writing --------------------------------------------------------------------------------
+    #
+    # A cancelled caller of a write or a delete waits for the requests already sent, then
+    # gets its cancellation (`run_to_end`): when it returns, the change is made or not,
+    # and nothing is still changing the bucket behind it.
+
+    async def write(
+        self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
+    ) -> None:
+        ending = await run_to_end(
+            self.in_thread, self.blocking_write, key, attribute_name, record, component
+        )
+        ending.unwrap()
+
+    async def write_many(self, records: Sequence[RecordWrite]) -> None:
+        (await run_to_end(self.in_thread, self.blocking_write_many, records)).unwrap()
+
+    async def delete(self, key: str, attribute_name: str | None) -> int:
+        ending = await run_to_end(self.in_thread, self.blocking_delete, key, attribute_name)
+        deleted: int = ending.unwrap()
+        return deleted
 
     @_s3_errors
     def blocking_write(
@@ -788,7 +809,7 @@ def _total_size(content_range: str | None, length: int) -> int:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _decode_or(encoded: str) -> str:
