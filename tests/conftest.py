@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -10,7 +11,7 @@ from typing import Any, cast
 import pytest
 from blockbuster import blockbuster_ctx
 from helpers import StoreFactory, ThroughBlocking
-from s3server import S3Server, shared
+from s3server import CREDENTIALS, S3Server, shared
 from servers import fresh_database
 
 from adatastore import (
@@ -20,6 +21,11 @@ from adatastore import (
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
 )
+
+# The test S3 server's credentials, as the AWS environment: s3:// URLs opened here and in
+# child processes (`helpers.subprocess_env`) authenticate with them, never with a
+# developer's own.
+os.environ.update(CREDENTIALS)
 
 # Loop-agnostic code runs on both; asyncio-only tests override `anyio_backend`.
 LOOPS = ["asyncio", "trio"]

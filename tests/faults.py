@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import s3server
 from servers import fresh_database
 
 from adatastore import _naming
 
 # Back-ends that several processes can share.
-SHARED_BACKENDS = ["files", "sqlite", "django-sqlite", "django-postgresql"]
+SHARED_BACKENDS = ["files", "sqlite", "django-sqlite", "django-postgresql", "s3"]
 
 
 @contextlib.contextmanager
@@ -33,6 +34,8 @@ def store_url(backend: str, directory: Path) -> Iterator[str]:
     elif backend == "django-postgresql":
         with fresh_database("postgresql") as database:
             yield f"django+postgresql://postgres@127.0.0.1:5432/{database['NAME']}"
+    elif backend == "s3":  # a dead lock holder's lease lapses in 5 s (not 60)
+        yield s3server.url(lease=5)
     else:  # pragma: no cover - a typo in a test
         raise ValueError(backend)
 
@@ -79,6 +82,14 @@ def damage(backend: str, location: str, key: str, attribute: str, how: str) -> N
                 "UPDATE entries SET payload = ? WHERE key = ? AND attribute = ?",
                 (_mangle(bytes(payload), how), key, attribute),
             )
+    elif backend == "s3":  # location: the store's URL
+        bucket, prefix, endpoint = s3server.parse(location)
+        client = s3server.S3Server(endpoint).client()
+        name = "/".join(
+            (prefix, "e", _naming.encode_name(key), _naming.encode_name(attribute) + ".rec")
+        )
+        record = client.get_object(Bucket=bucket, Key=name)["Body"].read()
+        client.put_object(Bucket=bucket, Key=name, Body=_mangle(record, how))
     elif backend.startswith("django"):
         digest = hashlib.sha256(key.encode()).hexdigest()
         select = (

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 ACCESS_KEY = "adatastore-test-key"
 SECRET_KEY = "adatastore-test-secret"
@@ -70,11 +77,18 @@ def shared() -> S3Server:
     return _shared[0]
 
 
-def url(prefix: str = "store") -> str:
+def url(prefix: str = "store", **options: object) -> str:
     """An ``s3://`` URL of a new bucket on the shared server (credentials: `CREDENTIALS`,
-    which `helpers.subprocess_env` gives child processes)."""
+    which `helpers.subprocess_env` gives child processes), with more query `options`."""
     server = shared()
-    return f"s3://{server.new_bucket()}/{prefix}?endpoint={server.endpoint}"
+    query = "".join(f"&{name}={value}" for name, value in options.items())
+    return f"s3://{server.new_bucket()}/{prefix}?endpoint={server.endpoint}{query}"
+
+
+def parse(store_url: str) -> tuple[str, str, str]:
+    """(bucket, prefix, endpoint) of a URL `url` made."""
+    parts = urlsplit(store_url)
+    return parts.netloc, parts.path.strip("/"), parse_qs(parts.query)["endpoint"][0]
 
 
 @contextlib.contextmanager
@@ -89,3 +103,75 @@ def s3_server() -> Iterator[S3Server]:
         yield S3Server(f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class AuthServer:
+    """A server that checks signatures, with one user allowed everything on `bucket`."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+
+@contextlib.contextmanager
+def auth_server() -> Iterator[AuthServer]:
+    """moto in a process of its own that checks every request's signature against the
+    IAM users it knows (moto checks none by default): its first 4 requests make a user,
+    its key, its policy and a bucket; every later one must be signed by that key."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process)
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = _client("iam", endpoint, "setup", "setup")
+        iam.create_user(UserName="adatastore")
+        key = iam.create_access_key(UserName="adatastore")["AccessKey"]
+        everything = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="adatastore", PolicyName="all", PolicyDocument=json.dumps(everything)
+        )
+        access, secret = key["AccessKeyId"], key["SecretAccessKey"]
+        _client("s3", endpoint, access, secret).create_bucket(Bucket="adatastore-auth")
+        yield AuthServer(endpoint, "adatastore-auth", access, secret)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _client(service: str, endpoint: str, access: str, secret: str) -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        service,
+        endpoint_url=endpoint,
+        aws_access_key_id=access,
+        aws_secret_access_key=secret,
+        region_name=REGION,
+    )
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the server accepts connections (polled: it says nothing when ready)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the moto server did not start") from None
+            time.sleep(0.05)
+        else:
+            return

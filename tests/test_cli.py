@@ -103,6 +103,8 @@ def test_verify_finds_damage_and_repairs_it(filled: tuple[str, str], tmp_path: P
         location = str(tmp_path / "store.db")
     elif backend == "django-sqlite":
         location = str(tmp_path / "django.db")
+    elif backend == "s3":
+        location = url
     else:
         location = url.removeprefix("django+")
     damage(backend, location, key, "rates", "flip")

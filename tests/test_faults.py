@@ -218,6 +218,8 @@ def _location(backend: str, url: str, directory: Path) -> str:
         return str(directory / "store.db")
     if backend == "django-sqlite":
         return str(directory / "django.db")
+    if backend == "s3":
+        return url
     return f"host=127.0.0.1 user=postgres dbname={url.rsplit('/', 1)[1]}"
 
 

@@ -670,7 +670,7 @@ class ObjectBackend(ThreadedBackend):
         paginator = client.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(ENTRIES)):
             for upload in page.get("Uploads", ()):
-                if now - upload["Initiated"].timestamp() > older_than:
+                if self._upload_age(upload, now) > older_than:
                     client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
@@ -695,6 +695,19 @@ class ObjectBackend(ThreadedBackend):
                 self.leases.objects.remove(item["Key"], found["ETag"])
                 removed += 1
         return removed
+
+    def _upload_age(self, upload: dict[str, Any], now: float) -> float:
+        """Seconds since a multipart upload last moved: since its newest part, or its start
+        (an upload started long ago may still be sending parts; and moto reports a fixed
+        start date)."""
+        age = now - upload["Initiated"].timestamp()
+        if age <= 0:
+            return age
+        parts = self.client.list_parts(
+            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        ).get("Parts", ())
+        newest = max((part["LastModified"].timestamp() for part in parts), default=None)
+        return age if newest is None else min(age, now - newest)
 
     def spec(self) -> BackendSpec:
         arguments: dict[str, Any] = {

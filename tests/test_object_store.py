@@ -1,0 +1,441 @@
+"""What only the ``s3://`` back-end has: configuration the AWS way, its errors, leases that
+are renewed and taken over, multipart uploads (whole or absent, even when the writer is
+killed), ranged reads that never mix two versions, and workers opening it from its spec.
+
+The shared behaviour (conformance, single flight across 4 processes, a killed lock holder
+taken over, topologies, races, the command) runs on it from the modules that test every
+back-end. The server is moto's, on 127.0.0.1 (`s3server`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import pytest
+import s3server
+from cluster_tasks import Logged, done_counts, points
+from components import SimpleComponent
+from helpers import run_python, subprocess_env
+from s3server import ACCESS_KEY, SECRET_KEY, S3Server
+
+from adatastore import AsyncObjectDataStore, ObjectDataStore, open_store, open_store_sync
+from adatastore.backends import objects
+from adatastore.errors import ConfigurationError, StorageError
+
+pytestmark = pytest.mark.anyio
+
+
+def _uploads(s3: S3Server, bucket: str) -> list[dict[str, Any]]:
+    uploads: list[dict[str, Any]] = (
+        s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    )
+    return uploads
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+async def test_the_aws_environment_configures_a_url(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoint, region and credentials from AWS_* variables; the URL names only the
+    bucket and the prefix."""
+    bucket = s3.new_bucket()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    async with await open_store(f"s3://{bucket}/runs/2026") as store:
+        assert isinstance(store, AsyncObjectDataStore)
+        assert (store.backend.endpoint, store.backend.region) == (s3.endpoint, "eu-west-1")
+        await store.store(SimpleComponent({"a": 1}), "x", [1, 2])
+        assert await store.retrieve(SimpleComponent({"a": 1}), "x") == [1, 2]
+    names = [item["Key"] for item in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert all(name.startswith("runs/2026/") for name in names)
+    assert "runs/2026/.adatastore" in names
+
+
+async def test_url_options_win_and_a_missing_store_is_not_made(s3: S3Server) -> None:
+    bucket = s3.new_bucket()
+    options = f"endpoint={s3.endpoint}&region=us-east-1&lease=7&timeout=3&concurrency=4"
+    async with await open_store(f"s3://{bucket}/p?{options}") as store:
+        backend = store.backend
+        assert isinstance(backend, objects.ObjectBackend)
+        assert (backend.lease, backend.timeout, backend.concurrency) == (7.0, 3.0, 4)
+    with pytest.raises(ConfigurationError, match="no store at"):
+        await open_store(f"s3://{bucket}/elsewhere?endpoint={s3.endpoint}&create=false")
+    listed = s3.client().list_objects_v2(Bucket=bucket, Prefix="elsewhere")
+    assert listed.get("KeyCount") == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3:///prefix", "names no bucket"),
+        ("s3://Not_A_Bucket/p", "not an S3 bucket name"),
+        ("s3://key:secret@bucket/p", "credentials do not go in an s3:// URL"),
+        ("s3://bucket/p?lease=-1", "lease"),
+        ("s3://bucket/p?colour=red", "unknown option"),
+        ("s3://bucket/a/../b", "not a usable prefix"),
+    ],
+)
+def test_bad_urls_are_refused_before_any_request(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        open_store_sync(url)
+    assert "secret" not in str(refused.value).replace("secret@", "")
+
+
+async def test_a_foreign_marker_is_refused(s3: S3Server) -> None:
+    bucket = s3.new_bucket()
+    s3.client().put_object(Bucket=bucket, Key="p/.adatastore", Body=b'{"format": "other"}')
+    with pytest.raises(ConfigurationError, match="not an adatastore marker"):
+        await open_store(f"s3://{bucket}/p?endpoint={s3.endpoint}")
+
+
+# -- errors, and no credentials in them -------------------------------------------------------
+
+
+def _never_shows_the_secret(*texts: str) -> None:
+    for text in texts:
+        assert SECRET_KEY not in text
+        assert ACCESS_KEY not in text
+
+
+async def test_a_missing_bucket_is_named(s3: S3Server) -> None:
+    store = AsyncObjectDataStore("adatastore-no-such-bucket", "p", **s3.options())
+    with pytest.raises(ConfigurationError, match="'adatastore-no-such-bucket' does not exist") as e:
+        await store.open()
+    _never_shows_the_secret(str(e.value), repr(store), repr(store.backend.spec()))
+
+
+async def test_an_unreachable_endpoint_is_a_storage_error_not_a_hang() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = AsyncObjectDataStore(
+        "adatastore-any",
+        endpoint=f"http://127.0.0.1:{port}",
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        timeout=1,
+    )
+    with pytest.raises(StorageError, match=f"cannot reach the endpoint http://127.0.0.1:{port}"):
+        await store.open()
+
+
+def test_missing_credentials_are_named(s3: S3Server, tmp_path: Path) -> None:
+    """No AWS_* credentials, no profile, no instance metadata: a ConfigurationError."""
+    env = {name: value for name, value in subprocess_env().items() if not name.startswith("AWS_")}
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    code = f"""
+        import adatastore
+        try:
+            adatastore.open_store_sync("s3://{s3.new_bucket()}/p?endpoint={s3.endpoint}")
+        except adatastore.ConfigurationError as error:
+            print("refused:", error)
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert "refused:" in result.stdout, result.stderr
+    assert "no AWS credentials found" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def auth() -> Iterator[s3server.AuthServer]:
+    with s3server.auth_server() as server:
+        yield server
+
+
+async def test_a_wrong_secret_is_refused_and_never_shown(auth: s3server.AuthServer) -> None:
+    good = AsyncObjectDataStore(
+        auth.bucket,
+        "p",
+        endpoint=auth.endpoint,
+        access_key_id=auth.access_key,
+        secret_access_key=auth.secret_key,
+    )
+    async with good:
+        await good.store(SimpleComponent({"a": 1}), "x", 1)
+        shown = [repr(good), repr(good.spec), good.url, str(good.spec.backend.url)]
+    wrong_secret = "wrong-secret-" + auth.secret_key[:8]
+    bad = AsyncObjectDataStore(
+        auth.bucket,
+        "p",
+        endpoint=auth.endpoint,
+        access_key_id=auth.access_key,
+        secret_access_key=wrong_secret,
+    )
+    with pytest.raises(ConfigurationError, match="refused the credentials") as refused:
+        await bad.open()
+    for text in [*shown, str(refused.value), repr(bad)]:
+        assert auth.secret_key not in text
+        assert wrong_secret not in text
+    result = run_python(
+        f"""
+        import os
+        from adatastore import cli
+        os.environ.update(AWS_ACCESS_KEY_ID={auth.access_key!r},
+                          AWS_SECRET_ACCESS_KEY={wrong_secret!r})
+        raise SystemExit(cli.main(["ls", "--url", "s3://{auth.bucket}/p?endpoint={auth.endpoint}"]))
+        """
+    )
+    assert result.returncode != 0
+    assert "refused the credentials" in result.stderr
+    assert wrong_secret not in result.stdout + result.stderr
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+HOLDER = """
+import sys, threading
+import adatastore
+from components import SimpleComponent
+
+store = adatastore.open_store_sync(sys.argv[1])
+go = threading.Event()
+
+def compute():
+    print("computing", flush=True)
+    sys.stdin.readline()           # until the test says so: longer than several leases
+    return "from the holder"
+
+print(store.get_or_compute(SimpleComponent({"leased": 1}), "v", compute), flush=True)
+store.close()
+"""
+
+WAITER = """
+import sys
+import adatastore
+from components import SimpleComponent
+
+store = adatastore.open_store_sync(sys.argv[1])
+print(store.get_or_compute(SimpleComponent({"leased": 1}), "v", lambda: "from the waiter"))
+store.close()
+"""
+
+
+def test_a_live_holder_renews_its_lease_past_its_length(s3: S3Server) -> None:
+    """A lease of 1 s held for 4 s of computation: renewed every third of a second, it is
+    never taken over, and the waiter gets the holder's value."""
+    url = s3server.url(lease=1)
+    open_store_sync(url).close()
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), url],
+        env=subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "computing"
+        with subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WAITER), url],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as waiter:
+            # fault-injection timing, not synchronisation: hold the lease 4 times its length
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                waiter.wait(timeout=4)
+            assert waiter.poll() is None, "the waiter took over a lease that was renewed"
+            holder.stdin.write("done\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "from the holder"
+            assert waiter.communicate(timeout=60)[0].strip() == "from the holder"
+
+
+async def test_cleanup_removes_expired_leases_and_leaves_held_ones(s3: S3Server) -> None:
+    async with AsyncObjectDataStore(s3.new_bucket(), "p", lease=1, **s3.options()) as store:
+        backend = store.backend
+        expired = backend._key("l/expired.lease")
+        body = b'{"holder": "gone", "expires": 0}'
+        await anyio.to_thread.run_sync(backend.leases.objects.create, expired, body)
+
+        def leases() -> list[str]:
+            return [item["Key"] for item in backend._list(backend._key("l/"))]
+
+        async with backend.lock("key", "name", None) as taken:
+            assert taken
+            assert len(await anyio.to_thread.run_sync(leases)) == 2
+            assert await store.cleanup(older_than=0) == 1  # the expired one only
+            (held,) = await anyio.to_thread.run_sync(leases)
+            assert held != expired
+        assert await anyio.to_thread.run_sync(leases) == []  # released: deleted
+
+
+# -- large records --------------------------------------------------------------------------
+
+
+async def test_a_large_array_goes_up_in_parts_and_comes_back_whole(s3: S3Server) -> None:
+    big = np.random.default_rng(3).standard_normal(5_000_000)  # 40 MB: 3 parts
+    bucket = s3.new_bucket()
+    async with AsyncObjectDataStore(bucket, "p", **s3.options()) as store:
+        await store.store(SimpleComponent({"big": 1}), "array", big)
+        back = await store.retrieve(SimpleComponent({"big": 1}), "array")
+        np.testing.assert_array_equal(back, big)
+        assert back.flags.writeable
+        (entry,) = await store.list_contents()
+        assert entry.size > big.nbytes
+        assert (await store.verify()).ok
+    assert _uploads(s3, bucket) == []
+
+
+def test_a_record_replaced_while_read_in_ranges_is_never_mixed(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two 12 MB values written in turn by one thread while another reads in 5 MB ranges:
+    every read is one value or the other, whole (a replaced object is read again)."""
+    monkeypatch.setattr(objects, "PART_SIZE", 5 << 20)
+    values = [np.full(1_500_000, n, dtype=np.float64) for n in (1.0, 2.0)]
+    store = ObjectDataStore(s3.new_bucket(), "p", **s3.options())
+    c = SimpleComponent({"replaced": 1})
+    store.store(c, "v", values[0])
+    done = threading.Event()
+
+    def writer() -> None:
+        turn = 0
+        while not done.is_set():
+            turn += 1
+            store.store(c, "v", values[turn % 2])
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(writer)
+        try:
+            for _ in range(12):
+                back = store.retrieve(c, "v")
+                assert back[0] in (1.0, 2.0)
+                assert (back == back[0]).all(), "a read mixed two versions"
+        finally:
+            done.set()
+        writing.result()
+    store.close()
+
+
+KILLED_UPLOAD = """
+import sys, time
+import anyio
+import anyio.to_thread
+import numpy as np
+import adatastore
+from components import SimpleComponent
+
+store = adatastore.open_store_sync(sys.argv[1])
+client = store.async_store.backend.client
+
+def hang(**request):                # the parts are up; die before completing
+    print("parts uploaded", flush=True)
+    time.sleep(3600)
+
+client.complete_multipart_upload = hang
+store.store(SimpleComponent({"big": 1}), "v", np.full(5_000_000, 2.0))
+"""
+
+
+def test_a_writer_killed_mid_upload_leaves_the_old_value_and_cleanup_removes_its_parts(
+    s3: S3Server,
+) -> None:
+    url = s3server.url()
+    bucket, _, _ = s3server.parse(url)
+    store = open_store_sync(url)
+    old = np.full(5_000_000, 1.0)
+    store.store(SimpleComponent({"big": 1}), "v", old)
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_UPLOAD), url],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "parts uploaded"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    np.testing.assert_array_equal(store.retrieve(SimpleComponent({"big": 1}), "v"), old)
+    assert len(_uploads(s3, bucket)) == 1  # its parts, kept by the server
+    assert store.cleanup(older_than=3600) == 0  # a young upload may be in progress
+    assert store.cleanup(older_than=0) == 1
+    assert _uploads(s3, bucket) == []
+    assert store.verify().ok
+    store.close()
+
+
+# -- workers open it from its spec ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_process_pool_workers_store_each_point_once(
+    s3: S3Server, tmp_path: Path, method: str
+) -> None:
+    """Workers open the store from its spec (in a forked worker too, after the parent
+    used its client) and store what they compute, each point once."""
+    log = str(tmp_path / "log")
+    store = open_store_sync(s3server.url())
+    store.store(points(1, start=5)[0], "square", 25)  # the parent used the client
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        report = store.warm(points(20), "square", Logged(log), executor=pool)
+    assert (report.computed, report.already_stored) == (19, 1)
+    assert done_counts(log) == {n: 1 for n in range(20) if n != 5}
+    assert all(worker != f"{os.uname().nodename}:{os.getpid()}" for worker in report.workers)
+    values = store.retrieve_many([(c, "square") for c in points(20)])
+    assert values == [n * n for n in range(20)]
+    store.close()
+
+
+# -- the command copies to and from it ------------------------------------------------------
+
+
+def test_copy_to_and_from_s3(tmp_path: Path) -> None:
+    sqlite, back = f"sqlite:///{tmp_path}/source.db", f"file://{tmp_path}/back"
+    bucket = s3server.url()
+    source = open_store_sync(sqlite)
+    source.store_many([(SimpleComponent({"n": n}), "v", {"n": n}) for n in range(200)])
+    source.close()
+    for origin, target in ((sqlite, bucket), (bucket, back)):
+        result = subprocess.run(
+            [sys.executable, "-m", "adatastore", "copy", origin, target, "--no-progress"],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "copied 200 entries" in result.stdout
+    stores = [open_store_sync(url) for url in (sqlite, bucket, back)]
+    try:
+        listings = [
+            sorted((e.key, e.attribute_name, e.full_type, e.version) for e in s.list_contents())
+            for s in stores
+        ]
+        assert listings[0] == listings[1] == listings[2]
+        assert len(listings[0]) == 200
+        assert stores[2].retrieve(SimpleComponent({"n": 7}), "v") == {"n": 7}
+        assert all(s.verify().ok for s in stores)
+    finally:
+        for s in stores:
+            s.close()
