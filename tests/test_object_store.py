@@ -180,7 +180,7 @@ async def test_a_wrong_secret_is_refused_and_never_shown(auth: s3server.AuthServ
     )
     async with good:
         await good.store(SimpleComponent({"a": 1}), "x", 1)
-        shown = [repr(good), repr(good.spec), good.url, str(good.spec.backend.url)]
+        shown = [repr(good), repr(good.spec), good.url, good.backend.spec().url]
     wrong_secret = "wrong-secret-" + auth.secret_key[:8]
     bad = AsyncObjectDataStore(
         auth.bucket,

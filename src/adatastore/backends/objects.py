@@ -700,13 +700,15 @@ class ObjectBackend(ThreadedBackend):
         """Seconds since a multipart upload last moved: since its newest part, or its start
         (an upload started long ago may still be sending parts; and moto reports a fixed
         start date)."""
-        age = now - upload["Initiated"].timestamp()
+        age: float = now - upload["Initiated"].timestamp()
         if age <= 0:
             return age
         parts = self.client.list_parts(
             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
         ).get("Parts", ())
-        newest = max((part["LastModified"].timestamp() for part in parts), default=None)
+        newest: float | None = max(
+            (part["LastModified"].timestamp() for part in parts), default=None
+        )
         return age if newest is None else min(age, now - newest)
 
     def spec(self) -> BackendSpec:
