@@ -292,9 +292,9 @@ async def test_cleanup_removes_expired_leases_and_leaves_held_ones(s3: S3Server)
 
 
 async def test_a_large_array_goes_up_in_parts_and_comes_back_whole(s3: S3Server) -> None:
-    big = np.random.default_rng(3).standard_normal(5_000_000)  # 40 MB: 3 parts
+    big = np.random.default_rng(3).standard_normal(5_000_000)  # 40 MB: 3 parts of 16
     bucket = s3.new_bucket()
-    async with AsyncObjectDataStore(bucket, "p", **s3.options()) as store:
+    async with AsyncObjectDataStore(bucket, "p", part_size=16 << 20, **s3.options()) as store:
         await store.store(SimpleComponent({"big": 1}), "array", big)
         back = await store.retrieve(SimpleComponent({"big": 1}), "array")
         np.testing.assert_array_equal(back, big)
@@ -305,14 +305,11 @@ async def test_a_large_array_goes_up_in_parts_and_comes_back_whole(s3: S3Server)
     assert _uploads(s3, bucket) == []
 
 
-def test_a_record_replaced_while_read_in_ranges_is_never_mixed(
-    s3: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_record_replaced_while_read_in_ranges_is_never_mixed(s3: S3Server) -> None:
     """Two 12 MB values written in turn by one thread while another reads in 5 MB ranges:
     every read is one value or the other, whole (a replaced object is read again)."""
-    monkeypatch.setattr(objects, "PART_SIZE", 5 << 20)
     values = [np.full(1_500_000, n, dtype=np.float64) for n in (1.0, 2.0)]
-    store = ObjectDataStore(s3.new_bucket(), "p", **s3.options())
+    store = ObjectDataStore(s3.new_bucket(), "p", part_size=5 << 20, **s3.options())
     c = SimpleComponent({"replaced": 1})
     store.store(c, "v", values[0])
     done = threading.Event()
@@ -344,7 +341,7 @@ import numpy as np
 import adatastore
 from components import SimpleComponent
 
-store = adatastore.open_store_sync(sys.argv[1])
+store = adatastore.open_store_sync(sys.argv[1], part_size=16 << 20)
 client = store.async_store.backend.client
 
 def hang(**request):                # the parts are up; die before completing

@@ -361,6 +361,7 @@ register_scheme(
         "lease": float,
         "timeout": float,
         "concurrency": int,
+        "part_size": int,
         "create": bool,
     },
     description="objects in an S3-compatible bucket (shared by machines; no database)",
