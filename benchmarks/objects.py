@@ -75,7 +75,7 @@ def main() -> None:
         big = _Component({"big": 1})
         smalls = [_Component({"n": n}) for n in range(small_count)]
         store.store_many([(c, "v", {"n": i, "x": [i] * 20}) for i, c in enumerate(smalls)])
-        keys = [backend._entry_key(store.key_of(c), "v") for c in smalls]
+        keys = [backend.record_name(store.key_of(c), "v") for c in smalls]
         pool = concurrent.futures.ThreadPoolExecutor(32)
 
         def raw_get(key: str) -> bytes:

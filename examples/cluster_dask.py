@@ -8,8 +8,9 @@ the second run finds every trial stored and submits nothing. Kill it half-way an
 again: only what is missing is computed.
 
 STORE_URL defaults to an SQLite file in the working directory (on a cluster: a database
-server, ``django+postgresql://...?data_root_dir=/shared/dir``, or a disk every node
-mounts). Without SCHEDULER_ADDRESS a `LocalCluster` of two worker processes starts here.
+server, ``django+postgresql://...?data_root_dir=/shared/dir``, a disk every node mounts,
+or a bucket, ``s3://bucket/prefix``, with the AWS environment on every worker). Without
+SCHEDULER_ADDRESS a `LocalCluster` of two worker processes starts here.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3server
 from cluster_tasks import Logged, done_counts, points, read_log
 from components import PlainComponent
 from distributed import Client, LocalCluster
@@ -205,10 +206,14 @@ def test_a_caller_killed_mid_sweep_is_resumed_by_a_rerun(
 EXAMPLE = Path(__file__).parent.parent / "examples" / "cluster_dask.py"
 
 
-def test_the_docs_example_computes_the_sweep_once_then_nothing(client: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "s3"])
+def test_the_docs_example_computes_the_sweep_once_then_nothing(
+    client: Any, tmp_path: Path, store: str
+) -> None:
     """examples/cluster_dask.py, shown in docs/cluster.rst: on a LocalCluster of its own,
-    then on this module's cluster (by the scheduler's address)."""
-    url = f"sqlite:///{tmp_path}/sweep.db"
+    then on this module's cluster (by the scheduler's address); on SQLite, and on a bucket
+    (the workers reach it with the AWS environment they inherited)."""
+    url = f"sqlite:///{tmp_path}/sweep.db" if store == "sqlite" else s3server.url("sweep")
     runs = []
     for address in ([], [client.scheduler.address]):
         result = subprocess.run(

@@ -354,8 +354,8 @@ async def _replace_record(store: Any, component: object, name: str, data: bytes)
     elif isinstance(store, AsyncObjectDataStore):
         backend = store.backend
         await anyio.to_thread.run_sync(
-            lambda: backend.client.put_object(
-                Bucket=backend.bucket, Key=backend._entry_key(key, name), Body=data
+            lambda: backend.objects.client.put_object(
+                Bucket=backend.bucket, Key=backend.record_name(key, name), Body=data
             )
         )
     else:  # memory

@@ -272,12 +272,12 @@ def test_a_live_holder_renews_its_lease_past_its_length(s3: S3Server) -> None:
 async def test_cleanup_removes_expired_leases_and_leaves_held_ones(s3: S3Server) -> None:
     async with AsyncObjectDataStore(s3.new_bucket(), "p", lease=1, **s3.options()) as store:
         backend = store.backend
-        expired = backend._key("l/expired.lease")
+        expired = backend.name("l/expired.lease")
         body = b'{"holder": "gone", "expires": 0}'
-        await anyio.to_thread.run_sync(backend.leases.objects.create, expired, body)
+        await anyio.to_thread.run_sync(backend.objects.create, expired, body)
 
         def leases() -> list[str]:
-            return [item["Key"] for item in backend._list(backend._key("l/"))]
+            return [item["Key"] for item in backend.objects.listing(backend.name("l/"))]
 
         async with backend.lock("key", "name", None) as taken:
             assert taken
@@ -342,7 +342,7 @@ import adatastore
 from components import SimpleComponent
 
 store = adatastore.open_store_sync(sys.argv[1], part_size=16 << 20)
-client = store.async_store.backend.client
+client = store.async_store.backend.objects.client
 
 def hang(**request):                # the parts are up; die before completing
     print("parts uploaded", flush=True)
