@@ -61,6 +61,7 @@ BACKENDS = [
     ("asyncio", "django-postgresql"),
     ("asyncio", "django-mariadb"),
     ("asyncio", "s3"),
+    ("asyncio", "sqlite-s3"),
     ("trio", "memory"),
     ("trio", "files"),
     ("trio", "sqlite"),
@@ -127,6 +128,13 @@ def make_store(
                 return AsyncShelveDataStore(tmp_path / f"store{number}", **options)
             if backend_name == "sqlite":
                 return AsyncSQLiteDataStore(tmp_path / f"store{number}.db", **options)
+            if backend_name == "sqlite-s3":  # large records in a bucket, rows in SQLite
+                endpoint = request.getfixturevalue("s3").endpoint
+                return AsyncSQLiteDataStore(
+                    tmp_path / f"store{number}.db",
+                    payloads=f"s3://{bucket()}/store{number}?endpoint={endpoint}",
+                    **options,
+                )
             if backend_name == "s3":
                 server: S3Server = request.getfixturevalue("s3")
                 return AsyncObjectDataStore(

@@ -283,7 +283,11 @@ def _temporary_files(store: AsyncDataStore) -> list[Path]:
     found: list[Path] = []
     for root in roots:
         if root is not None and Path(root).exists():
-            found += [p for p in Path(root).rglob("*") if p.is_file() and ".tmp" in str(p)]
+            found += [
+                p
+                for p in Path(root).rglob("*")
+                if p.is_file() and (".tmp" in str(p) or ".batches" in str(p))  # files' batches
+            ]
     return found
 
 

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -32,8 +34,15 @@ from components import SimpleComponent
 from helpers import run_python, subprocess_env
 from s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
-from adatastore import AsyncObjectDataStore, ObjectDataStore, open_store, open_store_sync
+from adatastore import (
+    AsyncObjectDataStore,
+    ObjectDataStore,
+    SQLiteDataStore,
+    open_store,
+    open_store_sync,
+)
 from adatastore.backends import objects
+from adatastore.backends._bucket_payloads import BucketPayloads
 from adatastore.errors import ConfigurationError, StorageError
 
 pytestmark = pytest.mark.anyio
@@ -436,3 +445,106 @@ def test_copy_to_and_from_s3(tmp_path: Path) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+# -- payloads in a bucket, rows in SQLite -----------------------------------------------------
+
+
+def _objects(s3: S3Server, bucket: str, prefix: str) -> list[str]:
+    listed = s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def test_sqlite_keeps_large_records_in_the_bucket(s3: S3Server, tmp_path: Path) -> None:
+    """Rows in the file, large records as objects: none in the payload directory; a
+    replaced or deleted record's object is deleted by the same unit."""
+    bucket = s3.new_bucket()
+    payloads = f"s3://{bucket}/payloads?endpoint={s3.endpoint}"
+    url = f"sqlite:///{tmp_path}/index.db?payloads={quote(payloads, safe='')}"
+    store = open_store_sync(url)
+    assert store.async_store.backend.payloads == payloads
+    big, small = np.arange(100_000, dtype=np.float64), [1, 2, 3]
+    c = SimpleComponent({"payloads": 1})
+    store.store(c, "big", big)
+    store.store(c, "small", small)
+    (first,) = _objects(s3, bucket, "payloads/")
+    assert re.fullmatch(r"payloads/([0-9a-f]{2})/\1[0-9a-f]{30}\.rec", first)
+    assert not (tmp_path / "index.db-payloads").exists()
+    np.testing.assert_array_equal(store.retrieve(c, "big"), big)
+    assert store.retrieve(c, "small") == small
+    store.store(c, "big", big * 2)  # replaced: the old object goes
+    (second,) = _objects(s3, bucket, "payloads/")
+    assert second != first
+    assert store.verify().ok
+    spec = store.async_store.spec
+    assert spec is not None
+    assert spec.backend.make().payloads == payloads
+    store.delete(c)
+    assert _objects(s3, bucket, "payloads/") == []
+    store.close()
+
+
+def test_a_failed_transaction_leaves_no_object(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3.new_bucket()
+    store = SQLiteDataStore(
+        tmp_path / "index.db", payloads=f"s3://{bucket}/p?endpoint={s3.endpoint}"
+    )
+    c = SimpleComponent({"fails": 1})
+
+    def fails(*args: object, **kwargs: object) -> None:
+        raise OSError("the transaction fails after the upload")
+
+    monkeypatch.setattr(BucketPayloads, "move_in", fails)
+    with pytest.raises(StorageError):
+        store.store(c, "big", np.zeros(100_000))
+    assert _objects(s3, bucket, "p/") == []
+    assert not store.contains(c, "big")
+    store.close()
+
+
+KILLED_INDEXED = """
+import sys, time
+import numpy as np
+import adatastore
+from adatastore.backends._bucket_payloads import BucketPayloads
+from components import SimpleComponent
+
+def hang(self, temp, name, *, durable):     # uploaded; die before the row commits
+    print("uploaded", flush=True)
+    time.sleep(3600)
+
+BucketPayloads.move_in = hang
+store = adatastore.SQLiteDataStore(sys.argv[1], payloads=sys.argv[2])
+store.store(SimpleComponent({"orphan": 1}), "v", np.zeros(100_000))
+"""
+
+
+def test_a_writer_killed_after_its_upload_leaves_an_orphan_that_cleanup_removes(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.new_bucket()
+    payloads = f"s3://{bucket}/p?endpoint={s3.endpoint}"
+    database = str(tmp_path / "index.db")
+    store = SQLiteDataStore(database, payloads=payloads)
+    kept = SimpleComponent({"kept": 1})
+    store.store(kept, "v", np.ones(100_000))
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_INDEXED), database, payloads],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "uploaded"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert len(_objects(s3, bucket, "p/")) == 2  # the kept record's, and the orphan
+    assert not store.contains(SimpleComponent({"orphan": 1}), "v")
+    assert store.cleanup(older_than=3600) == 0  # young: may be a write in progress
+    assert store.cleanup(older_than=0) == 1
+    assert len(_objects(s3, bucket, "p/")) == 1
+    np.testing.assert_array_equal(store.retrieve(kept, "v"), np.ones(100_000))
+    assert store.verify().ok
+    store.close()

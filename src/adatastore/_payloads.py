@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from . import _fsio
 from ._beneath import Directory, UnsafePath
@@ -32,7 +33,7 @@ from .errors import CorruptEntryError
 from .serializers import Buffer
 from .stats import logger
 
-__all__ = ["TEMP_DIR", "PayloadFiles", "is_name"]
+__all__ = ["TEMP_DIR", "NotOurs", "PayloadFiles", "PayloadStore", "is_name"]
 
 TEMP_DIR = ".tmp"
 HOST = socket.gethostname().replace("-", "_") or "localhost"
@@ -42,6 +43,25 @@ _NAME = re.compile(r"[0-9a-f]{32}\.rec\Z")
 def is_name(name: object) -> bool:
     """Whether `name` is a record file name this module makes (and so may be used)."""
     return isinstance(name, str) and _NAME.match(name) is not None
+
+
+class PayloadStore(Protocol):
+    """Where a database back-end keeps its large records: `PayloadFiles` (a directory), or
+    `adatastore.backends._bucket_payloads.BucketPayloads` (a bucket)."""
+
+    path: Any
+
+    def close(self) -> None: ...
+    def write_temp(self, record: Sequence[Buffer], *, durable: bool) -> tuple[str, str]: ...
+    def move_in(self, temp: str, name: str, *, durable: bool) -> None: ...
+    def remove_temp(self, temp: str) -> None: ...
+    def remove(self, name: str) -> None: ...
+    def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None: ...
+    def read_head_or_none(self, name: str, size: int) -> bytes | None: ...
+    def remove_dead_temps(self, older_than: float | None = None) -> int: ...
+    def remove_unreferenced(
+        self, referenced: set[str], older_than: float
+    ) -> tuple[int, list[str]]: ...
 
 
 class NotOurs(ValueError):

@@ -296,7 +296,7 @@ def _memory(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
 register_scheme(
     "sqlite",
     _sqlite,
-    options={"durable": bool, "busy_timeout": float, "create": bool},
+    options={"durable": bool, "busy_timeout": float, "create": bool, "payloads": str},
     description="one SQLite file (the embedded default)",
 )
 register_scheme(

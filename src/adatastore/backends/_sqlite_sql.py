@@ -20,7 +20,7 @@ import anyio.to_thread
 
 from .. import _forks, _fsio, _locks, _record
 from .._connection import ConnectionThread
-from .._payloads import PayloadFiles
+from .._payloads import PayloadStore
 from ..errors import ConfigurationError, NetworkFilesystemWarning
 from ..records import ComponentRecord, json_text
 from ..serializers import Buffer
@@ -293,7 +293,7 @@ def write_unit(
     statements: list[tuple[str, list[Any]]],
     moves: list[tuple[str, str]],
     durable: bool,
-    payloads: PayloadFiles,
+    payloads: PayloadStore,
     connection: sqlite3.Connection,
 ) -> None:
     """Insert rows and move their files into place, in one transaction; on any failure
@@ -323,7 +323,7 @@ def write_unit(
 
 
 def delete_unit(
-    key: str, attribute_name: str | None, payloads: PayloadFiles, connection: sqlite3.Connection
+    key: str, attribute_name: str | None, payloads: PayloadStore, connection: sqlite3.Connection
 ) -> int:
     if attribute_name is None:
         rows = connection.execute("DELETE FROM entries WHERE key = ? RETURNING 1", (key,))
@@ -337,7 +337,7 @@ def delete_unit(
     return count
 
 
-def collect(payloads: PayloadFiles, connection: sqlite3.Connection) -> None:
+def collect(payloads: PayloadStore, connection: sqlite3.Connection) -> None:
     """Remove the files the triggers queued (of replaced and deleted records).
 
     Run by the unit that queued them, so even a caller cancelled meanwhile leaves no
@@ -536,7 +536,7 @@ def run_steps_blocking(steps: Steps[T], writer: ConnectionThread, readers: Reade
 
 def write_plan(
     records: Sequence[tuple[str, str, Sequence[Buffer], ComponentRecord]],
-    payloads: PayloadFiles,
+    payloads: PayloadStore,
     durable: bool,
     writer: ConnectionThread,
 ) -> tuple[Callable[[sqlite3.Connection], None] | None, Callable[[], None] | None]:
@@ -557,7 +557,7 @@ def write_plan(
 def write_with_files(
     rows: list[dict[str, Any]],
     records: Sequence[Sequence[Buffer]],
-    payloads: PayloadFiles,
+    payloads: PayloadStore,
     durable: bool,
     writer: ConnectionThread,
 ) -> None:

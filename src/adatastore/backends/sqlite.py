@@ -41,7 +41,7 @@ import anyio.to_thread
 
 from .. import _forks, _locks
 from .._connection import ConnectionThread
-from .._payloads import PayloadFiles
+from .._payloads import PayloadFiles, PayloadStore
 from ..backend import Backend, BackendSpec, RecordWrite
 from ..errors import (
     ConfigurationError,
@@ -54,6 +54,7 @@ from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
+from ._bucket_payloads import BucketPayloads
 from ._sqlite_sql import (
     CONTAINS,
     FILE_THRESHOLD,
@@ -108,6 +109,7 @@ class SQLiteBackend(Backend):
         durable: bool = False,
         busy_timeout: float = 60.0,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         if not (isinstance(busy_timeout, int | float) and 0 <= busy_timeout <= 10**6):
             raise ConfigurationError(
@@ -119,8 +121,16 @@ class SQLiteBackend(Backend):
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
         self.durable = durable
         self.busy_timeout = float(busy_timeout)
-        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
+        self.payloads = payloads
+        """The ``s3://`` URL of the bucket holding the large records, or None: a directory
+        beside the database file (`payload_dir`)."""
+        self._payloads = self._new_payloads()
         self._reset()
+
+    def _new_payloads(self) -> PayloadStore:
+        if self.payloads is not None:
+            return BucketPayloads(self.payloads)
+        return PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
 
     def _reset(self) -> None:
         """The per-process state, as before the first open."""
@@ -138,7 +148,10 @@ class SQLiteBackend(Backend):
             self._finalizer.detach()
         _forks.remember((self._writer, self._reader, self._readers, self._lock_file))
         # a new one: the old one's lock may be held by a thread of the parent
-        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
+        if isinstance(self._payloads, BucketPayloads):
+            self._payloads = self._payloads.renewed()
+        else:
+            self._payloads = self._new_payloads()
         self._reset()
 
     def __repr__(self) -> str:
@@ -231,7 +244,8 @@ class SQLiteBackend(Backend):
         self.path = self.path.absolute()  # here, in a thread: getcwd is a system call
         self.payload_dir = self.path.with_name(self.path.name + "-payloads")
         self.lock_dir = self.path.with_name(self.path.name + "-locks")
-        self._payloads = PayloadFiles(self.payload_dir.parent, self.payload_dir.name)
+        if self.payloads is None:
+            self._payloads = self._new_payloads()
         check_location(self.path, self.create)
         if _locks.LockFile.supported():
             if self._lock_file is None:  # opened at its first use
@@ -460,8 +474,9 @@ class SQLiteBackend(Backend):
         return lock.hold(timeout)
 
     def spec(self) -> BackendSpec:
-        arguments = {"path": str(self.path), "durable": self.durable}
+        arguments: dict[str, Any] = {"path": str(self.path), "durable": self.durable}
         arguments |= {"busy_timeout": self.busy_timeout, "create": False}
+        arguments["payloads"] = self.payloads
         return BackendSpec(SQLiteBackend, arguments, f"sqlite:///{self.path}")
 
     async def cleanup(self, older_than: float) -> int:
@@ -501,11 +516,22 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         """`create=False` opens only an existing store (tools that look, never make): a
-        missing file is a `ConfigurationError`, and no file or directory is created."""
+        missing file is a `ConfigurationError`, and no file or directory is created.
+
+        ``payloads="s3://bucket/prefix?endpoint=..."`` keeps the records of
+        `FILE_THRESHOLD` bytes or more in a bucket instead of the directory beside the
+        file (credentials from the AWS environment); the rows stay here."""
         super().__init__(
-            SQLiteBackend(path, durable=durable, busy_timeout=busy_timeout, create=create),
+            SQLiteBackend(
+                path,
+                durable=durable,
+                busy_timeout=busy_timeout,
+                create=create,
+                payloads=payloads,
+            ),
             key_generator=key_generator,
             serializer=serializer,
             signing_key=signing_key,
@@ -556,6 +582,7 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         super().__init__(
             AsyncSQLiteDataStore(
@@ -567,6 +594,7 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
                 signing_key=signing_key,
                 verify_on_read=verify_on_read,
                 create=create,
+                payloads=payloads,
             )
         )
 
