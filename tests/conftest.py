@@ -62,6 +62,7 @@ BACKENDS = [
     ("asyncio", "django-mariadb"),
     ("asyncio", "s3"),
     ("asyncio", "sqlite-s3"),
+    ("asyncio", "django-postgresql-s3"),
     ("trio", "memory"),
     ("trio", "files"),
     ("trio", "sqlite"),
@@ -85,7 +86,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_name" in metafunc.fixturenames:
         cases = [(*pair, "async") for pair in BACKENDS if pair[0] == "asyncio" or not only_asyncio]
         if metafunc.module.__name__ in BLOCKING_TWICE:
-            names = dict.fromkeys(name for _, name in BACKENDS)
+            # the bucket-payload variants' blocking path is SQLite's and Django's own
+            names = dict.fromkeys(name for _, name in BACKENDS if not name.endswith("-s3"))
             cases += [("asyncio", name, "blocking") for name in names]
         metafunc.parametrize(
             ("anyio_backend", "backend_name", "api"),
@@ -146,6 +148,9 @@ def make_store(
                 database = {"ENGINE": "sqlite3", "NAME": str(tmp_path / f"django{number}.db")}
             else:
                 database = cleanup.enter_context(fresh_database(backend_name.split("-")[1]))
+            if backend_name.endswith("-s3"):  # records in a bucket, rows in PostgreSQL
+                endpoint = request.getfixturevalue("s3").endpoint
+                options["payloads"] = f"s3://{bucket()}/store{number}?endpoint={endpoint}"
             return AsyncDjangoORMDataStore(database, **options)
 
         def made(**options: Any) -> AsyncDataStore:

@@ -33,11 +33,11 @@ from cluster_tasks import Logged, done_counts, points
 from components import SimpleComponent
 from helpers import run_python, subprocess_env
 from s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from servers import fresh_database
 
 from adatastore import (
     AsyncObjectDataStore,
     ObjectDataStore,
-    SQLiteDataStore,
     open_store,
     open_store_sync,
 )
@@ -447,7 +447,7 @@ def test_copy_to_and_from_s3(tmp_path: Path) -> None:
             s.close()
 
 
-# -- payloads in a bucket, rows in SQLite -----------------------------------------------------
+# -- payloads in a bucket, rows in a database ------------------------------------------------
 
 
 def _objects(s3: S3Server, bucket: str, prefix: str) -> list[str]:
@@ -455,53 +455,74 @@ def _objects(s3: S3Server, bucket: str, prefix: str) -> list[str]:
     return sorted(item["Key"] for item in listed.get("Contents", []))
 
 
-def test_sqlite_keeps_large_records_in_the_bucket(s3: S3Server, tmp_path: Path) -> None:
-    """Rows in the file, large records as objects: none in the payload directory; a
-    replaced or deleted record's object is deleted by the same unit."""
+@contextlib.contextmanager
+def _indexed(index: str, directory: Path, payloads: str) -> Iterator[str]:
+    """The URL of a store whose rows are in `index` and whose records are in `payloads`."""
+    option = f"payloads={quote(payloads, safe='')}"
+    if index == "sqlite":
+        yield f"sqlite:///{directory}/index.db?{option}"
+    else:
+        with fresh_database("postgresql") as database:
+            yield f"django+postgresql://postgres@127.0.0.1:5432/{database['NAME']}?{option}"
+
+
+INDEXES = ["sqlite", "django-postgresql"]
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_large_records_go_to_the_bucket_and_leave_with_their_rows(
+    s3: S3Server, tmp_path: Path, index: str
+) -> None:
+    """Rows in the database, large records as objects (none in a payload directory); a
+    replaced or deleted record's object is deleted with its row."""
     bucket = s3.new_bucket()
     payloads = f"s3://{bucket}/payloads?endpoint={s3.endpoint}"
-    url = f"sqlite:///{tmp_path}/index.db?payloads={quote(payloads, safe='')}"
-    store = open_store_sync(url)
-    assert store.async_store.backend.payloads == payloads
-    big, small = np.arange(100_000, dtype=np.float64), [1, 2, 3]
-    c = SimpleComponent({"payloads": 1})
-    store.store(c, "big", big)
-    store.store(c, "small", small)
-    (first,) = _objects(s3, bucket, "payloads/")
-    assert re.fullmatch(r"payloads/([0-9a-f]{2})/\1[0-9a-f]{30}\.rec", first)
-    assert not (tmp_path / "index.db-payloads").exists()
-    np.testing.assert_array_equal(store.retrieve(c, "big"), big)
-    assert store.retrieve(c, "small") == small
-    store.store(c, "big", big * 2)  # replaced: the old object goes
-    (second,) = _objects(s3, bucket, "payloads/")
-    assert second != first
-    assert store.verify().ok
-    spec = store.async_store.spec
-    assert spec is not None
-    assert spec.backend.make().payloads == payloads
-    store.delete(c)
-    assert _objects(s3, bucket, "payloads/") == []
-    store.close()
+    with _indexed(index, tmp_path, payloads) as url:
+        store = open_store_sync(url)
+        big, small = np.arange(100_000, dtype=np.float64), [1, 2, 3]
+        c = SimpleComponent({"payloads": 1})
+        store.store(c, "big", big)
+        store.store(c, "small", small)
+        found = _objects(s3, bucket, "payloads/")
+        first = found[0]
+        assert re.fullmatch(
+            r"payloads/(records/[0-9a-f]+/)?([0-9a-f]{2})/\2[0-9a-f]{30}\.rec", first
+        )
+        assert len(found) == (1 if index == "sqlite" else 2)  # Django: every record
+        assert not any(tmp_path.rglob("*.rec"))
+        np.testing.assert_array_equal(store.retrieve(c, "big"), big)
+        assert store.retrieve(c, "small") == small
+        store.store(c, "big", big * 2)  # replaced: the old object goes
+        again = _objects(s3, bucket, "payloads/")
+        assert len(again) == len(found)
+        assert first not in again
+        assert store.verify().ok
+        spec = store.async_store.spec
+        assert spec is not None
+        assert spec.backend.arguments["payloads"] == payloads
+        store.delete(c)
+        assert _objects(s3, bucket, "payloads/") == []
+        store.close()
 
 
+@pytest.mark.parametrize("index", INDEXES)
 def test_a_failed_transaction_leaves_no_object(
-    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: str
 ) -> None:
     bucket = s3.new_bucket()
-    store = SQLiteDataStore(
-        tmp_path / "index.db", payloads=f"s3://{bucket}/p?endpoint={s3.endpoint}"
-    )
     c = SimpleComponent({"fails": 1})
 
     def fails(*args: object, **kwargs: object) -> None:
         raise OSError("the transaction fails after the upload")
 
     monkeypatch.setattr(BucketPayloads, "move_in", fails)
-    with pytest.raises(StorageError):
-        store.store(c, "big", np.zeros(100_000))
-    assert _objects(s3, bucket, "p/") == []
-    assert not store.contains(c, "big")
-    store.close()
+    with _indexed(index, tmp_path, f"s3://{bucket}/p?endpoint={s3.endpoint}") as url:
+        store = open_store_sync(url)
+        with pytest.raises((StorageError, OSError)):
+            store.store(c, "big", np.zeros(100_000))
+        assert _objects(s3, bucket, "p/") == []
+        assert not store.contains(c, "big")
+        store.close()
 
 
 KILLED_INDEXED = """
@@ -516,35 +537,35 @@ def hang(self, temp, name, *, durable):     # uploaded; die before the row commi
     time.sleep(3600)
 
 BucketPayloads.move_in = hang
-store = adatastore.SQLiteDataStore(sys.argv[1], payloads=sys.argv[2])
+store = adatastore.open_store_sync(sys.argv[1])
 store.store(SimpleComponent({"orphan": 1}), "v", np.zeros(100_000))
 """
 
 
+@pytest.mark.parametrize("index", INDEXES)
 def test_a_writer_killed_after_its_upload_leaves_an_orphan_that_cleanup_removes(
-    s3: S3Server, tmp_path: Path
+    s3: S3Server, tmp_path: Path, index: str
 ) -> None:
     bucket = s3.new_bucket()
-    payloads = f"s3://{bucket}/p?endpoint={s3.endpoint}"
-    database = str(tmp_path / "index.db")
-    store = SQLiteDataStore(database, payloads=payloads)
-    kept = SimpleComponent({"kept": 1})
-    store.store(kept, "v", np.ones(100_000))
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(KILLED_INDEXED), database, payloads],
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as writer:
-        assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "uploaded"
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    assert len(_objects(s3, bucket, "p/")) == 2  # the kept record's, and the orphan
-    assert not store.contains(SimpleComponent({"orphan": 1}), "v")
-    assert store.cleanup(older_than=3600) == 0  # young: may be a write in progress
-    assert store.cleanup(older_than=0) == 1
-    assert len(_objects(s3, bucket, "p/")) == 1
-    np.testing.assert_array_equal(store.retrieve(kept, "v"), np.ones(100_000))
-    assert store.verify().ok
-    store.close()
+    with _indexed(index, tmp_path, f"s3://{bucket}/p?endpoint={s3.endpoint}") as url:
+        store = open_store_sync(url)
+        kept = SimpleComponent({"kept": 1})
+        store.store(kept, "v", np.ones(100_000))
+        with subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(KILLED_INDEXED), url],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as writer:
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "uploaded"
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(timeout=30)
+        assert len(_objects(s3, bucket, "p/")) == 2  # the kept record's, and the orphan
+        assert not store.contains(SimpleComponent({"orphan": 1}), "v")
+        assert store.cleanup(older_than=3600) == 0  # young: may be a write in progress
+        assert store.cleanup(older_than=0) == 1
+        assert len(_objects(s3, bucket, "p/")) == 1
+        np.testing.assert_array_equal(store.retrieve(kept, "v"), np.ones(100_000))
+        assert store.verify().ok
+        store.close()

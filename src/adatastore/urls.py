@@ -368,7 +368,7 @@ register_scheme(
 )
 
 
-_DJANGO_OPTIONS = {"data_root_dir": str, "alias": str, "create": bool}
+_DJANGO_OPTIONS = {"data_root_dir": str, "alias": str, "create": bool, "payloads": str}
 register_scheme(
     "django+sqlite",
     _django("sqlite3"),

@@ -35,7 +35,9 @@ _OPTIONS = {"endpoint": str, "region": str, "timeout": float, "concurrency": int
 class BucketPayloads:
     """Payload records as objects under `prefix` in a bucket (see the module docstring)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *under: str) -> None:
+        """`url` is ``s3://bucket/prefix?endpoint=...``; the records go under `prefix`
+        and then `under` (the Django back-end's ``records/<database uid>``)."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.username or parts.password:
             raise ConfigurationError(
@@ -57,7 +59,7 @@ class BucketPayloads:
                     f"payloads URL {url!r}: option {name!r} must be a {kind.__name__}"
                 ) from None
         self.url = url
-        self.prefix = "/".join(part for part in parts.path.split("/") if part)
+        self.prefix = "/".join(part for part in (*parts.path.split("/"), *under) if part)
         if ".." in self.prefix.split("/"):
             raise ConfigurationError(f"payloads URL {url!r}: not a usable prefix")
         self.path = f"s3://{parts.netloc}/{self.prefix}".rstrip("/")

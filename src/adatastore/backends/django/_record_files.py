@@ -17,10 +17,11 @@ from pathlib import Path
 
 from ... import _forks, _naming
 from ..._beneath import Directory, UnsafePath
-from ..._payloads import PayloadFiles, is_name
+from ..._payloads import PayloadFiles, PayloadStore, is_name
 from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...serializers import Buffer
 from ...stats import logger
+from .._bucket_payloads import BucketPayloads
 
 __all__ = ["RECORDS_DIR", "RecordFiles"]
 
@@ -30,18 +31,38 @@ once, with <uid> the database's `StoreMarker` (see `adatastore._payloads`)."""
 
 
 class RecordFiles:
-    """The record files of one store under `data_root_dir` (None: records in rows)."""
+    """The record files of one store under `data_root_dir`, or objects in the bucket
+    `payloads` names (neither: records in rows)."""
 
-    def __init__(self, data_root_dir: Path | None, create: bool) -> None:
+    def __init__(
+        self, data_root_dir: Path | None, create: bool, payloads: str | None = None
+    ) -> None:
         self.data_root_dir = data_root_dir
         self.create = create
+        self.bucket = payloads
+        """The ``s3://`` URL of the bucket holding the records, or None."""
+        if payloads is not None:
+            BucketPayloads(payloads)  # a malformed URL is refused here, before any request
         self.uid = ""
-        self.payloads = PayloadFiles(Path(os.devnull))  # made when the store opens
+        self.payloads: PayloadStore = PayloadFiles(Path(os.devnull))  # made at open
         self.root: Directory | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether records go out of the rows (to files, or to a bucket)."""
+        return self.data_root_dir is not None or self.bucket is not None
+
+    @property
+    def where_shown(self) -> str:
+        """Where the records are, for messages."""
+        if self.bucket is not None:
+            return f"the bucket {self.payloads.path!r}"
+        return f"data_root_dir {str(self.data_root_dir)!r}"
 
     def prepare(self) -> None:
         """Check (and, with `create`, make) data_root_dir; blocking."""
-        assert self.data_root_dir is not None
+        if self.data_root_dir is None:
+            return
         root = self.data_root_dir.absolute()
         if root.exists() and not root.is_dir():
             raise ConfigurationError(f"data_root_dir {str(root)!r} is not a directory")
@@ -56,18 +77,26 @@ class RecordFiles:
         self.data_root_dir = root
 
     def open(self, uid: str) -> None:
-        """Open data_root_dir for the store marked `uid`; remove what dead writers left."""
-        assert self.data_root_dir is not None
+        """Open data_root_dir (or the bucket) for the store marked `uid`; remove what dead
+        writers left."""
         self.uid = uid
+        if self.data_root_dir is not None:
+            self.root = Directory.open(str(self.data_root_dir))  # also for 0.2's files
+        if self.bucket is not None:
+            self.payloads = BucketPayloads(self.bucket, RECORDS_DIR, uid)
+            return
+        assert self.data_root_dir is not None
         self.payloads = PayloadFiles(self.data_root_dir, RECORDS_DIR, uid)
-        self.root = Directory.open(str(self.data_root_dir))
         self.payloads.remove_dead_temps()
 
     def forget(self) -> None:
         """In a forked child: a new `PayloadFiles` (the old one's lock may be held by a
         thread of the parent), the old one kept untouched."""
         _forks.remember(self.payloads)
-        self.payloads = PayloadFiles(self.payloads.base, *self.payloads.names)
+        if isinstance(self.payloads, BucketPayloads):
+            self.payloads = self.payloads.renewed()
+        elif isinstance(self.payloads, PayloadFiles):
+            self.payloads = PayloadFiles(self.payloads.base, *self.payloads.names)
 
     def close(self) -> None:
         self.payloads.close()
@@ -94,7 +123,6 @@ class RecordFiles:
 
     def read(self, key: str, attribute_name: str, path: object) -> Buffer:
         """A record's file (blocking); damage and missing files are errors."""
-        root = self.data_root()  # ConfigurationError without a data_root_dir
         where = self.where(path)
         if where is None:
             raise CorruptEntryError(
@@ -104,7 +132,10 @@ class RecordFiles:
                 "(planted, or damage): never opened",
             )
         try:
-            data = self.payloads.read(where[1]) if where[0] == "ours" else root.read(where[1])
+            if where[0] == "ours":
+                data = self.payloads.read(where[1])
+            else:  # ConfigurationError without a data_root_dir
+                data = self.data_root().read(where[1])
         except UnsafePath as error:
             raise CorruptEntryError(
                 key, attribute_name, f"its record file {error.relative!r} is {error.what}"
@@ -115,7 +146,7 @@ class RecordFiles:
             raise CorruptEntryError(
                 key,
                 attribute_name,
-                f"its record file {path!r} is missing from data_root_dir (deleted by hand?)",
+                f"its record file {path!r} is missing from {self.where_shown} (deleted by hand?)",
             )
         return data
 

@@ -272,6 +272,7 @@ def backend_spec(
     database: Mapping[str, Any] | None,
     data_root_dir: os.PathLike[str] | None,
     alias: str | None,
+    payloads: str | None = None,
 ) -> BackendSpec | None:
     """How a worker opens the same Django store (None for an in-memory SQLite database).
 
@@ -280,6 +281,7 @@ def backend_spec(
     """
     arguments: dict[str, Any] = {"alias": alias, "create": False}
     arguments["data_root_dir"] = None if data_root_dir is None else os.fspath(data_root_dir)
+    arguments["payloads"] = payloads
     if database is None:
         return BackendSpec(factory, arguments, f"django:(the project's settings, {alias})")
     settings = dict(database)

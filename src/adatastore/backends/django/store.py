@@ -81,12 +81,14 @@ class DjangoBackend(Backend):
         *,
         alias: str | None = None,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         self.create = create
         self._database = (
             None if database_parameters is None else database_settings(database_parameters)
         )
-        self._files = RecordFiles(None if data_root_dir is None else Path(data_root_dir), create)
+        root = None if data_root_dir is None else Path(data_root_dir)
+        self._files = RecordFiles(root, create, payloads)
         self._max_payload: int | None = None
         self._vendor: str | None = None
         self.requested_alias = alias
@@ -124,10 +126,10 @@ class DjangoBackend(Backend):
             setup_django, self.requested_alias, self._database
         )
         self._migrate = self._migrate and self.create
-        if self.data_root_dir is not None:
+        if self._files.enabled:
             await anyio.to_thread.run_sync(self._files.prepare)
         uid = await self._orm(self._prepare_tables)
-        if self.data_root_dir is not None:
+        if self._files.enabled:
             await anyio.to_thread.run_sync(self._files.open, uid)
         settings = self._database or {}
         if (
@@ -229,7 +231,7 @@ class DjangoBackend(Backend):
 
     async def write_many(self, records: Sequence[RecordWrite]) -> None:
         """All records in one transaction: all stored, or none (files included)."""
-        if self.data_root_dir is None:
+        if not self._files.enabled:
             for key, name, record, _ in records:
                 self._check_size(key, name, size_of(record))
             items = [
@@ -274,7 +276,7 @@ class DjangoBackend(Backend):
             for temp, _ in moves:
                 await anyio.to_thread.run_sync(self._files.payloads.remove_temp, temp)
             if isinstance(error, OSError):
-                raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
+                raise StorageError(f"{self._files.where_shown}: {error}") from error
             raise
         # From here on the ORM function owns the files: it moves them or removes them.
         await self._orm(self._write_items, items, moves)
@@ -443,10 +445,16 @@ class DjangoBackend(Backend):
         return _locks.polling_lock(try_acquire, release, timeout)
 
     def spec(self) -> BackendSpec | None:
-        return backend_spec(DjangoBackend, self._database, self.data_root_dir, self.requested_alias)
+        return backend_spec(
+            DjangoBackend,
+            self._database,
+            self.data_root_dir,
+            self.requested_alias,
+            self._files.bucket,
+        )
 
     async def cleanup(self, older_than: float) -> int:
-        if self.data_root_dir is None:
+        if not self._files.enabled:
             return 0
         from .models import DataItem
 
@@ -523,8 +531,10 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
     (``"default"``). Standalone (Django not configured) it configures a minimal Django and
     migrates its tables; in a project, run ``manage.py migrate`` first.
 
-    Payloads go in the database, or under `data_root_dir` when one is given. Runs on
-    asyncio (Django's async ORM does).
+    Payloads go in the database, or under `data_root_dir` when one is given, or, with
+    ``payloads="s3://bucket/prefix?endpoint=..."``, in a bucket (credentials from the AWS
+    environment): the database keeps rows, keys, locks and listings. Runs on asyncio
+    (Django's async ORM does).
     """
 
     backend: DjangoBackend
@@ -540,9 +550,12 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         super().__init__(
-            DjangoBackend(database_parameters, data_root_dir, alias=alias, create=create),
+            DjangoBackend(
+                database_parameters, data_root_dir, alias=alias, create=create, payloads=payloads
+            ),
             key_generator=key_generator,
             serializer=serializer,
             signing_key=signing_key,
@@ -578,6 +591,7 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
         create: bool = True,
+        payloads: str | None = None,
     ) -> None:
         super().__init__(
             AsyncDjangoORMDataStore(
@@ -589,6 +603,7 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
                 signing_key=signing_key,
                 verify_on_read=verify_on_read,
                 create=create,
+                payloads=payloads,
             )
         )
 
