@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import s3server
@@ -206,14 +207,30 @@ def test_a_caller_killed_mid_sweep_is_resumed_by_a_rerun(
 EXAMPLE = Path(__file__).parent.parent / "examples" / "cluster_dask.py"
 
 
-@pytest.mark.parametrize("store", ["sqlite", "s3"])
+@pytest.mark.parametrize("store", ["sqlite", "s3", "postgresql-with-s3-payloads"])
 def test_the_docs_example_computes_the_sweep_once_then_nothing(
     client: Any, tmp_path: Path, store: str
 ) -> None:
     """examples/cluster_dask.py, shown in docs/cluster.rst: on a LocalCluster of its own,
-    then on this module's cluster (by the scheduler's address); on SQLite, and on a bucket
-    (the workers reach it with the AWS environment they inherited)."""
-    url = f"sqlite:///{tmp_path}/sweep.db" if store == "sqlite" else s3server.url("sweep")
+    then on this module's cluster (by the scheduler's address); on SQLite, on a bucket, and
+    on PostgreSQL with the records in a bucket (the workers reach the bucket with the AWS
+    environment they inherited)."""
+    with contextlib.ExitStack() as stack:
+        if store == "sqlite":
+            url = f"sqlite:///{tmp_path}/sweep.db"
+        elif store == "s3":
+            url = s3server.url("sweep")
+        else:
+            database = stack.enter_context(fresh_database("postgresql"))
+            payloads = quote(s3server.url("records"), safe="")
+            url = (
+                f"django+postgresql://postgres@127.0.0.1:5432/{database['NAME']}"
+                f"?payloads={payloads}"
+            )
+        _run_the_example_twice(client, url)
+
+
+def _run_the_example_twice(client: Any, url: str) -> None:
     runs = []
     for address in ([], [client.scheduler.address]):
         result = subprocess.run(
