@@ -31,7 +31,7 @@ import pytest
 import s3server
 from cluster_tasks import Logged, done_counts, points
 from components import SimpleComponent
-from helpers import run_python, subprocess_env
+from helpers import eventually, run_python, subprocess_env
 from s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from servers import fresh_database
 
@@ -295,6 +295,8 @@ async def test_cleanup_removes_expired_leases_and_leaves_held_ones(s3: S3Server)
             (held,) = await anyio.to_thread.run_sync(leases)
             assert held != expired
         assert await anyio.to_thread.run_sync(leases) == []  # released: deleted
+    # and the renewal thread ended with the last lease held
+    await eventually(lambda: all(t.name != "adatastore-leases" for t in threading.enumerate()), 10)
 
 
 # -- large records --------------------------------------------------------------------------

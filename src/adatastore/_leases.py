@@ -106,6 +106,7 @@ class Leases:
         """Give the lease back (delete it, if it is still ours)."""
         with self._changed:
             held = self._held.pop(name, None)
+            self._changed.notify()  # the renewal thread ends when nothing is held
         if held is not None:
             self.objects.remove(name, held.etag)
 
@@ -123,14 +124,16 @@ class Leases:
             self._changed.notify()
 
     def _renew_forever(self) -> None:
+        """Renew what is held, when due; end once nothing is (`_remember` starts another:
+        a store that no longer computes keeps no thread)."""
         while True:
             with self._changed:
+                if not self._held:
+                    self._thread = None
+                    return
                 due = [held for held in self._held.values() if held.renew_at <= time.monotonic()]
                 if not due:
-                    wait = min(
-                        (held.renew_at for held in self._held.values()),
-                        default=time.monotonic() + 3600,
-                    )
+                    wait = min(held.renew_at for held in self._held.values())
                     self._changed.wait(max(0.0, wait - time.monotonic()))
                     continue
             for held in due:
