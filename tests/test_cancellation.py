@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from components import SimpleComponent
 from helpers import StoreFactory, eventually, subprocess_env
 
 from adatastore import AsyncDataStore, AsyncDjangoORMDataStore, AsyncSQLiteDataStore
+from adatastore.backends._bucket_payloads import BucketPayloads
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
@@ -275,7 +277,7 @@ async def test_cancelled_write_leaves_old_or_new(
         assert report.checked == len(listed)
         assert len(listed) == 1 + (value is not None) + sum(v is not None for v in stored_others)
         if isinstance(store, AsyncSQLiteDataStore):
-            assert _sqlite_files_match_rows(store)
+            assert await anyio.to_thread.run_sync(_sqlite_files_match_rows, store)
 
 
 def _temporary_files(store: AsyncDataStore) -> list[Path]:
@@ -295,7 +297,12 @@ def _sqlite_files_match_rows(store: AsyncSQLiteDataStore) -> bool:
     with contextlib.closing(sqlite3.connect(store.path)) as connection:
         rows = connection.execute("SELECT file FROM entries WHERE file IS NOT NULL").fetchall()
     referenced = {str(row[0]) for row in rows}
-    present = {p.name for p in store.payload_dir.rglob("*.rec") if ".tmp" not in str(p)}
+    if store.backend.payloads is not None:  # records in a bucket
+        payloads = BucketPayloads(store.backend.payloads)
+        listed = payloads.bucket.listing(payloads.prefix + "/")
+        present = {item["Key"].rpartition("/")[2] for item in listed}
+    else:
+        present = {p.name for p in store.payload_dir.rglob("*.rec") if ".tmp" not in str(p)}
     return referenced == present
 
 

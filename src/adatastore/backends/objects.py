@@ -250,7 +250,7 @@ class ObjectBackend(ThreadedBackend):
         412 means it is). A record is never visible without its component record for
         longer than that second request (see `blocking_delete` for the race with deletes)."""
         name = self.record_name(key, attribute_name)
-        size = sum(memoryview(part).nbytes for part in record)
+        size = record_size(record)
         if size > self.part_size:
             self.objects.upload(name, record, size)
         else:
@@ -436,15 +436,10 @@ class ObjectBackend(ThreadedBackend):
         uploads never completed, component records without records, expired leases."""
         now = time.time()
         removed = 0
-        client = self.objects.client
-        paginator = client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.name(ENTRIES)):
-            for upload in page.get("Uploads", ()):
-                if self.objects.upload_age(upload, now) > older_than:
-                    client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-                    )
-                    removed += 1
+        for upload in self.objects.uploads(self.name(ENTRIES)):
+            if self.objects.upload_age(upload, now) > older_than:
+                self.objects.abort(upload)
+                removed += 1
         for directory, objects in self._entry_objects().items():
             names = {item["Name"]: item for item in objects}
             if (
@@ -462,7 +457,7 @@ class ObjectBackend(ThreadedBackend):
             body = found["Body"].read(4097)
             age = now - item["LastModified"].timestamp()
             if lease_expired(body) and age > older_than:
-                self.leases.objects.remove(item["Key"], found["ETag"])
+                self.objects.remove(item["Key"], found["ETag"])
                 removed += 1
         return removed
 

@@ -42,6 +42,7 @@ import anyio.to_thread
 from .. import _forks, _locks
 from .._connection import ConnectionThread
 from .._payloads import PayloadFiles, PayloadStore
+from .._waiting import run_to_end
 from ..backend import Backend, BackendSpec, RecordWrite
 from ..errors import (
     ConfigurationError,
@@ -357,8 +358,10 @@ class SQLiteBackend(Backend):
             if unit is not None:
                 await writer.arun(unit)
             else:
+                # A cancelled caller waits for the files (or the bucket's uploads) and the
+                # unit that names them: when it returns, nothing is still being written.
                 assert with_files is not None
-                await anyio.to_thread.run_sync(with_files)
+                (await run_to_end(anyio.to_thread.run_sync, with_files)).unwrap()
         except (sqlite3.Error, OSError) as error:
             raise self._error(error) from error
 
