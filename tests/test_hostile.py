@@ -38,6 +38,7 @@ from adatastore import (
     _record,
     keygenerators,
 )
+from adatastore.backends._bucket_payloads import BucketPayloads
 from adatastore.errors import (
     ComponentError,
     ConfigurationError,
@@ -343,14 +344,22 @@ async def _replace_record(store: Any, component: object, name: str, data: bytes)
 
         digest = hashlib.sha256(key.encode()).hexdigest()
 
-        def update() -> None:
+        def update() -> str | None:
             from adatastore.backends.django.models import DataItem
 
-            DataItem.objects.using(store.alias).filter(
+            items = DataItem.objects.using(store.alias).filter(
                 state__key_digest=digest, attribute=name
-            ).update(payload=data)
+            )
+            items.update(payload=data)
+            path: str | None = items.values_list("path", flat=True).first()
+            return path
 
-        await store.backend._orm(update)
+        path = await store.backend._orm(update)
+        payloads = store.backend._files.bucket
+        if path is not None and payloads is not None:  # the record is an object
+            bucket = BucketPayloads(payloads)
+            object_name = f"{bucket.prefix}/{path}"
+            await anyio.to_thread.run_sync(lambda: bucket.bucket.put(object_name, data))
     elif isinstance(store, AsyncObjectDataStore):
         backend = store.backend
         await anyio.to_thread.run_sync(
