@@ -81,11 +81,6 @@ class BucketPayloads:
         )
         assert self.bucket.part_size >= MIN_PART_SIZE
 
-    def renewed(self) -> BucketPayloads:
-        """The same payloads for a forked child (the parent's client is not ours)."""
-        self.bucket.forget()
-        return self
-
     def close(self) -> None:
         self.bucket.close()
 

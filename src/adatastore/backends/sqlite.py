@@ -147,12 +147,9 @@ class SQLiteBackend(Backend):
         # its connections would act on the parent's database. Keep them, untouched.
         if self._finalizer is not None:
             self._finalizer.detach()
-        _forks.remember((self._writer, self._reader, self._readers, self._lock_file))
-        # a new one: the old one's lock may be held by a thread of the parent
-        if isinstance(self._payloads, BucketPayloads):
-            self._payloads = self._payloads.renewed()
-        else:
-            self._payloads = self._new_payloads()
+        kept = (self._writer, self._reader, self._readers, self._lock_file, self._payloads)
+        _forks.remember(kept)
+        self._payloads = self._new_payloads()  # the old one's lock or client is the parent's
         self._reset()
 
     def __repr__(self) -> str:
@@ -529,11 +526,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         file (credentials from the AWS environment); the rows stay here."""
         super().__init__(
             SQLiteBackend(
-                path,
-                durable=durable,
-                busy_timeout=busy_timeout,
-                create=create,
-                payloads=payloads,
+                path, durable=durable, busy_timeout=busy_timeout, create=create, payloads=payloads
             ),
             key_generator=key_generator,
             serializer=serializer,

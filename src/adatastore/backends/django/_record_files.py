@@ -92,9 +92,9 @@ class RecordFiles:
     def forget(self) -> None:
         """In a forked child: a new `PayloadFiles` (the old one's lock may be held by a
         thread of the parent), the old one kept untouched."""
-        _forks.remember(self.payloads)
+        _forks.remember(self.payloads)  # its client or its lock: the parent's
         if isinstance(self.payloads, BucketPayloads):
-            self.payloads = self.payloads.renewed()
+            self.payloads = BucketPayloads(self.payloads.url, RECORDS_DIR, self.uid)
         elif isinstance(self.payloads, PayloadFiles):
             self.payloads = PayloadFiles(self.payloads.base, *self.payloads.names)
 
@@ -123,6 +123,8 @@ class RecordFiles:
 
     def read(self, key: str, attribute_name: str, path: object) -> Buffer:
         """A record's file (blocking); damage and missing files are errors."""
+        if not self.enabled:
+            self.data_root()  # a ConfigurationError: this store was opened without either
         where = self.where(path)
         if where is None:
             raise CorruptEntryError(
@@ -164,6 +166,19 @@ class RecordFiles:
                 directory.unlink(name)
                 with contextlib.suppress(OSError):
                     root.rmdir(entry)
+
+    def remove_unreferenced(self, paths: set[str], older_than: float) -> int:
+        """Remove this store's record files (or objects) that no `path` column names, older
+        than `older_than` seconds; blocking. Only this store's own ``records/<uid>/``:
+        files of another database sharing data_root_dir (or the bucket), and anything
+        else there, are never touched."""
+        names = set()
+        for path in paths:
+            where = self.where(path)
+            if where is not None and where[0] == "ours":
+                names.add(where[1])
+        removed, _ = self.payloads.remove_unreferenced(names, older_than)
+        return removed
 
     def data_root(self) -> Directory:
         if self.root is None:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import django
 from asgiref.sync import SyncToAsync
@@ -20,6 +20,9 @@ from asgiref.sync import SyncToAsync
 from ... import _forks
 from ...backend import Backend, BackendSpec
 from ...errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._record_files import RecordFiles
 
 __all__ = [
     "APP",
@@ -270,9 +273,8 @@ def gated(function: Callable[..., T], *args: Any) -> T:
 def backend_spec(
     factory: Callable[..., Backend],
     database: Mapping[str, Any] | None,
-    data_root_dir: os.PathLike[str] | None,
+    files: RecordFiles,
     alias: str | None,
-    payloads: str | None = None,
 ) -> BackendSpec | None:
     """How a worker opens the same Django store (None for an in-memory SQLite database).
 
@@ -280,8 +282,9 @@ def backend_spec(
     needs the same Django settings (``DJANGO_SETTINGS_MODULE``) in its environment.
     """
     arguments: dict[str, Any] = {"alias": alias, "create": False}
-    arguments["data_root_dir"] = None if data_root_dir is None else os.fspath(data_root_dir)
-    arguments["payloads"] = payloads
+    root = files.data_root_dir
+    arguments["data_root_dir"] = None if root is None else os.fspath(root)
+    arguments["payloads"] = files.bucket
     if database is None:
         return BackendSpec(factory, arguments, f"django:(the project's settings, {alias})")
     settings = dict(database)

@@ -445,13 +445,7 @@ class DjangoBackend(Backend):
         return _locks.polling_lock(try_acquire, release, timeout)
 
     def spec(self) -> BackendSpec | None:
-        return backend_spec(
-            DjangoBackend,
-            self._database,
-            self.data_root_dir,
-            self.requested_alias,
-            self._files.bucket,
-        )
+        return backend_spec(DjangoBackend, self._database, self._files, self.requested_alias)
 
     async def cleanup(self, older_than: float) -> int:
         if not self._files.enabled:
@@ -467,17 +461,9 @@ class DjangoBackend(Backend):
                 )
             )
         )
-        names = set()
-        for path in referenced:
-            where = self._files.where(path)
-            if where is not None and where[0] == "ours":
-                names.add(where[1])
-        # Only this store's own directory (records/<uid>/): files of another database
-        # sharing data_root_dir, and anything else there, are never touched.
-        removed, _ = await anyio.to_thread.run_sync(
-            self._files.payloads.remove_unreferenced, names, older_than
+        return await anyio.to_thread.run_sync(
+            self._files.remove_unreferenced, referenced, older_than
         )
-        return int(removed)
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
         from .models import ComponentState
