@@ -302,10 +302,14 @@ async def test_cleanup_removes_expired_leases_and_leaves_held_ones(s3: S3Server)
 # -- large records --------------------------------------------------------------------------
 
 
-async def test_a_large_array_goes_up_in_parts_and_comes_back_whole(s3: S3Server) -> None:
-    big = np.random.default_rng(3).standard_normal(5_000_000)  # 40 MB: 3 parts of 16
+@pytest.mark.parametrize("part_size", [16 << 20, 5 << 20])
+async def test_a_large_array_goes_up_in_parts_and_comes_back_whole(
+    s3: S3Server, part_size: int
+) -> None:
+    """40 MB in 3 parts of 16 MiB, or in 8 of 5 MiB (more than are sent at once)."""
+    big = np.random.default_rng(3).standard_normal(5_000_000)
     bucket = s3.new_bucket()
-    async with AsyncObjectDataStore(bucket, "p", part_size=16 << 20, **s3.options()) as store:
+    async with AsyncObjectDataStore(bucket, "p", part_size=part_size, **s3.options()) as store:
         await store.store(SimpleComponent({"big": 1}), "array", big)
         back = await store.retrieve(SimpleComponent({"big": 1}), "array")
         np.testing.assert_array_equal(back, big)

@@ -47,6 +47,7 @@ in one PUT, and 1.5x longer to read in 64 MiB ranges (benchmarks/objects.py); S3
 needs parts above 5 GB, and gains from them on links faster than one connection."""
 MIN_PART_SIZE = 5 << 20  # S3's smallest part (but the last)
 _DIRECT = 1 << 20  # bodies from this size are read straight into their buffer
+_PARTS_IN_FLIGHT = 4  # parts of one upload being sent at once (each a copy in memory)
 _REFUSED = {  # error codes that mean the credentials, not the request, are wrong
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -283,23 +284,28 @@ class Bucket:
         return _read_into(found["Body"], memoryview(data)[start:end])
 
     def upload(self, name: str, record: Sequence[Buffer], size: int) -> None:
-        """A multipart upload, `part_size` at a time, the parts sent concurrently; aborted
-        on failure (and, if this process dies, removed later by `cleanup`)."""
+        """A multipart upload, `part_size` at a time, at most `_PARTS_IN_FLIGHT` parts
+        being sent (each is a copy of its bytes: memory stays bounded for any record);
+        aborted on failure (and, if this process dies, removed later by `cleanup`)."""
         client = self.client
         upload = client.create_multipart_upload(Bucket=self.name, Key=name)["UploadId"]
+        sending: list[concurrent.futures.Future[Any]] = []
         try:
-            futures = [
-                self.pools[1].submit(
-                    client.upload_part,
-                    Bucket=self.name,
-                    Key=name,
-                    UploadId=upload,
-                    PartNumber=number,
-                    Body=part,
+            etags = []
+            for number, part in enumerate(_parts(record, self.part_size), start=1):
+                if len(sending) >= _PARTS_IN_FLIGHT:
+                    etags.append(sending.pop(0).result()["ETag"])
+                sending.append(
+                    self.pools[1].submit(
+                        client.upload_part,
+                        Bucket=self.name,
+                        Key=name,
+                        UploadId=upload,
+                        PartNumber=number,
+                        Body=part,
+                    )
                 )
-                for number, part in enumerate(_parts(record, self.part_size), start=1)
-            ]
-            etags = [future.result()["ETag"] for future in futures]
+            etags += [future.result()["ETag"] for future in sending]
             client.complete_multipart_upload(
                 Bucket=self.name,
                 Key=name,
@@ -312,6 +318,7 @@ class Bucket:
                 },
             )
         except BaseException:
+            concurrent.futures.wait(sending)  # no part still going up after the abort
             with contextlib.suppress(Exception):
                 client.abort_multipart_upload(Bucket=self.name, Key=name, UploadId=upload)
             raise
