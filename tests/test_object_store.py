@@ -348,6 +348,20 @@ def test_a_record_replaced_while_read_in_ranges_is_never_mixed(s3: S3Server) -> 
     store.close()
 
 
+def _killed_when(script: str, line: str, *args: str) -> None:
+    """Run `script` in a new process; SIGKILL it once it prints `line`."""
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == line
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+
+
 KILLED_UPLOAD = """
 import sys, time
 import anyio
@@ -376,16 +390,7 @@ def test_a_writer_killed_mid_upload_leaves_the_old_value_and_cleanup_removes_its
     store = open_store_sync(url)
     old = np.full(5_000_000, 1.0)
     store.store(SimpleComponent({"big": 1}), "v", old)
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(KILLED_UPLOAD), url],
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as writer:
-        assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "parts uploaded"
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
+    _killed_when(KILLED_UPLOAD, "parts uploaded", url)
     np.testing.assert_array_equal(store.retrieve(SimpleComponent({"big": 1}), "v"), old)
     assert len(_uploads(s3, bucket)) == 1  # its parts, kept by the server
     assert store.cleanup(older_than=3600) == 0  # a young upload may be in progress
@@ -557,16 +562,7 @@ def test_a_writer_killed_after_its_upload_leaves_an_orphan_that_cleanup_removes(
         store = open_store_sync(url)
         kept = SimpleComponent({"kept": 1})
         store.store(kept, "v", np.ones(100_000))
-        with subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(KILLED_INDEXED), url],
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as writer:
-            assert writer.stdout is not None
-            assert writer.stdout.readline().strip() == "uploaded"
-            writer.send_signal(signal.SIGKILL)
-            writer.wait(timeout=30)
+        _killed_when(KILLED_INDEXED, "uploaded", url)
         assert len(_objects(s3, bucket, "p/")) == 2  # the kept record's, and the orphan
         assert not store.contains(SimpleComponent({"orphan": 1}), "v")
         assert store.cleanup(older_than=3600) == 0  # young: may be a write in progress

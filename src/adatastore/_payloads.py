@@ -33,7 +33,7 @@ from .errors import CorruptEntryError
 from .serializers import Buffer
 from .stats import logger
 
-__all__ = ["TEMP_DIR", "NotOurs", "PayloadFiles", "PayloadStore", "is_name"]
+__all__ = ["TEMP_DIR", "NotOurs", "PayloadFiles", "PayloadStore", "foreign_name", "is_name"]
 
 TEMP_DIR = ".tmp"
 HOST = socket.gethostname().replace("-", "_") or "localhost"
@@ -63,6 +63,16 @@ class PayloadStore(Protocol):
     def remove_unreferenced(
         self, referenced: set[str], older_than: float
     ) -> tuple[int, list[str]]: ...
+
+
+def foreign_name(key: str, attribute_name: str, name: str) -> CorruptEntryError:
+    """The damage of an entry whose row names a payload adatastore did not make."""
+    return CorruptEntryError(
+        key,
+        attribute_name,
+        f"its row names the payload file {name!r}, which is not a name adatastore makes "
+        "(planted, or damage): never opened",
+    )
 
 
 class NotOurs(ValueError):
@@ -193,12 +203,7 @@ class PayloadFiles:
         try:
             return self.read(name)
         except NotOurs:
-            raise CorruptEntryError(
-                key,
-                attribute_name,
-                f"its row names the payload file {name!r}, which is not a name adatastore "
-                "makes (planted, or damage): never opened",
-            ) from None
+            raise foreign_name(key, attribute_name, name) from None
         except UnsafePath as error:
             raise CorruptEntryError(
                 key, attribute_name, f"its payload file {error.relative!r} is {error.what}"

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import functools
 import mmap
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,8 @@ __all__ = [
     "NOT_FOUND",
     "PART_SIZE",
     "Bucket",
+    "environment_endpoint",
+    "environment_region",
     "error_code",
     "gather",
     "record_size",
@@ -59,6 +62,18 @@ _REFUSED = {  # error codes that mean the credentials, not the request, are wron
 }
 NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def environment_endpoint() -> str | None:
+    """The endpoint the AWS environment names (``AWS_ENDPOINT_URL_S3``, then
+    ``AWS_ENDPOINT_URL``), or None: AWS's own."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def environment_region() -> str:
+    """The region the AWS environment names (``AWS_REGION``, then ``AWS_DEFAULT_REGION``),
+    else us-east-1."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def error_code(error: BaseException) -> str | None:

@@ -14,18 +14,23 @@ database are used only if they are of exactly that form (`is_name`).
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .._payloads import NotOurs, is_name
-from ..errors import ConfigurationError, CorruptEntryError
+from .._payloads import NotOurs, foreign_name, is_name
+from ..errors import ConfigurationError
 from ..serializers import Buffer
 from ..stats import logger
-from ._bucket import MIN_PART_SIZE, PART_SIZE, Bucket, record_size
+from ._bucket import (
+    PART_SIZE,
+    Bucket,
+    environment_endpoint,
+    environment_region,
+    record_size,
+)
 
 __all__ = ["BucketPayloads"]
 
@@ -67,19 +72,13 @@ class BucketPayloads:
         self.bucket = Bucket(
             parts.netloc,
             where=f"payloads {self.path!r}",
-            endpoint=options.get("endpoint")
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL"),
-            region=options.get("region")
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
+            endpoint=options.get("endpoint") or environment_endpoint(),
+            region=options.get("region") or environment_region(),
             credentials=(None, None, None),
             timeout=float(options.get("timeout", 10.0)),
             concurrency=int(options.get("concurrency", 32)),
             part_size=PART_SIZE,
         )
-        assert self.bucket.part_size >= MIN_PART_SIZE
 
     def close(self) -> None:
         self.bucket.close()
@@ -88,9 +87,6 @@ class BucketPayloads:
         if not is_name(name):
             raise NotOurs(name)
         return "/".join(filter(None, (self.prefix, name[:2], name)))
-
-    def _translated(self, error: Exception) -> Exception:
-        return self.bucket.translate(error)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -105,7 +101,7 @@ class BucketPayloads:
             else:
                 self.bucket.put(self._object(name), b"".join(record))
         except Exception as error:
-            raise self._translated(error) from None
+            raise self.bucket.translate(error) from None
         return name, name
 
     def move_in(self, temp: str, name: str, *, durable: bool) -> None:
@@ -123,7 +119,7 @@ class BucketPayloads:
         try:
             self.bucket.delete_many([self._object(name)])
         except Exception as error:
-            raise self._translated(error) from None
+            raise self.bucket.translate(error) from None
 
     def remove_dead_temps(self, older_than: float | None = None) -> int:
         """Nothing: there are no temporary objects (see `remove_unreferenced`)."""
@@ -137,18 +133,13 @@ class BucketPayloads:
         except NotOurs:
             raise
         except Exception as error:
-            raise self._translated(error) from None
+            raise self.bucket.translate(error) from None
 
     def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None:
         try:
             return self.read(name)
         except NotOurs:
-            raise CorruptEntryError(
-                key,
-                attribute_name,
-                f"its row names the payload {name!r}, which is not a name adatastore makes "
-                "(planted, or damage): never fetched",
-            ) from None
+            raise foreign_name(key, attribute_name, name) from None
 
     def read_head_or_none(self, name: str, size: int) -> bytes | None:
         try:
@@ -156,14 +147,8 @@ class BucketPayloads:
         except NotOurs:
             return None
         except Exception as error:
-            raise self._translated(error) from None
+            raise self.bucket.translate(error) from None
         return None if found is None else bytes(found["Body"].read())
-
-    def exists(self, name: str) -> bool:
-        try:
-            return self.bucket.get(self._object(name), Range="bytes=0-0") is not None
-        except Exception as error:
-            raise self._translated(error) from None
 
     # -- clean-up --------------------------------------------------------------------------------
 
@@ -189,7 +174,7 @@ class BucketPayloads:
                     self.bucket.abort(upload)
                     aborted += 1
         except Exception as error:
-            raise self._translated(error) from None
+            raise self.bucket.translate(error) from None
         for name in foreign:
             logger.warning("%s: %r is not an object adatastore made; left alone", self.path, name)
         return len(doomed) + aborted, foreign

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,16 @@ from ..serializers import Buffer, Serializer
 from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
-from ._bucket import MIN_PART_SIZE, NOT_FOUND, PART_SIZE, Bucket, error_code, record_size
+from ._bucket import (
+    MIN_PART_SIZE,
+    NOT_FOUND,
+    PART_SIZE,
+    Bucket,
+    environment_endpoint,
+    environment_region,
+    error_code,
+    record_size,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -70,14 +78,6 @@ _MAX_JSON = 1 << 26  # a component.json or marker larger than this is not ours
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _environment(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
 
 
 def _s3_errors(
@@ -143,8 +143,8 @@ class ObjectBackend(ThreadedBackend):
             )
         self.bucket = bucket
         self.prefix = "/".join(part for part in prefix.split("/") if part)
-        self.endpoint = endpoint or _environment("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-        self.region = region or _environment("AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+        self.endpoint = endpoint or environment_endpoint()
+        self.region = region or environment_region()
         self._credentials = (access_key_id, secret_access_key, session_token)
         self.create = create
         self.lease = float(lease)
