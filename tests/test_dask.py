@@ -163,6 +163,8 @@ def test_a_worker_killed_mid_task_leaves_the_sweep_complete_and_the_point_stored
     client: Any, store: SyncDataStore[Any], tmp_path: Path
 ) -> None:
     log = str(tmp_path / "log")
+    # the worker an earlier case killed may still be restarting: both must be up first
+    client.wait_for_workers(2, timeout=120)
     before = worker_pids(client)
     report = store.warm(points(40), "square", Logged(log, die_once=17), executor=client)
     assert report.ok, report.failed
