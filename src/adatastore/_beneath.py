@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _fsio
+from ._fsio import MapMode
 from .serializers import Buffer
 
 __all__ = ["Directory", "UnsafePath", "describe_mode"]
@@ -201,14 +202,15 @@ class Directory:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, relative: str) -> memoryview | None:
-        """The whole regular file `relative`, or None if there is none."""
+    def read(self, relative: str, mapped: MapMode | None = None) -> memoryview | None:
+        """The whole regular file `relative`, or None if there is none; a map of it with
+        `mapped` (``"r"`` read-only, ``"c"`` copy-on-write: see `_fsio.map_fd`)."""
         try:
             fd = self.open_file(relative)
         except FileNotFoundError:
             return None
         try:
-            return _fsio.read_fd(fd)
+            return _fsio.read_fd(fd) if mapped is None else _fsio.map_fd(fd, mapped == "c")
         finally:
             os.close(fd)
 

@@ -1,31 +1,45 @@
 """Values to sealed records and back: the serializer, the envelope, the signature.
 
-`Codec.dump` serializes a value and returns the call that seals it (digest, signature,
-provenance) so that the caller decides where that call runs: records of `OFFLOAD_BYTES`
-or more are sealed and checked in a worker thread, off the event loop (xxh3 runs at
-13 GB/s here: 1 MB is 80 µs, worth a hand-off of ~50 µs). `Codec.open` checks a record
-(envelope, digest, signature, owner) without decoding anything; `Codec.loads` decodes.
+`Codec.dump` serializes a value and returns the call that seals it (compression, digest,
+signature, provenance) so that the caller decides where that call runs: records of
+`OFFLOAD_BYTES` or more are sealed and checked in a worker thread, off the event loop
+(xxh3 runs at 13 GB/s here: 1 MB is 80 µs, worth a hand-off of ~50 µs). `Codec.open`
+checks a record (envelope, digest, signature, owner) without decoding anything;
+`Codec.loads` decompresses and decodes; `Codec.decode` does both.
+
+A record read as a map of its file (``retrieve(mmap=True)``) is not digested on reads:
+hashing it would read every page of a file the caller may want a slice of (1 GB: ~0.25 s
+from the page cache, ~1 s cold, against ~0.1 ms to map it), and keep them resident.
+Its header is checked, its signature too when the store signs (that does read it all),
+and `verify` checks the digest on demand.
 """
 
 from __future__ import annotations
 
 import functools
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import _record
-from .errors import CorruptEntryError, IntegrityError, SerializationError
+from ._compression import Compression, compress_parts, decompress_part
+from .errors import ConfigurationError, CorruptEntryError, IntegrityError, SerializationError
 from .provenance import Provenance, provenance_now
-from .serializers import Buffer, Serializer
-from .signing import Signer
+from .serializers import Buffer, PickleSerializer, Serializer
+from .signing import Signer, SigningKey, signer_from
 
-__all__ = ["HEAD_BYTES", "OFFLOAD_BYTES", "Codec", "Dumped"]
+__all__ = ["HEAD_BYTES", "OFFLOAD_BYTES", "Codec", "Dumped", "is_mapped"]
 
 OFFLOAD_BYTES = 1 << 20
 """Records at least this large are sealed and checked in a worker thread."""
 HEAD_BYTES = 16 << 10
 """Enough of a record for any header (provenance included)."""
+
+
+def is_mapped(data: Buffer) -> bool:
+    """Whether `data` is a map of a file (`Backend.read_mapped`)."""
+    return isinstance(data, memoryview) and isinstance(data.obj, mmap.mmap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +58,39 @@ class Dumped:
 class Codec:
     """How one store turns values into records and back."""
 
-    __slots__ = ("serializer", "signer", "verify_on_read")
+    __slots__ = ("compression", "serializer", "signer", "verify_on_read")
 
-    def __init__(self, serializer: Serializer, signer: Signer | None, verify_on_read: bool) -> None:
+    def __init__(
+        self,
+        serializer: Serializer,
+        signer: Signer | None,
+        verify_on_read: bool,
+        compression: Compression | None = None,
+    ) -> None:
         self.serializer = serializer
         self.signer = signer
         self.verify_on_read = verify_on_read
+        self.compression = compression
+
+    @classmethod
+    def build(
+        cls,
+        serializer: Serializer | None,
+        signing_key: SigningKey | None,
+        verify_on_read: bool,
+        compression: str | Compression | None,
+    ) -> Codec:
+        """The codec of a store, from the options its user gave (checked)."""
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise ConfigurationError(
+                f"serializer must have 'name', 'dumps' and 'loads'; got {serializer!r}"
+            )
+        return cls(
+            serializer or PickleSerializer(),
+            signer_from(signing_key),
+            verify_on_read,
+            Compression.parse(compression),
+        )
 
     def dump(
         self, key: str, attribute_name: str, data: Any, compute_seconds: float | None = None
@@ -57,25 +98,40 @@ class Codec:
         """Serialize `data` for (key, attribute); the returned call seals it."""
         parts = self.serializer.dumps(data)
         seal = functools.partial(
-            _record.seal,
+            self._seal,
+            attribute_name,
+            parts,
+            key,
+            provenance_now(compute_seconds).to_json(),
+        )
+        return Dumped(sum(memoryview(part).nbytes for part in parts), seal)
+
+    def _seal(
+        self, attribute_name: str, parts: list[Buffer], key: str, provenance: dict[str, Any]
+    ) -> list[Buffer]:
+        codecs: list[str] = []
+        if self.compression is not None:
+            parts, codecs = compress_parts(parts, self.compression)
+        return _record.seal(
             self.serializer.name,
             attribute_name,
             parts,
             key=key,
             signer=self.signer,
-            provenance=provenance_now(compute_seconds).to_json(),
+            provenance=provenance,
+            compression=codecs,
         )
-        return Dumped(sum(memoryview(part).nbytes for part in parts), seal)
 
     def open(
         self, key: str, attribute_name: str, data: Buffer, verify: bool | None = None
     ) -> tuple[_record.Header, list[memoryview]]:
         """Check a record (envelope, digest, signature, owner) and split it; nothing is
-        decoded. `verify` (default: the store's `verify_on_read`) checks the digest."""
+        decoded. `verify` (default: the store's `verify_on_read`, and no for a map of a
+        file) checks the digest."""
+        if verify is None:
+            verify = self.verify_on_read and not is_mapped(data)
         try:
-            header, parts = _record.unseal(
-                data, verify=self.verify_on_read if verify is None else verify
-            )
+            header, parts = _record.unseal(data, verify=verify)
         except _record.DamagedRecord as error:
             raise CorruptEntryError(key, attribute_name, str(error)) from None
         if self.signer is not None:
@@ -101,15 +157,47 @@ class Codec:
         return header, parts
 
     def loads(
-        self, key: str, attribute_name: str, header: _record.Header, parts: list[memoryview]
+        self,
+        key: str,
+        attribute_name: str,
+        header: _record.Header,
+        parts: list[memoryview],
+        read_only: bool = False,
     ) -> Any:
-        """Decode the parts of a checked record."""
+        """Decompress and decode the parts of a checked record; `read_only` makes the
+        arrays rebuilt from them read-only (``mmap=True``, mapped or not)."""
         if header.serializer != self.serializer.name:
             raise SerializationError(
                 f"entry {attribute_name!r} of {key!r} was written by the "
                 f"{header.serializer!r} serializer; this store uses {self.serializer.name!r}"
             )
+        if header.compression:
+            try:
+                parts = [
+                    decompress_part(name, part) if name else part
+                    for name, part in zip(header.compression, parts, strict=True)
+                ]
+            except ValueError as error:
+                raise CorruptEntryError(key, attribute_name, str(error)) from None
+        if read_only:
+            parts = [part.toreadonly() for part in parts]
         return self.serializer.loads(parts)
+
+    def decode(self, key: str, attribute_name: str, data: Buffer, read_only: bool = False) -> Any:
+        """`open` then `loads`: a record's value."""
+        header, parts = self.open(key, attribute_name, data)
+        return self.loads(key, attribute_name, header, parts, read_only)
+
+    def light(self, data: Buffer) -> bool:
+        """Whether decoding `data` touches little of it, whatever its size: a map of a
+        file, with nothing to digest, check or decompress (decoded on the event loop)."""
+        if not is_mapped(data) or self.signer is not None:
+            return False
+        try:
+            header, _ = _record.read_header(data)
+        except _record.DamagedRecord:
+            return True  # `open` reports it
+        return not any(header.compression)
 
     @staticmethod
     def header(key: str, attribute_name: str, data: Buffer) -> _record.Header:

@@ -26,7 +26,7 @@ import anyio.to_thread
 
 from ._ops import MISSING
 from ._waiting import Waiter, run_to_end
-from .backend import no_lock
+from .backend import MapMode, no_lock
 from .errors import ConfigurationError
 from .records import WarmProgress, WarmReport
 from .stats import Stats, logger
@@ -245,7 +245,9 @@ class ComputeHost(Protocol):
         """The entry's cross-process lock (yields whether it was taken)."""
         ...
 
-    async def lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
+    async def lookup(
+        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+    ) -> Any:
         """The stored value (None when only existence was asked for), or `MISSING`."""
         ...
 
@@ -290,6 +292,7 @@ async def get_or_compute(
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     value_needed: bool = True,
     known_missing: bool = False,
+    mode: MapMode | None = None,
 ) -> tuple[Any, Outcome]:
     """The value and how it came (`Outcome.HIT`, `COMPUTED` or `SHARED`).
 
@@ -313,13 +316,15 @@ async def get_or_compute(
             raise flight.error
         # the leader was cancelled before it computed: try again, maybe as the leader
     try:
-        value = MISSING if known_missing else await host.lookup(key, attribute_name, value_needed)
+        value = (
+            MISSING if known_missing else await host.lookup(key, attribute_name, value_needed, mode)
+        )
         if value is MISSING:
             lock = host.lock(key, attribute_name, lock_timeout) if cross_process else no_lock()
             async with lock as locked:
                 if locked and cross_process:
                     # another process may have stored it while we waited for the lock
-                    value = await host.lookup(key, attribute_name, value_needed)
+                    value = await host.lookup(key, attribute_name, value_needed, mode)
                 if value is MISSING:
                     # Runs to its end even when this caller is cancelled (asyncio's own
                     # cancellation included): the others get the value, and the

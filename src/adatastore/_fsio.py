@@ -18,16 +18,18 @@ import stat
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .serializers import Buffer
 
 __all__ = [
     "NETWORK_FILESYSTEMS",
     "TEMP_PREFIX",
+    "MapMode",
     "allocate",
     "atomic_write",
     "filesystem_type",
+    "map_fd",
     "process_alive",
     "read_file",
     "remove_stale",
@@ -37,6 +39,9 @@ __all__ = [
 
 TEMP_PREFIX = ".tmp-"
 """Temp files start with this; a name that does not is never a temp file."""
+
+MapMode = Literal["r", "c"]
+"""How a record file is mapped: ``"r"`` read-only, ``"c"`` copy-on-write."""
 
 _CHUNK = 1 << 26  # bytes per read(2): large enough, and an int on every system
 _MAP_FROM = 1 << 22  # files this large are copied from a map (under a lease)
@@ -197,6 +202,23 @@ def read_fd(fd: int) -> memoryview:
             return buffer[:filled]  # shorter than its size: the record check reports it
         filled += count
     return buffer
+
+
+def map_fd(fd: int, private: bool) -> memoryview:
+    """A map of the whole of an open regular file: read-only, or copy-on-write (`private`:
+    writable pages of this process's own, the file untouched).
+
+    For ``retrieve(mmap=True)``: arrays rebuilt from it use the file's pages in the page
+    cache, shared by every process mapping it, and nothing is copied. The map outlives the
+    file's name (a replaced or deleted record keeps its inode while mapped: adatastore never
+    rewrites or truncates a record file in place). A file truncated in place by another
+    program while mapped makes a later access die of SIGBUS, as with `numpy.memmap`.
+    """
+    size = os.fstat(fd).st_size
+    if not size:
+        return memoryview(b"")  # mmap refuses empty files; the record check reports it
+    access = mmap.ACCESS_COPY if private else mmap.ACCESS_READ
+    return memoryview(mmap.mmap(fd, size, access=access))
 
 
 def _take_lease(fd: int) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _ops
 from ._compute import Flights
-from .backend import Backend, RecordWrite
+from .backend import Backend, MapMode, RecordWrite
 from .stats import Stats
 
 __all__ = ["StoreHost"]
@@ -45,9 +45,12 @@ class StoreHost:
     ) -> contextlib.AbstractAsyncContextManager[bool]:
         return self.backend.lock(key, attribute_name, timeout)
 
-    async def lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
+    async def lookup(
+        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+    ) -> Any:
         if value_needed:
-            return await _ops.drive(_ops.fetch(self.context, key, attribute_name), self.backend)
+            operation = _ops.fetch(self.context, key, attribute_name, mode)
+            return await _ops.drive(operation, self.backend)
         found = await self.backend.contains(key, attribute_name)
         return None if found else _ops.MISSING
 

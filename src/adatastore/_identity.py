@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .component import check_component, full_type, inputs_of
-from .errors import InvalidKeyError, InvalidNameError
+from .errors import ConfigurationError, InvalidKeyError, InvalidNameError
 from .keygenerators import KeyGenerator, describe_parameters, graph_keys
 from .records import ComponentRecord, storable_text
 
@@ -34,6 +34,10 @@ class Identity:
     __slots__ = ("key_generator",)
 
     def __init__(self, key_generator: KeyGenerator) -> None:
+        if not callable(key_generator):
+            raise ConfigurationError(
+                f"key_generator must be callable, not a {type(key_generator).__name__}"
+            )
         self.key_generator = key_generator
 
     def key(self, component: object) -> str:

@@ -24,7 +24,8 @@ import anyio.to_thread
 from . import _record
 from ._codec import OFFLOAD_BYTES, Codec
 from ._identity import Identity, check_attribute_name
-from .backend import Backend, RecordWrite
+from .backend import Backend, MapMode, RecordWrite
+from .errors import ConfigurationError
 from .serializers import Buffer
 from .stats import Stats, logger
 
@@ -58,6 +59,11 @@ READ = "read"
 """``(READ, key, name)`` → the record, or None."""
 READ_MANY = "read many"
 """``(READ_MANY, pairs)`` → a record or None per pair."""
+READ_MAPPED = "read mapped"
+"""``(READ_MAPPED, key, name, mode)`` → the record as a map of its file where it has one
+(`Backend.read_mapped`), or None."""
+READ_MANY_MAPPED = "read many mapped"
+"""``(READ_MANY_MAPPED, pairs, mode)`` → as `READ_MANY`, files mapped."""
 CONTAINS = "contains"
 """``(CONTAINS, key, name)`` → whether a record is stored."""
 WRITE = "write"
@@ -73,12 +79,33 @@ Operation = Generator[Request, Any, T]
 
 
 class Context:
-    """What operations of one store share: its identity, codec and stats."""
+    """What operations of one store share: its identity, codec and stats, and how it
+    reads records by default (`mmap`: None, or mapped read-only or copy-on-write)."""
 
-    __slots__ = ("codec", "identity", "stats")
+    __slots__ = ("codec", "identity", "mmap", "stats")
 
-    def __init__(self, identity: Identity, codec: Codec, stats: Stats) -> None:
+    def __init__(
+        self, identity: Identity, codec: Codec, stats: Stats, mmap: MapMode | None = None
+    ) -> None:
         self.identity, self.codec, self.stats = identity, codec, stats
+        self.mmap = mmap
+
+    def map_mode(self, mmap: object) -> MapMode | None:
+        """The mapping of one call: its `mmap` argument (None: the store's default)."""
+        return self.mmap if mmap is None else map_mode(mmap)
+
+
+def map_mode(mmap: object) -> MapMode | None:
+    """``mmap=`` as given by a user (False, True, "r", "c") as a mapping mode."""
+    if mmap is False:
+        return None
+    if mmap is True or mmap == "r":
+        return "r"
+    if mmap == "c":
+        return "c"
+    raise ConfigurationError(
+        f"mmap must be True (read-only), 'c' (copy-on-write) or False, not {mmap!r}"
+    )
 
 
 # -- the drivers --------------------------------------------------------------------------------
@@ -103,6 +130,10 @@ async def drive(operation: Operation[T], backend: Backend) -> T:
             elif kind is WRITE_MANY:
                 await backend.write_many(request[1])
                 result = None
+            elif kind is READ_MAPPED:
+                result = await backend.read_mapped(*request[1:])
+            elif kind is READ_MANY_MAPPED:
+                result = await backend.read_many_mapped(*request[1:])
             else:
                 result = await anyio.to_thread.run_sync(*request[1:])
     except StopIteration as stop:
@@ -128,6 +159,10 @@ def drive_blocking(operation: Operation[T], backend: Backend) -> T:
             elif kind is WRITE_MANY:
                 backend.blocking_write_many(request[1])
                 result = None
+            elif kind is READ_MAPPED:
+                result = backend.blocking_read_mapped(*request[1:])
+            elif kind is READ_MANY_MAPPED:
+                result = backend.blocking_read_many_mapped(*request[1:])
             else:
                 result = request[1](*request[2:])
     except StopIteration as stop:
@@ -198,29 +233,43 @@ def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[N
     _count_stores(context, writes, time.perf_counter() - start)
 
 
-def _decoded(context: Context, key: str, name: str, data: Buffer) -> Operation[Any]:
+def _decoded(
+    context: Context, key: str, name: str, data: Buffer, mode: MapMode | None = None
+) -> Operation[Any]:
+    """The value of a record: large ones decoded off the event loop (not a map that
+    decoding barely touches)."""
     codec = context.codec
-    if memoryview(data).nbytes >= OFFLOAD_BYTES:
-        header, parts = yield OFFLOAD, codec.open, key, name, data
-    else:
-        header, parts = codec.open(key, name, data)
-    return codec.loads(key, name, header, parts)
+    read_only = mode == "r"
+    if memoryview(data).nbytes >= OFFLOAD_BYTES and not (mode and codec.light(data)):
+        return (yield OFFLOAD, codec.decode, key, name, data, read_only)
+    return codec.decode(key, name, data, read_only)
 
 
-def fetch(context: Context, key: str, attribute_name: str) -> Operation[Any]:
+def fetch(
+    context: Context, key: str, attribute_name: str, mode: MapMode | None = None
+) -> Operation[Any]:
     """The stored value, or `MISSING`; counts bytes and time, not hits or misses."""
-    return _reading(context, None, key, attribute_name, MISSING)
+    return _reading(context, None, key, attribute_name, MISSING, mode)
 
 
 def retrieve(
-    context: Context, component: object, attribute_name: str, default: Any = None
+    context: Context,
+    component: object,
+    attribute_name: str,
+    default: Any = None,
+    mode: MapMode | None = None,
 ) -> Operation[Any]:
-    """The stored attribute, or `default` when nothing is stored."""
-    return _reading(context, component, None, attribute_name, default)
+    """The stored attribute, or `default` when nothing is stored; `mode` maps files."""
+    return _reading(context, component, None, attribute_name, default, mode)
 
 
 def _reading(
-    context: Context, component: object, key: str | None, attribute_name: str, default: Any
+    context: Context,
+    component: object,
+    key: str | None,
+    attribute_name: str,
+    default: Any,
+    mode: MapMode | None,
 ) -> Operation[Any]:
     """`retrieve` (a component: checked, keyed, hits and misses counted) or `fetch` (a
     key). One generator for both, checks inside it (they run when the driver starts it,
@@ -231,7 +280,10 @@ def _reading(
         check_attribute_name(attribute_name)
         key = context.identity.key(component)
     start = time.perf_counter()
-    data = yield READ, key, attribute_name
+    if mode is None:
+        data = yield READ, key, attribute_name
+    else:
+        data = yield READ_MAPPED, key, attribute_name, mode
     stats = context.stats
     if data is None:
         if retrieving:
@@ -239,8 +291,8 @@ def _reading(
             logger.debug("miss: %s of %s", attribute_name, key)
         return default
     size = memoryview(data).nbytes
-    if size >= OFFLOAD_BYTES:
-        value = yield from _decoded(context, key, attribute_name, data)
+    if size >= OFFLOAD_BYTES or mode is not None:
+        value = yield from _decoded(context, key, attribute_name, data, mode)
     else:
         codec = context.codec
         value = codec.loads(key, attribute_name, *codec.open(key, attribute_name, data))
@@ -253,19 +305,25 @@ def _reading(
 
 
 def retrieve_many(
-    context: Context, requests: Iterable[tuple[object, str]], default: Any = None
+    context: Context,
+    requests: Iterable[tuple[object, str]],
+    default: Any = None,
+    mode: MapMode | None = None,
 ) -> Operation[list[Any]]:
     """Several attributes at once, in order; `default` where nothing is stored."""
     pairs = context.identity.pairs(requests)
     start = time.perf_counter()
-    records = yield READ_MANY, pairs
+    if mode is None:
+        records = yield READ_MANY, pairs
+    else:
+        records = yield READ_MANY_MAPPED, pairs, mode
     stats, values = context.stats, []
     for (key, attribute_name), data in zip(pairs, records, strict=True):
         if data is None:
             stats.misses += 1
             values.append(default)
             continue
-        values.append((yield from _decoded(context, key, attribute_name, data)))
+        values.append((yield from _decoded(context, key, attribute_name, data, mode)))
         stats.hits += 1
         stats.bytes_read += memoryview(data).nbytes
     stats.read_seconds += time.perf_counter() - start

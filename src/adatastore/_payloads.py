@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from . import _fsio
 from ._beneath import Directory, UnsafePath
+from ._fsio import MapMode
 from .errors import CorruptEntryError
 from .serializers import Buffer
 from .stats import logger
@@ -56,8 +57,10 @@ class PayloadStore(Protocol):
     def move_in(self, temp: str, name: str, *, durable: bool) -> None: ...
     def remove_temp(self, temp: str) -> None: ...
     def remove(self, name: str) -> None: ...
-    def read(self, name: str) -> Buffer | None: ...
-    def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None: ...
+    def read(self, name: str, mapped: MapMode | None = None) -> Buffer | None: ...
+    def read_entry(
+        self, key: str, attribute_name: str, name: str, mapped: MapMode | None = None
+    ) -> Buffer | None: ...
     def read_head_or_none(self, name: str, size: int) -> bytes | None: ...
     def remove_dead_temps(self, older_than: float | None = None) -> int: ...
     def remove_unreferenced(
@@ -190,18 +193,20 @@ class PayloadFiles:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, name: str) -> Buffer | None:
-        """A record by name; None when the file is gone. `NotOurs` for a foreign name,
-        `UnsafePath` for a link or special file in its place."""
+    def read(self, name: str, mapped: MapMode | None = None) -> Buffer | None:
+        """A record by name (mapped with `mapped`); None when the file is gone. `NotOurs`
+        for a foreign name, `UnsafePath` for a link or special file in its place."""
         relative = self.relative(name)
         root = self.directory()
-        return None if root is None else root.read(relative)
+        return None if root is None else root.read(relative, mapped)
 
-    def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None:
+    def read_entry(
+        self, key: str, attribute_name: str, name: str, mapped: MapMode | None = None
+    ) -> Buffer | None:
         """`read` for an entry's row: a foreign name or a link or special file in the
         record's place is the entry's damage; None when the file is gone."""
         try:
-            return self.read(name)
+            return self.read(name, mapped)
         except NotOurs:
             raise foreign_name(key, attribute_name, name) from None
         except UnsafePath as error:

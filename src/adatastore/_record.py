@@ -5,8 +5,9 @@ Layout (little-endian)::
     b"ADS1" | u32 header length | u32 crc32 of header | header (JSON) |
     zero padding to 64 | part 0 | zero padding to 64 | part 1 | ...
 
-The header names the serializer and the attribute, and gives each part's length and a
-digest of all parts: xxh3-64 (13 GB/s here, against 2.3 GB/s for zlib's crc32, which
+The header names the serializer and the attribute, and gives each part's length, the
+codec that compressed it if any (``"zip"``, see `_compression`) and a digest of all
+parts as stored: xxh3-64 (13 GB/s here, against 2.3 GB/s for zlib's crc32, which
 older records carry and are still checked with). Parts start on 64-byte boundaries so
 numpy arrays rebuilt from out-of-band buffers are aligned. A damaged envelope raises
 `DamagedRecord`; the store turns it into `CorruptEntryError` with the entry's names.
@@ -52,6 +53,8 @@ class Header:
     """When and where the record was written, as JSON (see `provenance`)."""
     signature2: str | None = None
     """HMAC-SHA256 (hex) of the record's contents and its provenance (0.3 and later)."""
+    compression: tuple[str, ...] = ()
+    """Per part, the codec that compressed it ("" for none); empty: nothing compressed."""
 
     @property
     def provenance(self) -> dict[str, Any] | None:
@@ -94,11 +97,13 @@ def seal(
     key: str = "",
     signer: Signer | None = None,
     provenance: dict[str, Any] | None = None,
+    compression: Sequence[str] = (),
 ) -> list[Buffer]:
     """Return the buffers of a record holding `parts`, to be written one after another.
 
     With a `signer`, the header carries an HMAC over `key`, the attribute name, the
-    serializer and the parts.
+    serializer and the parts. `compression` names each part's codec (parts already
+    compressed), or is empty.
     """
     views = _views(parts)
     fields: dict[str, Any] = {
@@ -107,6 +112,8 @@ def seal(
         "lengths": [view.nbytes for view in views],
         "xxh3": _xxh3(views),
     }
+    if any(compression):
+        fields["zip"] = list(compression)
     # after a NUL, outside the JSON that every read parses
     extra = b"" if provenance is None else json.dumps(provenance, separators=(",", ":")).encode()
     if signer is not None:
@@ -198,6 +205,7 @@ def read_header(data: Buffer) -> tuple[Header, int]:
         and type(lengths[0]) is int
         and 0 <= lengths[0] <= view.nbytes
         and "hmac" not in fields
+        and "zip" not in fields
     ):
         signature2 = fields.get("hmac2")
         if signature2 is None or (
@@ -227,6 +235,13 @@ def _checked_header(fields: dict[str, Any], provenance_json: bytes, size: int) -
     lengths = fields.get("lengths")
     if not isinstance(lengths, list) or len(lengths) > size:
         raise DamagedRecord("unreadable header: 'lengths' is not a list of part lengths")
+    compression = fields.get("zip", [])
+    if (
+        not isinstance(compression, list)
+        or (compression and len(compression) != len(lengths))
+        or not all(isinstance(name, str) and len(name) <= 16 for name in compression)
+    ):
+        raise DamagedRecord("unreadable header: 'zip' is not a codec name per part")
     return Header(
         serializer=_name(fields, "serializer"),
         attribute_name=_name(fields, "attribute"),
@@ -235,6 +250,7 @@ def _checked_header(fields: dict[str, Any], provenance_json: bytes, size: int) -
         signature=_signature(fields.get("hmac")),
         provenance_json=provenance_json or None,
         signature2=_signature(fields.get("hmac2")),
+        compression=tuple(compression),
     )
 
 

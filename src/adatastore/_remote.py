@@ -40,6 +40,7 @@ from ._executors import Inbox, Pool, worker_died
 from ._spec import StoreSpec, worker_store
 from ._waiting import Waiter
 from ._warm import WarmHost
+from .backend import MapMode
 from .errors import ConfigurationError, DataStoreError, ExecutorError
 from .records import WarmProgress, WorkerTally
 from .stats import Stats
@@ -105,8 +106,10 @@ class _Sized:
     def lock(self, key: str, attribute_name: str, timeout: float | None) -> Any:
         return self.host.lock(key, attribute_name, timeout)
 
-    async def lookup(self, key: str, attribute_name: str, value_needed: bool) -> Any:
-        return await self.host.lookup(key, attribute_name, value_needed)
+    async def lookup(
+        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+    ) -> Any:
+        return await self.host.lookup(key, attribute_name, value_needed, mode)
 
     async def put(
         self, component: object, key: str, attribute_name: str, value: Any, seconds: float

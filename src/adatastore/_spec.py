@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from . import _forks, _ops, _portal
 from ._codec import Codec
+from ._compression import Compression
 from ._host import StoreHost
 from ._identity import Identity
 from ._lifecycle import Lifecycle
@@ -47,6 +48,8 @@ class StoreSpec:
     serializer: Serializer
     verify_on_read: bool = True
     key_id: str | None = None
+    compression: Compression | None = None
+    """How the store compresses what it writes (workers storing do the same)."""
     """The id of the signing key (`Signer.key_id`), or None for an unsigned store."""
     token: str = field(default="", compare=False)
     """Names the spec in a worker's cache of open stores."""
@@ -91,6 +94,7 @@ def describe(backend: Backend, identity: Identity, codec: Codec) -> StoreSpec | 
         codec.serializer,
         codec.verify_on_read,
         None if signer is None else signer.key_id(),
+        codec.compression,
     )
     try:
         data = pickle.dumps(spec, protocol=5)
@@ -109,7 +113,7 @@ class WorkerStore:
     def __init__(self, spec: StoreSpec) -> None:
         backend = spec.backend.make()
         backend.warn_unclosed = False  # closed at exit by the portal, or with the process
-        codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read)
+        codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read, spec.compression)
         context = _ops.Context(Identity(spec.key_generator), codec, Stats())
         self.spec = spec
         self.host = StoreHost(backend, context)

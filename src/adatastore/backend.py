@@ -10,7 +10,9 @@ Required: `write`, `read`, `contains`, `delete`, `entries`. Optional, with defau
 `open`/`close`, the bulk methods (one call per item by default; back-ends answer in one
 round trip where they can), `read_head` (for tools that need only a header), `components`
 (for `explain` and the command), `lock` (cross-process locks for `get_or_compute`),
-`cleanup`, `planted`/`remove_planted` (for `verify`), `forget` (after a fork).
+`cleanup`, `planted`/`remove_planted` (for `verify`), `forget` (after a fork),
+`read_mapped`/`read_many_mapped` (``retrieve(mmap=True)``: a map of the record's file
+where there is one; by default a plain read).
 
 Back-ends whose I/O blocks anyway (files; SQLite, whose connections live in threads of
 their own) set `supports_blocking` and implement the ``blocking_*`` methods: the blocking
@@ -28,10 +30,11 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
+from ._fsio import MapMode
 from .records import ComponentRecord, DamagedEntry, Entry
 from .serializers import Buffer
 
-__all__ = ["Backend", "BackendSpec", "RecordWrite", "ThreadedBackend", "no_lock"]
+__all__ = ["Backend", "BackendSpec", "MapMode", "RecordWrite", "ThreadedBackend", "no_lock"]
 
 T = TypeVar("T")
 
@@ -134,6 +137,19 @@ class Backend(abc.ABC):
         """Which of the (key, name) pairs are stored."""
         return {pair for pair in pairs if await self.contains(*pair)}
 
+    async def read_mapped(self, key: str, attribute_name: str, mode: MapMode) -> Buffer | None:
+        """The record as a map of its file (``"r"`` read-only, ``"c"`` copy-on-write) where
+        the back-end keeps it in a file of its own, else as `read` returns it (the default).
+        A map must stay valid when the record is replaced or deleted: its file is never
+        rewritten or truncated in place."""
+        return await self.read(key, attribute_name)
+
+    async def read_many_mapped(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode
+    ) -> list[Buffer | None]:
+        """`read_many`, with records mapped as `read_mapped` maps them."""
+        return await self.read_many(pairs)
+
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         """At least the first `size` bytes of the record (all of it when shorter), or None;
         for tools that need only its header. By default the whole record."""
@@ -200,6 +216,14 @@ class Backend(abc.ABC):
     def blocking_contains(self, key: str, attribute_name: str) -> bool:
         raise NotImplementedError(f"{type(self).__name__} has no blocking path")
 
+    def blocking_read_mapped(self, key: str, attribute_name: str, mode: MapMode) -> Buffer | None:
+        return self.blocking_read(key, attribute_name)
+
+    def blocking_read_many_mapped(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode
+    ) -> list[Buffer | None]:
+        return self.blocking_read_many(pairs)
+
 
 class ThreadedBackend(Backend):
     """A back-end whose I/O is blocking calls (files): it implements the ``blocking_*``
@@ -232,6 +256,14 @@ class ThreadedBackend(Backend):
 
     async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         return await self.in_thread(self.blocking_read_many, pairs)
+
+    async def read_mapped(self, key: str, attribute_name: str, mode: MapMode) -> Buffer | None:
+        return await self.in_thread(self.blocking_read_mapped, key, attribute_name, mode)
+
+    async def read_many_mapped(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode
+    ) -> list[Buffer | None]:
+        return await self.in_thread(self.blocking_read_many_mapped, pairs, mode)
 
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         return await self.in_thread(self.blocking_read_head, key, attribute_name, size)

@@ -16,6 +16,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import hashlib
 import pickle
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
+from ._encoders import encoder_for, register_encoder
 from .component import Component, check_component, full_type, inputs_of, walk_inputs
 from .errors import UnhashableParameterError
 
@@ -34,6 +36,7 @@ __all__ = [
     "full_type",
     "hash_pickle",
     "join_with_underscores",
+    "register_encoder",
 ]
 
 KeyGenerator = Callable[[Any], str]
@@ -241,13 +244,30 @@ def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
     elif isinstance(value, PurePath):
         text = str(value)
         out.append(f"p{type(value).__name__}{len(text)}:{text}")
+    elif (found := encoder_for(value)) is not None:
+        tag, encoder = found
+        out.append(f"u{len(tag)}:{tag}")
+        _encode_container(value, out, active, functools.partial(_encode_with, encoder))
     else:
         raise _Unhashable(
             f"a {full_type(value)} has no canonical encoding (supported: None, bool, int, "
             "float, complex, str, bytes, lists, tuples, sets, mappings, numpy arrays and "
-            "scalars, Decimal, Fraction, UUID, dates and times, paths, enums); "
-            "convert it to one of those"
+            "scalars, Decimal, Fraction, UUID, dates and times, paths, enums, pandas and "
+            "xarray objects); convert it to one of those, or register an encoder "
+            "(adatastore.keygenerators.register_encoder)"
         )
+
+
+def _encode_with(
+    encoder: Callable[[Any], Any], value: Any, out: list[str], active: set[int]
+) -> None:
+    try:
+        plain = encoder(value)
+    except _Unhashable:
+        raise
+    except Exception as error:
+        raise _Unhashable(f"its encoder failed: {type(error).__name__}: {error}") from None
+    _encode(plain, out, active)
 
 
 def _encode_root(value: Any, root: str) -> str:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from . import _explain, _legacy, _ops, _spec, _sweep, _verify
 from ._codec import Codec
+from ._compression import Compression
 from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._host import StoreHost
 from ._identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
 from ._lifecycle import Lifecycle
+from ._options import MapArgument, StoreOptions
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash
@@ -35,8 +37,8 @@ from .records import (
     json_text,
     storable_text,
 )
-from .serializers import PickleSerializer, Serializer
-from .signing import Signer, SigningKey, signer_from
+from .serializers import Serializer
+from .signing import Signer, SigningKey
 from .stats import Stats
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "ComponentRecord",
     "DamagedEntry",
     "Entry",
+    "StoreOptions",
     "VerifyReport",
     "WarmProgress",
     "WarmReport",
@@ -83,11 +86,13 @@ class AsyncDataStore:
         serializer: Serializer | None = None,
         signing_key: SigningKey | None = None,
         verify_on_read: bool = True,
+        compression: str | Compression | None = None,
+        mmap: bool | Literal["r", "c"] = False,
     ) -> None:
         """`signing_key` (or ``ADATASTORE_SIGNING_KEY``) signs every record and refuses
         unsigned or tampered ones before decoding them (see `adatastore.signing`).
         `verify_on_read=False` skips the payload checksum on reads (signatures are always
-        checked); `verify` still checks everything.
+        checked); `verify` still checks everything. `compression`, `mmap`: `StoreOptions`.
 
         (`legacy_arguments`: a 0.2-style subclass passes its key generator and
         serializer positionally, in `backend`'s place.)
@@ -102,21 +107,12 @@ class AsyncDataStore:
                 "AsyncDataStore(backend, *, key_generator=..., serializer=..., ...) needs an "
                 f"adatastore.backend.Backend, not {type(backend).__name__}"
             )
-        if key_generator is not None and not callable(key_generator):
-            raise ConfigurationError(
-                f"key_generator must be callable, not a {type(key_generator).__name__}"
-            )
-        if serializer is not None and not isinstance(serializer, Serializer):
-            raise ConfigurationError(
-                f"serializer must have 'name', 'dumps' and 'loads'; got {serializer!r}"
-            )
+        self.identity = Identity(canonical_hash if key_generator is None else key_generator)
+        self.codec = Codec.build(serializer, signing_key, verify_on_read, compression)
         self.backend: Backend = backend
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
-        self.identity = Identity(key_generator or canonical_hash)
-        signer = signer_from(signing_key)
-        self.codec = Codec(serializer or PickleSerializer(), signer, verify_on_read)
-        self.context = _ops.Context(self.identity, self.codec, self.stats)
+        self.context = _ops.Context(self.identity, self.codec, self.stats, _ops.map_mode(mmap))
         """What the operations share (identity, codec, stats); the blocking layer runs
         the same operations with it."""
         self.compute_host = StoreHost(backend, self.context)
@@ -212,21 +208,40 @@ class AsyncDataStore:
         """
         await self.__drive(_ops.store_many(self.context, items))
 
-    async def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
+    async def retrieve(
+        self,
+        component: object,
+        attribute_name: str,
+        default: Any = None,
+        *,
+        mmap: MapArgument = None,
+    ) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored.
+
+        With `mmap` (default: the store's), numpy arrays come back backed by a map of the
+        record's file (files, SQLite's payload files, Django's `data_root_dir`; elsewhere
+        read as usual): True read-only, ``"c"`` copy-on-write. See "Large arrays".
 
         A damaged entry raises `CorruptEntryError`; an entry written with another
         serializer raises `SerializationError`.
         """
-        return await self.__drive(_ops.retrieve(self.context, component, attribute_name, default))
+        mode = self.context.map_mode(mmap)
+        operation = _ops.retrieve(self.context, component, attribute_name, default, mode)
+        return await self.__drive(operation)
 
     async def retrieve_many(
-        self, requests: Iterable[tuple[object, str]], default: Any = None
+        self,
+        requests: Iterable[tuple[object, str]],
+        default: Any = None,
+        *,
+        mmap: MapArgument = None,
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` at once, in order; `default`
-        where nothing is stored. One round trip on SQLite and Django."""
-        result: list[Any] = await self.__drive(_ops.retrieve_many(self.context, requests, default))
-        return result
+        where nothing is stored. One round trip on SQLite and Django. `mmap`: as
+        `retrieve`."""
+        mode = self.context.map_mode(mmap)
+        operation = _ops.retrieve_many(self.context, requests, default, mode)
+        return await self.__drive(operation)  # type: ignore[no-any-return]
 
     async def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
@@ -256,6 +271,7 @@ class AsyncDataStore:
         *,
         cross_process: bool = True,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        mmap: MapArgument = None,
     ) -> Any:
         """Return the stored attribute, or compute, store and return it.
 
@@ -270,20 +286,15 @@ class AsyncDataStore:
         The computation runs in the first caller's task, shielded from cancellation: when
         that caller is cancelled the computation still completes and is stored for the
         others (the cancellation takes effect then). It never leaves a partial entry.
+        `mmap`: a stored value is mapped as `retrieve` maps it; a computed one is not.
         """
+        mode = self.context.map_mode(mmap)
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
-        key = self.key_of(component)
-        value, _ = await get_or_compute(
-            self.compute_host,
-            component,
-            key,
-            attribute_name,
-            compute,
-            cross_process=cross_process,
-            lock_timeout=lock_timeout,
-        )
-        return value
+        host, key = self.compute_host, self.key_of(component)
+        found = get_or_compute(host, component, key, attribute_name, compute, mode=mode,
+                               cross_process=cross_process, lock_timeout=lock_timeout)  # fmt: skip
+        return (await found)[0]
 
     async def warm(
         self,

@@ -22,6 +22,7 @@ from typing import Any, Generic, Self, TypeVar
 
 from . import _ops, _portal
 from ._compute import DEFAULT_LOCK_TIMEOUT
+from ._options import MapArgument
 from ._spec import StoreSpec
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
@@ -98,21 +99,43 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
             return self._run(_ops.store_many(self.async_store.context, items))
         return _portal.call(self.async_store.store_many, list(items))
 
-    def retrieve(self, component: object, attribute_name: str, default: Any = None) -> Any:
-        """Return the stored attribute, or `default` (None) when nothing is stored."""
+    def retrieve(
+        self,
+        component: object,
+        attribute_name: str,
+        default: Any = None,
+        *,
+        mmap: MapArgument = None,
+    ) -> Any:
+        """Return the stored attribute, or `default` (None) when nothing is stored;
+        `mmap` maps arrays as `AsyncDataStore.retrieve` says."""
+        context = self.async_store.context
+        mode = context.map_mode(mmap)
         if self._direct:
-            context = self.async_store.context
-            return self._run(_ops.retrieve(context, component, attribute_name, default))
-        return _portal.call(self.async_store.retrieve, component, attribute_name, default)
+            return self._run(_ops.retrieve(context, component, attribute_name, default, mode))
+        return _portal.call(
+            functools.partial(
+                self.async_store.retrieve, component, attribute_name, default, mmap=mode or False
+            )
+        )
 
     def retrieve_many(
-        self, requests: Iterable[tuple[object, str]], default: Any = None
+        self,
+        requests: Iterable[tuple[object, str]],
+        default: Any = None,
+        *,
+        mmap: MapArgument = None,
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` in one call, in order."""
+        context = self.async_store.context
+        mode = context.map_mode(mmap)
         if self._direct:
-            context = self.async_store.context
-            return self._run(_ops.retrieve_many(context, requests, default))
-        return _portal.call(self.async_store.retrieve_many, list(requests), default)
+            return self._run(_ops.retrieve_many(context, requests, default, mode))
+        return _portal.call(
+            functools.partial(
+                self.async_store.retrieve_many, list(requests), default, mmap=mode or False
+            )
+        )
 
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
@@ -136,6 +159,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         *,
         cross_process: bool = True,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        mmap: MapArgument = None,
     ) -> Any:
         """Return the stored attribute, or compute, store and return it (computed once,
         even when threads or processes ask at the same time); see
@@ -149,6 +173,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
                 compute,
                 cross_process=cross_process,
                 lock_timeout=lock_timeout,
+                mmap=mmap,
             )
         )
 

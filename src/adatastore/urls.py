@@ -179,12 +179,19 @@ def _parse_bool(text: str) -> bool:
         raise ValueError(text) from None
 
 
+_COMMON_OPTIONS: dict[str, type] = {"compression": str, "mmap": str}
+"""Options every scheme takes: ``?compression=zstd:5``, ``?mmap=1`` (or ``c``)."""
+
+
 def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
     converted: dict[str, Any] = {}
     for name, text in url.options.items():
-        kind = scheme.options.get(name)
+        if name == "mmap":
+            converted[name] = _BOOLEANS.get(text.lower(), text)  # or "r", "c"
+            continue
+        kind = scheme.options.get(name) or _COMMON_OPTIONS.get(name)
         if kind is None:
-            allowed = ", ".join(sorted(scheme.options)) or "none"
+            allowed = ", ".join(sorted({*scheme.options, *_COMMON_OPTIONS}))
             raise ConfigurationError(
                 f"store URL {url.text!r}: unknown option {name!r} (allowed: {allowed})"
             )
@@ -213,6 +220,7 @@ def _from_spec(spec: StoreSpec, options: dict[str, Any]) -> AsyncDataStore:
         key_generator=spec.key_generator,
         serializer=spec.serializer,
         verify_on_read=spec.verify_on_read,
+        compression=spec.compression,
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._fsio import MapMode
 from .._payloads import NotOurs, foreign_name, is_name
 from ..errors import ConfigurationError
 from ..serializers import Buffer
@@ -127,7 +128,8 @@ class BucketPayloads:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, name: str) -> Buffer | None:
+    def read(self, name: str, mapped: MapMode | None = None) -> Buffer | None:
+        """A record by name (objects are never mapped: `mapped` is ignored)."""
         try:
             return self.bucket.read(self._object(name))
         except NotOurs:
@@ -135,7 +137,9 @@ class BucketPayloads:
         except Exception as error:
             raise self.bucket.translate(error) from None
 
-    def read_entry(self, key: str, attribute_name: str, name: str) -> Buffer | None:
+    def read_entry(
+        self, key: str, attribute_name: str, name: str, mapped: MapMode | None = None
+    ) -> Buffer | None:
         try:
             return self.read(name)
         except NotOurs:

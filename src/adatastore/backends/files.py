@@ -36,16 +36,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar, Unpack
 
 from .. import _fsio, _locks, _naming, _record
 from .._beneath import Directory, UnsafePath
-from ..backend import BackendSpec, RecordWrite, ThreadedBackend
+from .._options import StoreOptions
+from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, DamagedEntry, Entry
 from ..serializers import Buffer, Serializer
-from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 
@@ -333,12 +333,21 @@ class FilesBackend(ThreadedBackend):
     # -- reading --------------------------------------------------------------------------------
 
     @_storage_errors
-    def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
+    def blocking_read(
+        self, key: str, attribute_name: str, mode: MapMode | None = None
+    ) -> Buffer | None:
         entry, name = self._names(key, attribute_name)
         try:
-            return self.root.read(f"{entry}/{name}")
+            return self.root.read(f"{entry}/{name}", mode)
         except UnsafePath as error:
             raise CorruptEntryError(key, attribute_name, _planted(error)) from None
+
+    def blocking_read_many_mapped(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode
+    ) -> list[Buffer | None]:
+        return [self.blocking_read(key, name, mode) for key, name in pairs]
+
+    blocking_read_mapped = blocking_read
 
     @_storage_errors
     def blocking_read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
@@ -723,9 +732,8 @@ class AsyncShelveDataStore(AsyncDataStore):
         serializer: Serializer | None = None,
         *,
         durable: bool = False,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> None:
         """`create=False` opens only an existing store (tools that look, never make):
         a missing or foreign `root_dir` is a `ConfigurationError` and nothing is created."""
@@ -733,8 +741,7 @@ class AsyncShelveDataStore(AsyncDataStore):
             FilesBackend(root_dir, durable=durable, create=create),
             key_generator=key_generator,
             serializer=serializer,
-            signing_key=signing_key,
-            verify_on_read=verify_on_read,
+            **options,
         )
 
     @property
@@ -765,9 +772,8 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
         serializer: Serializer | None = None,
         *,
         durable: bool = False,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> None:
         self._root_dir = os.fspath(root_dir)
         """`root_dir` as given: the original module's attribute, which its scripts read."""
@@ -777,9 +783,8 @@ class ShelveDataStore(SyncDataStore[AsyncShelveDataStore]):
                 key_generator,
                 serializer,
                 durable=durable,
-                signing_key=signing_key,
-                verify_on_read=verify_on_read,
                 create=create,
+                **options,
             )
         )
 

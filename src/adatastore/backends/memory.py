@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from .. import _record
+from .._options import StoreOptions
 from ..backend import Backend
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
-from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 
@@ -113,16 +113,13 @@ class AsyncMemoryDataStore(AsyncDataStore):
         self,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
-        *,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(
             MemoryBackend(),
             key_generator=key_generator,
             serializer=serializer,
-            signing_key=signing_key,
-            verify_on_read=verify_on_read,
+            **options,
         )
 
 
@@ -133,12 +130,6 @@ class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
         self,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
-        *,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(
-            AsyncMemoryDataStore(
-                key_generator, serializer, signing_key=signing_key, verify_on_read=verify_on_read
-            )
-        )
+        super().__init__(AsyncMemoryDataStore(key_generator, serializer, **options))

@@ -35,17 +35,17 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from .. import _locks, _naming, _record
 from .._leases import Leases, lease_expired
+from .._options import StoreOptions
 from .._waiting import run_to_end
 from ..backend import BackendSpec, RecordWrite, ThreadedBackend
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
-from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._bucket import (
@@ -523,9 +523,8 @@ class AsyncObjectDataStore(AsyncDataStore):
         timeout: float = 10.0,
         concurrency: int = 32,
         part_size: int = PART_SIZE,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
+        **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(
             ObjectBackend(
@@ -544,8 +543,7 @@ class AsyncObjectDataStore(AsyncDataStore):
             ),
             key_generator=key_generator,
             serializer=serializer,
-            signing_key=signing_key,
-            verify_on_read=verify_on_read,
+            **options,
         )
 
     @property

@@ -35,27 +35,27 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import anyio.to_thread
 
 from .. import _forks, _locks
 from .._connection import ConnectionThread
+from .._options import StoreOptions
 from .._payloads import PayloadFiles, PayloadStore
 from .._waiting import run_to_end
-from ..backend import Backend, BackendSpec, RecordWrite
+from ..backend import Backend, BackendSpec, MapMode, RecordWrite
 from ..errors import (
     ConfigurationError,
-    CorruptEntryError,
     StorageError,
 )
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
-from ..signing import SigningKey
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._bucket_payloads import BucketPayloads
+from ._sqlite_reads import reading, reading_many
 from ._sqlite_sql import (
     CONTAINS,
     FILE_THRESHOLD,
@@ -285,53 +285,6 @@ class SQLiteBackend(Backend):
 
     # -- the operations, as steps ---------------------------------------------------------------
 
-    def _reading(
-        self, key: str, attribute_name: str, rows: list[Any] | None = None
-    ) -> Steps[Buffer | None]:
-        """The record; `rows`, when given, is the first `READ` result (not queried again)."""
-        for _attempt in range(5):
-            if rows is None:
-                rows = yield Query(READ, (key, attribute_name))
-            if not rows or rows[0][1] is None:
-                return in_row(rows)
-            ((_, name),) = rows
-            data = yield Offload(self._payloads.read_entry, (key, attribute_name, name))
-            if data is not None:
-                return data  # type: ignore[no-any-return]
-            rows = None  # replaced, its old file removed after we read the row: read again
-        raise CorruptEntryError(
-            key,
-            attribute_name,
-            f"its payload file is missing from {str(self._payloads.path)!r} (deleted by hand?)",
-        )
-
-    def _reading_many(self, pairs: Sequence[tuple[str, str]]) -> Steps[list[Buffer | None]]:
-        """One query per 400 entries; payload files read in one step."""
-        rows: list[Any] = []
-        for sql, arguments in pair_queries("payload, file", pairs):
-            rows.extend((yield Query(sql, arguments)))
-        found = {(str(key), str(name)): (payload, file) for key, name, payload, file in rows}
-        files = [(pair, found[pair][1]) for pair in pairs if pair in found and found[pair][1]]
-        read: dict[tuple[str, str], Buffer | None] = {}
-        if files:
-            read = yield Offload(self._payloads_of, (files,))
-        results: list[Buffer | None] = []
-        for pair in pairs:
-            if pair not in found:
-                results.append(None)
-            elif found[pair][1] is None:
-                results.append(bytearray(found[pair][0]))
-            elif (data := read[pair]) is not None:
-                results.append(data)
-            else:  # replaced meanwhile: read it alone (that retries)
-                results.append((yield from self._reading(*pair)))
-        return results
-
-    def _payloads_of(
-        self, files: list[tuple[tuple[str, str], str]]
-    ) -> dict[tuple[str, str], Buffer | None]:
-        return {pair: self._payloads.read_entry(*pair, name) for pair, name in files}
-
     def _containing(self, key: str, attribute_name: str) -> Steps[bool]:
         return bool((yield Query(CONTAINS, (key, attribute_name))))
 
@@ -377,7 +330,9 @@ class SQLiteBackend(Backend):
     # A record in its row (the common case) is read with one query, no steps: the steps'
     # generator cost ~11,000 instructions a read (callgrind). Files and retries take them.
 
-    async def read(self, key: str, attribute_name: str) -> Buffer | None:
+    async def read(
+        self, key: str, attribute_name: str, mode: MapMode | None = None
+    ) -> Buffer | None:
         reader = self._connections()[1]
         try:
             rows = await reader.arun(functools.partial(fetch, READ, (key, attribute_name)))
@@ -385,9 +340,11 @@ class SQLiteBackend(Backend):
             raise self._error(error) from error
         if not rows or rows[0][1] is None:
             return in_row(rows)
-        return await self._drive(self._reading(key, attribute_name, rows))
+        return await self._drive(reading(self._payloads, key, attribute_name, rows, mode))
 
-    def blocking_read(self, key: str, attribute_name: str) -> Buffer | None:
+    def blocking_read(
+        self, key: str, attribute_name: str, mode: MapMode | None = None
+    ) -> Buffer | None:
         readers = self._connections()[2]
         try:
             rows = readers.query(READ, (key, attribute_name))
@@ -395,13 +352,21 @@ class SQLiteBackend(Backend):
             raise self._error(error) from error
         if not rows or rows[0][1] is None:
             return in_row(rows)
-        return self._blocking_drive(self._reading(key, attribute_name, rows))
+        return self._blocking_drive(reading(self._payloads, key, attribute_name, rows, mode))
 
-    async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        return await self._drive(self._reading_many(pairs))
+    async def read_many(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode | None = None
+    ) -> list[Buffer | None]:
+        return await self._drive(reading_many(self._payloads, pairs, mode))
 
-    def blocking_read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        return self._blocking_drive(self._reading_many(pairs))
+    def blocking_read_many(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode | None = None
+    ) -> list[Buffer | None]:
+        return self._blocking_drive(reading_many(self._payloads, pairs, mode))
+
+    # files mapped (the records in rows are read as usual)
+    read_mapped, blocking_read_mapped = read, blocking_read
+    read_many_mapped, blocking_read_many_mapped = read_many, blocking_read_many
 
     async def contains(self, key: str, attribute_name: str) -> bool:
         return await self._drive(self._containing(key, attribute_name))
@@ -513,10 +478,9 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         *,
         durable: bool = False,
         busy_timeout: float = 60.0,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
         payloads: str | None = None,
+        **options: Unpack[StoreOptions],
     ) -> None:
         """`create=False` opens only an existing store (tools that look, never make): a
         missing file is a `ConfigurationError`, and no file or directory is created.
@@ -530,8 +494,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
             ),
             key_generator=key_generator,
             serializer=serializer,
-            signing_key=signing_key,
-            verify_on_read=verify_on_read,
+            **options,
         )
 
     @property
@@ -575,10 +538,9 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
         *,
         durable: bool = False,
         busy_timeout: float = 60.0,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
         payloads: str | None = None,
+        **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(
             AsyncSQLiteDataStore(
@@ -587,10 +549,9 @@ class SQLiteDataStore(SyncDataStore[AsyncSQLiteDataStore]):
                 serializer,
                 durable=durable,
                 busy_timeout=busy_timeout,
-                signing_key=signing_key,
-                verify_on_read=verify_on_read,
                 create=create,
                 payloads=payloads,
+                **options,
             )
         )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ... import _forks, _naming
 from ..._beneath import Directory, UnsafePath
+from ..._fsio import MapMode
 from ..._payloads import PayloadFiles, PayloadStore, is_name
 from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...serializers import Buffer
@@ -121,8 +122,11 @@ class RecordFiles:
             return ("legacy", path)
         return None
 
-    def read(self, key: str, attribute_name: str, path: object) -> Buffer:
-        """A record's file (blocking); damage and missing files are errors."""
+    def read(
+        self, key: str, attribute_name: str, path: object, mapped: MapMode | None = None
+    ) -> Buffer:
+        """A record's file (blocking; mapped with `mapped`); damage and missing files are
+        errors."""
         if not self.enabled:
             self.data_root()  # a ConfigurationError: this store was opened without either
         where = self.where(path)
@@ -135,9 +139,9 @@ class RecordFiles:
             )
         try:
             if where[0] == "ours":
-                data = self.payloads.read(where[1])
+                data = self.payloads.read(where[1], mapped)
             else:  # ConfigurationError without a data_root_dir
-                data = self.data_root().read(where[1])
+                data = self.data_root().read(where[1], mapped)
         except UnsafePath as error:
             raise CorruptEntryError(
                 key, attribute_name, f"its record file {error.relative!r} is {error.what}"

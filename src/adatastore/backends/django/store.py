@@ -21,18 +21,18 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import anyio.to_thread
 
 from ... import _locks
+from ..._options import StoreOptions
 from ..._waiting import run_to_end
-from ...backend import Backend, BackendSpec, RecordWrite, no_lock
+from ...backend import Backend, BackendSpec, MapMode, RecordWrite, no_lock
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
 from ...records import ComponentRecord, Entry
 from ...serializers import Buffer, Serializer
-from ...signing import SigningKey
 from ...store import AsyncDataStore
 from ...sync import SyncDataStore
 
@@ -318,12 +318,13 @@ class DjangoBackend(Backend):
         for path in replaced:
             self._files.remove(path)
 
-    async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
-        """One query for all the entries (files, if any, read in one worker-thread hop)."""
+    async def read_many(
+        self, pairs: Sequence[tuple[str, str]], mode: MapMode | None = None
+    ) -> list[Buffer | None]:
+        """One query for all the rows; records in files are read as `read` reads them."""
         from .models import DataItem
 
-        digests = {digest(key): key for key, _ in pairs}
-        names = {name for _, name in pairs}
+        digests, names = {digest(key): key for key, _ in pairs}, {name for _, name in pairs}
 
         def query() -> dict[tuple[str, str], tuple[Any, Any]]:
             rows = (
@@ -341,10 +342,12 @@ class DjangoBackend(Backend):
             elif found[pair][1] is None:
                 results.append(bytearray(found[pair][0]))
             else:
-                results.append(await self.read(*pair))
+                results.append(await self.read(*pair, mode))
         return results
 
-    async def read(self, key: str, attribute_name: str) -> Buffer | None:
+    async def read(
+        self, key: str, attribute_name: str, mode: MapMode | None = None
+    ) -> Buffer | None:
         from .models import DataItem
 
         row = await self._orm(
@@ -360,7 +363,9 @@ class DjangoBackend(Backend):
         payload, path = row
         if path is None:
             return bytearray(payload)
-        return await anyio.to_thread.run_sync(self._files.read, key, attribute_name, path)
+        return await anyio.to_thread.run_sync(self._files.read, key, attribute_name, path, mode)
+
+    read_mapped, read_many_mapped = read, read_many  # files mapped, rows read as usual
 
     async def contains(self, key: str, attribute_name: str) -> bool:
         from .models import DataItem
@@ -533,10 +538,9 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
         serializer: Serializer | None = None,
         *,
         alias: str | None = None,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
         payloads: str | None = None,
+        **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(
             DjangoBackend(
@@ -544,8 +548,7 @@ class AsyncDjangoORMDataStore(AsyncDataStore):
             ),
             key_generator=key_generator,
             serializer=serializer,
-            signing_key=signing_key,
-            verify_on_read=verify_on_read,
+            **options,
         )
 
     @property
@@ -574,10 +577,9 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
         serializer: Serializer | None = None,
         *,
         alias: str | None = None,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
         create: bool = True,
         payloads: str | None = None,
+        **options: Unpack[StoreOptions],
     ) -> None:
         super().__init__(
             AsyncDjangoORMDataStore(
@@ -586,10 +588,9 @@ class DjangoORMDataStore(SyncDataStore[AsyncDjangoORMDataStore]):
                 key_generator,
                 serializer,
                 alias=alias,
-                signing_key=signing_key,
-                verify_on_read=verify_on_read,
                 create=create,
                 payloads=payloads,
+                **options,
             )
         )
 

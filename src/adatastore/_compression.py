@@ -1,0 +1,242 @@
+"""Compression of a record's parts: the codecs, and the chunked format that holds them.
+
+A store configured with ``compression="zstd"`` (``"lz4"``, ``"blosc2"``; ``"zstd:9"``
+with a level) compresses each part of a record on its own, in chunks of `CHUNK` bytes,
+and the record's header names the codec per part (``""``: stored as is). So a reader
+needs no configuration, old records read unchanged, and a part that does not compress
+costs nothing on reads: the first chunk is tried, and a part whose sample does not shrink
+below `WORTH` of its size is stored as is (random float64: 1.00 with zstd here), as is any
+single chunk that does not shrink. blosc2 is given the itemsize of the numpy array a part
+comes from, for its byte shuffle. The codecs' libraries are optional (the ``zstd``,
+``lz4`` and ``blosc2`` extras) and imported when first used.
+
+A compressed part::
+
+    u64 raw size | u32 chunk size | u32 chunk count | u32 stored size per chunk
+    (top bit: stored as is) | the chunks, one after another
+
+Everything a reader is told is checked before it allocates or decodes: sizes add up, a
+chunk decodes to exactly its raw size, or the record is damaged (`DamagedRecord`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._fsio import allocate
+from .errors import ConfigurationError
+from .serializers import Buffer
+
+__all__ = ["CHUNK", "CODECS", "WORTH", "Compression", "compress_parts", "decompress_part"]
+
+CHUNK = 1 << 20
+"""Bytes of a part compressed at once: bounds memory and keeps a sample cheap."""
+WORTH = 0.9
+"""A part is compressed when its first chunk shrinks below this fraction of its size."""
+SMALLEST = 1024
+"""Parts shorter than this are stored as they are (the codec's set-up outweighs them)."""
+
+_HEAD = struct.Struct("<QII")
+_RAW_FLAG = 1 << 31
+_MAX_CHUNK = 1 << 26
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    module: str
+    default_level: int
+    levels: range
+    compress: Callable[[Any, memoryview, int, int], bytes]
+    decompress: Callable[[Any, memoryview, int], bytes]
+
+
+def _zstd_compress(module: Any, data: memoryview, level: int, itemsize: int) -> bytes:
+    return bytes(module.ZstdCompressor(level=level).compress(data))
+
+
+def _zstd_decompress(module: Any, data: memoryview, size: int) -> bytes:
+    return bytes(module.ZstdDecompressor().decompress(data, max_output_size=size))
+
+
+def _lz4_compress(module: Any, data: memoryview, level: int, itemsize: int) -> bytes:
+    if level > 0:
+        return bytes(
+            module.block.compress(
+                data, mode="high_compression", compression=level, store_size=False
+            )
+        )
+    return bytes(module.block.compress(data, store_size=False))
+
+
+def _lz4_decompress(module: Any, data: memoryview, size: int) -> bytes:
+    return bytes(module.block.decompress(data, uncompressed_size=size))
+
+
+def _blosc2_compress(module: Any, data: memoryview, level: int, itemsize: int) -> bytes:
+    return bytes(
+        module.compress2(
+            data,
+            typesize=itemsize if itemsize in (1, 2, 4, 8, 16) else 1,
+            clevel=level,
+            codec=module.Codec.LZ4,
+            filters=[module.Filter.SHUFFLE],
+        )
+    )
+
+
+def _blosc2_decompress(module: Any, data: memoryview, size: int) -> bytes:
+    return bytes(module.decompress2(bytes(data)))
+
+
+CODECS: dict[str, _Codec] = {
+    "zstd": _Codec("zstandard", 3, range(-7, 23), _zstd_compress, _zstd_decompress),
+    "lz4": _Codec("lz4.block", 0, range(0, 17), _lz4_compress, _lz4_decompress),
+    "blosc2": _Codec("blosc2", 5, range(0, 10), _blosc2_compress, _blosc2_decompress),
+}
+"""The codecs a store can write, by the name its records carry."""
+
+_EXTRAS = {"zstandard": "zstd", "lz4.block": "lz4", "blosc2": "blosc2"}
+
+
+def _library(codec: _Codec) -> Any:
+    try:
+        module = importlib.import_module(codec.module)
+    except ImportError:
+        extra = _EXTRAS[codec.module]
+        raise ConfigurationError(
+            f"{extra} compression needs the {codec.module.split('.')[0]!r} package: "
+            f"pip install 'adatastore[{extra}]'"
+        ) from None
+    return importlib.import_module("lz4") if codec.module == "lz4.block" else module
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    """How a store compresses what it writes: a codec name and its level."""
+
+    codec: str
+    level: int
+
+    @classmethod
+    def parse(cls, value: object) -> Compression | None:
+        """``None``/``""``/``"none"`` → None; ``"zstd"``, ``"zstd:9"``, a `Compression`."""
+        if value is None or isinstance(value, Compression):
+            return value
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"compression must be a codec name such as 'zstd' or 'zstd:9', not {value!r}"
+            )
+        name, _, level_text = value.strip().lower().partition(":")
+        if name in ("", "none"):
+            return None
+        codec = CODECS.get(name)
+        if codec is None:
+            raise ConfigurationError(
+                f"unknown compression {name!r}: choose one of {', '.join(sorted(CODECS))}"
+            )
+        try:
+            level = int(level_text) if level_text else codec.default_level
+        except ValueError:
+            raise ConfigurationError(f"compression level {level_text!r} is not a number") from None
+        if level not in codec.levels:
+            raise ConfigurationError(
+                f"{name} levels go from {codec.levels.start} to {codec.levels.stop - 1}, "
+                f"not {level}"
+            )
+        _library(codec)  # a missing library is said when the store is made, not at a write
+        return cls(name, level)
+
+    def __str__(self) -> str:
+        return f"{self.codec}:{self.level}"
+
+
+def _itemsize(part: Buffer) -> int:
+    """The itemsize of the array a part comes from (pickle's out-of-band buffers are
+    byte views whose ``obj`` is the array), 1 when unknown."""
+    size = getattr(getattr(part, "obj", None), "itemsize", 1)
+    return size if isinstance(size, int) else 1
+
+
+def compress_parts(
+    parts: Sequence[Buffer], compression: Compression
+) -> tuple[list[Buffer], list[str]]:
+    """The parts to store and, per part, the codec that packed it ("": as it is)."""
+    codec = CODECS[compression.codec]
+    library = _library(codec)
+    stored: list[Buffer] = []
+    names: list[str] = []
+    for part in parts:
+        packed = _compress(library, codec, compression.level, part)
+        stored.append(part if packed is None else packed)
+        names.append("" if packed is None else compression.codec)
+    return stored, names
+
+
+def _compress(library: Any, codec: _Codec, level: int, part: Buffer) -> bytearray | None:
+    view = memoryview(part).cast("B")
+    size = view.nbytes
+    if size < SMALLEST:
+        return None
+    itemsize = _itemsize(part)
+    chunks: list[Buffer] = []
+    sizes: list[int] = []
+    for start in range(0, size, CHUNK):
+        raw = view[start : start + CHUNK]
+        packed = codec.compress(library, raw, level, itemsize)
+        if not chunks and len(packed) >= WORTH * raw.nbytes:
+            return None  # the sample does not compress: the part stays as it is
+        if len(packed) < raw.nbytes:
+            chunks.append(packed)
+            sizes.append(len(packed))
+        else:
+            chunks.append(raw)
+            sizes.append(raw.nbytes | _RAW_FLAG)
+    out = bytearray(_HEAD.pack(size, CHUNK, len(chunks)))
+    out += struct.pack(f"<{len(sizes)}I", *sizes)
+    for chunk in chunks:
+        out += chunk
+    return out
+
+
+def decompress_part(name: str, data: memoryview) -> memoryview:
+    """The raw bytes of a part `name` compressed, in a fresh writable buffer; raises
+    `ValueError` with what is wrong when the part is not what its header says."""
+    codec = CODECS.get(name)
+    if codec is None:
+        raise ValueError(f"a part is compressed with {name!r}, which this version cannot read")
+    if data.nbytes < _HEAD.size:
+        raise ValueError("a compressed part is shorter than its header")
+    size, chunk, count = _HEAD.unpack_from(data)
+    if not (0 < chunk <= _MAX_CHUNK) or count != -(-size // chunk):
+        raise ValueError("a compressed part's chunk table does not match its size")
+    table_end = _HEAD.size + 4 * count
+    if table_end > data.nbytes:
+        raise ValueError("a compressed part is shorter than its chunk table")
+    sizes = struct.unpack_from(f"<{count}I", data, _HEAD.size)
+    if table_end + sum(stored & ~_RAW_FLAG for stored in sizes) != data.nbytes:
+        raise ValueError("a compressed part's chunks do not add up to its length")
+    library = _library(codec)
+    out = allocate(size)
+    position = table_end
+    for index, stored in enumerate(sizes):
+        raw_size = min(chunk, size - index * chunk)
+        length = stored & ~_RAW_FLAG
+        source = data[position : position + length]
+        position += length
+        if stored & _RAW_FLAG:
+            if length != raw_size:
+                raise ValueError("a chunk stored as is has the wrong length")
+            raw: Buffer = source
+        else:
+            try:
+                raw = codec.decompress(library, source, raw_size)
+            except Exception as error:  # each library has errors of its own
+                raise ValueError(f"a chunk does not decompress ({name}: {error})") from None
+            if len(raw) != raw_size:
+                raise ValueError("a chunk decompresses to the wrong size")
+        out[index * chunk : index * chunk + raw_size] = raw
+    return out

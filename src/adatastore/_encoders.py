@@ -1,0 +1,156 @@
+"""Canonical encoders for parameter types the key generator does not know by itself.
+
+`register_encoder(cls, encoder)`: ``encoder(value)`` returns a plain value the canonical
+encoding knows (mappings, lists, strings, numbers, numpy arrays, ...), which is encoded
+tagged with the registered type's name, so two types never share a key by accident.
+pandas (`DataFrame`, `Series`, `Index`) and xarray (`DataArray`, `Dataset`, `Variable`)
+have encoders here, registered the first time a value of theirs is met (neither package
+is imported by adatastore otherwise). Equal content gives equal keys; a different dtype,
+index, column order, name, dimension, coordinate or attribute gives another key.
+Missing values (NaN, None, NA, NaT) outside numeric arrays encode alike, as None.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["encoder_for", "register_encoder"]
+
+Encoder = Callable[[Any], Any]
+
+_encoders: dict[type, tuple[str, Encoder]] = {}
+_found: dict[type, tuple[str, Encoder] | None] = {}
+_lock = threading.Lock()
+_LIBRARIES = ("pandas", "xarray")
+
+
+def register_encoder(cls: type, encoder: Encoder) -> None:
+    """Make values of `cls` (and its subclasses) usable as parameters: `encoder(value)`
+    returns a plain value that says everything the computation depends on."""
+    if not isinstance(cls, type) or not callable(encoder):
+        raise TypeError("register_encoder(cls, encoder) takes a class and a callable")
+    with _lock:
+        _encoders[cls] = (f"{cls.__module__}.{cls.__qualname__}", encoder)
+        _found.clear()
+
+
+def encoder_for(value: object) -> tuple[str, Encoder] | None:
+    """The (tag, encoder) for `value`'s type, or None."""
+    kind = type(value)
+    try:
+        return _found[kind]
+    except KeyError:
+        pass
+    if kind.__module__.split(".", 1)[0] in _LIBRARIES:
+        _register_libraries()
+    found = next((_encoders[base] for base in kind.__mro__ if base in _encoders), None)
+    _found[kind] = found
+    return found
+
+
+def _register_libraries() -> None:
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and pandas.DataFrame not in _encoders:
+        register_encoder(pandas.DataFrame, _data_frame)
+        register_encoder(pandas.Series, _series)
+        register_encoder(pandas.Index, _index)
+    xarray = sys.modules.get("xarray")
+    if xarray is not None and xarray.DataArray not in _encoders:
+        register_encoder(xarray.DataArray, _data_array)
+        register_encoder(xarray.Dataset, _dataset)
+        register_encoder(xarray.Variable, _variable)
+
+
+# -- pandas -------------------------------------------------------------------------------------
+
+
+def _values(values: Any) -> Any:
+    """An array's values: numeric, boolean and datetime numpy arrays as they are (their
+    bytes), categoricals as categories and codes, anything else as a list of Python
+    values with missing ones as None."""
+    import numpy as np
+
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        return np.ascontiguousarray(np.asarray(values))
+    if getattr(dtype, "name", None) == "category":
+        categorical = getattr(values, "array", values)
+        return {
+            "categories": _index(categorical.categories),
+            "codes": np.asarray(categorical.codes),
+            "ordered": bool(categorical.ordered),
+        }
+    pandas = sys.modules["pandas"]  # xarray needs it too
+    items = np.asarray(values, dtype=object).ravel().tolist()
+    return [None if _missing(pandas, item) else item for item in items]
+
+
+def _missing(pandas: Any, item: object) -> bool:
+    try:
+        return bool(pandas.isna(item))
+    except (TypeError, ValueError):  # a container: not a missing scalar
+        return False
+
+
+def _index(index: Any) -> Any:
+    return {
+        "kind": type(index).__name__,
+        "names": list(index.names),
+        "dtype": str(index.dtype),
+        "values": [list(item) for item in index] if index.nlevels > 1 else _values(index),
+    }
+
+
+def _series(series: Any) -> Any:
+    return {
+        "name": series.name,
+        "dtype": str(series.dtype),
+        "index": _index(series.index),
+        "values": _values(series),
+        "attrs": dict(series.attrs),
+    }
+
+
+def _data_frame(frame: Any) -> Any:
+    return {
+        "columns": _index(frame.columns),
+        "index": _index(frame.index),
+        "dtypes": [str(dtype) for dtype in frame.dtypes],
+        "data": [_values(frame.iloc[:, position]) for position in range(frame.shape[1])],
+        "attrs": dict(frame.attrs),
+    }
+
+
+# -- xarray -------------------------------------------------------------------------------------
+
+
+def _variable(variable: Any) -> Any:
+    return {
+        "dims": list(variable.dims),
+        "dtype": str(variable.dtype),
+        "values": _values(variable.values),
+        "attrs": dict(variable.attrs),
+    }
+
+
+def _coordinates(coords: Any) -> dict[Any, Any]:
+    return {name: _variable(coords[name].variable) for name in coords}
+
+
+def _data_array(array: Any) -> Any:
+    return {
+        "name": array.name,
+        "variable": _variable(array.variable),
+        "coords": _coordinates(array.coords),
+    }
+
+
+def _dataset(dataset: Any) -> Any:
+    return {
+        "data_vars": {name: _variable(dataset[name].variable) for name in dataset.data_vars},
+        "coords": _coordinates(dataset.coords),
+        "attrs": dict(dataset.attrs),
+    }
