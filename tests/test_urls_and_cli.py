@@ -100,7 +100,10 @@ async def test_options_from_query_and_keywords(tmp_path: Path) -> None:
         ("sqlite://otherhost/x.db", "on this machine, not on 'otherhost'"),
         ("file://", "names no directory"),
         ("memory://somewhere", "takes no path"),
-        ("sqlite:///x.db?colour=blue", "unknown option 'colour'.*busy_timeout, compression, create, durable, mmap"),
+        (
+            "sqlite:///x.db?colour=blue",
+            "unknown option 'colour'.*busy_timeout, compression, create, durable, mmap",
+        ),
         ("sqlite:///x.db?durable=maybe", "'durable' must be a bool"),
         ("sqlite:///x.db?busy_timeout=soon", "'busy_timeout' must be a non-negative finite number"),
         ("", "non-empty string"),

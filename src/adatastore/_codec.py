@@ -17,13 +17,13 @@ and `verify` checks the digest on demand.
 from __future__ import annotations
 
 import functools
-import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import _record
-from ._compression import Compression, compress_parts, decompress_part
+from ._compression import SMALLEST, Compression, compress_parts, decompress_part
+from ._fsio import FileMap
 from .errors import ConfigurationError, CorruptEntryError, IntegrityError, SerializationError
 from .provenance import Provenance, provenance_now
 from .serializers import Buffer, PickleSerializer, Serializer
@@ -38,8 +38,8 @@ HEAD_BYTES = 16 << 10
 
 
 def is_mapped(data: Buffer) -> bool:
-    """Whether `data` is a map of a file (`Backend.read_mapped`)."""
-    return isinstance(data, memoryview) and isinstance(data.obj, mmap.mmap)
+    """Whether `data` is a map of a record file (`Backend.read_mapped`)."""
+    return isinstance(data, memoryview) and isinstance(data.obj, FileMap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,12 @@ class Dumped:
 
     size: int
     seal: Callable[[], list[Buffer]]
+    compressed: bool = False
 
     @property
     def large(self) -> bool:
-        """Whether sealing it is worth a worker thread."""
-        return self.size >= OFFLOAD_BYTES
+        """Whether sealing it is worth a worker thread (compressing always is)."""
+        return self.size >= OFFLOAD_BYTES or self.compressed
 
 
 class Codec:
@@ -104,7 +105,8 @@ class Codec:
             key,
             provenance_now(compute_seconds).to_json(),
         )
-        return Dumped(sum(memoryview(part).nbytes for part in parts), seal)
+        size = sum(memoryview(part).nbytes for part in parts)
+        return Dumped(size, seal, self.compression is not None and size >= SMALLEST)
 
     def _seal(
         self, attribute_name: str, parts: list[Buffer], key: str, provenance: dict[str, Any]

@@ -22,6 +22,7 @@ chunk decodes to exactly its raw size, or the record is damaged (`DamagedRecord`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,15 +103,21 @@ CODECS: dict[str, _Codec] = {
 _EXTRAS = {"zstandard": "zstd", "lz4.block": "lz4", "blosc2": "blosc2"}
 
 
+def _missing(codec: _Codec) -> ConfigurationError:
+    extra = _EXTRAS[codec.module]
+    return ConfigurationError(
+        f"{extra} compression needs the {codec.module.split('.')[0]!r} package: "
+        f"pip install 'adatastore[{extra}]'"
+    )
+
+
 def _library(codec: _Codec) -> Any:
+    """The codec's library, imported at its first use: in a worker thread (compressed
+    records are sealed and decoded there), as an import may block (blosc2's does I/O)."""
     try:
         module = importlib.import_module(codec.module)
     except ImportError:
-        extra = _EXTRAS[codec.module]
-        raise ConfigurationError(
-            f"{extra} compression needs the {codec.module.split('.')[0]!r} package: "
-            f"pip install 'adatastore[{extra}]'"
-        ) from None
+        raise _missing(codec) from None
     return importlib.import_module("lz4") if codec.module == "lz4.block" else module
 
 
@@ -147,7 +154,12 @@ class Compression:
                 f"{name} levels go from {codec.levels.start} to {codec.levels.stop - 1}, "
                 f"not {level}"
             )
-        _library(codec)  # a missing library is said when the store is made, not at a write
+        try:  # a missing library is said when the store is made, not at a write
+            found = importlib.util.find_spec(codec.module.split(".")[0])
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            raise _missing(codec)
         return cls(name, level)
 
     def __str__(self) -> str:

@@ -25,6 +25,7 @@ from .serializers import Buffer
 __all__ = [
     "NETWORK_FILESYSTEMS",
     "TEMP_PREFIX",
+    "FileMap",
     "MapMode",
     "allocate",
     "atomic_write",
@@ -204,6 +205,11 @@ def read_fd(fd: int) -> memoryview:
     return buffer
 
 
+class FileMap(mmap.mmap):
+    """A map of a record file (`map_fd`); told apart from the anonymous maps that other
+    reads fill (those are digested on reads, a file's map is not)."""
+
+
 def map_fd(fd: int, private: bool) -> memoryview:
     """A map of the whole of an open regular file: read-only, or copy-on-write (`private`:
     writable pages of this process's own, the file untouched).
@@ -218,7 +224,7 @@ def map_fd(fd: int, private: bool) -> memoryview:
     if not size:
         return memoryview(b"")  # mmap refuses empty files; the record check reports it
     access = mmap.ACCESS_COPY if private else mmap.ACCESS_READ
-    return memoryview(mmap.mmap(fd, size, access=access))
+    return memoryview(FileMap(fd, size, access=access))
 
 
 def _take_lease(fd: int) -> bool:

@@ -242,7 +242,10 @@ def _decoded(
     read_only = mode == "r"
     if memoryview(data).nbytes >= OFFLOAD_BYTES and not (mode and codec.light(data)):
         return (yield OFFLOAD, codec.decode, key, name, data, read_only)
-    return codec.decode(key, name, data, read_only)
+    header, parts = codec.open(key, name, data)
+    if header.compression:  # decompressed in a worker thread, whatever the size
+        return (yield OFFLOAD, codec.loads, key, name, header, parts, read_only)
+    return codec.loads(key, name, header, parts, read_only)
 
 
 def fetch(
@@ -291,11 +294,15 @@ def _reading(
             logger.debug("miss: %s of %s", attribute_name, key)
         return default
     size = memoryview(data).nbytes
-    if size >= OFFLOAD_BYTES or mode is not None:
-        value = yield from _decoded(context, key, attribute_name, data, mode)
+    codec = context.codec
+    if size < OFFLOAD_BYTES and mode is None:
+        header, parts = codec.open(key, attribute_name, data)
+        if header.compression:
+            value = yield OFFLOAD, codec.loads, key, attribute_name, header, parts
+        else:
+            value = codec.loads(key, attribute_name, header, parts)
     else:
-        codec = context.codec
-        value = codec.loads(key, attribute_name, *codec.open(key, attribute_name, data))
+        value = yield from _decoded(context, key, attribute_name, data, mode)
     stats.bytes_read += size
     stats.read_seconds += time.perf_counter() - start
     if retrieving:
