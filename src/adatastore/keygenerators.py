@@ -82,7 +82,11 @@ def _encode(value: Any, out: list[str], active: set[int]) -> None:
     elif kind is bool:
         out.append("T" if value else "F")
     elif isinstance(value, dict | Mapping):
-        _encode_container(value, out, active, _encode_mapping)
+        # a registered type first: an xarray Dataset is a Mapping of its variables only
+        if kind is not dict and (found := encoder_for(value)) is not None:
+            _encode_registered(value, found, out, active)
+        else:
+            _encode_container(value, out, active, _encode_mapping)
     elif kind is list or kind is tuple:
         _encode_container(value, out, active, _encode_sequence)
     else:
@@ -245,9 +249,7 @@ def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
         text = str(value)
         out.append(f"p{type(value).__name__}{len(text)}:{text}")
     elif (found := encoder_for(value)) is not None:
-        tag, encoder = found
-        out.append(f"u{len(tag)}:{tag}")
-        _encode_container(value, out, active, functools.partial(_encode_with, encoder))
+        _encode_registered(value, found, out, active)
     else:
         raise _Unhashable(
             f"a {full_type(value)} has no canonical encoding (supported: None, bool, int, "
@@ -256,6 +258,14 @@ def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
             "xarray objects); convert it to one of those, or register an encoder "
             "(adatastore.keygenerators.register_encoder)"
         )
+
+
+def _encode_registered(
+    value: Any, found: tuple[str, Callable[[Any], Any]], out: list[str], active: set[int]
+) -> None:
+    tag, encoder = found
+    out.append(f"u{len(tag)}:{tag}")
+    _encode_container(value, out, active, functools.partial(_encode_with, encoder))
 
 
 def _encode_with(
