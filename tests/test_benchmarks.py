@@ -54,13 +54,14 @@ def test_the_durability_script_runs(tmp_path: Path) -> None:
 
 
 def test_the_cluster_load_and_object_store_scripts_run(tmp_path: Path) -> None:
-    """benchmarks/cluster.py (a LocalCluster), benchmarks/load.py (PostgreSQL and SQLite)
-    and benchmarks/objects.py (a moto server), quick, so they cannot rot; no timing is
-    asserted."""
+    """benchmarks/cluster.py (a LocalCluster), benchmarks/load.py (PostgreSQL and SQLite),
+    benchmarks/objects.py (a moto server) and benchmarks/arrays.py (mapped reads, codecs),
+    quick, so they cannot rot; no timing is asserted."""
     for script, expected in (
         ("cluster.py", ["LocalCluster", "Caller's memory", "Rerun of a warmed"]),
         ("load.py", ["| PostgreSQL | distinct | 2 |", "| SQLite | shared | 2 |", "10^6"]),
         ("objects.py", ["| retrieve_many 100 small values |", "16 MiB parts"]),
+        ("arrays.py", ["| adatastore files retrieve(mmap=True) |", "| DataFrame | blosc2 |"]),
     ):
         result = subprocess.run(
             [sys.executable, str(BENCHMARKS / script), "--quick"],
