@@ -40,7 +40,7 @@ from .records import (
 )
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .stats import Stats
-from .store import AsyncDataStore
+from .store import AsyncDataStore, StoreOptions
 from .sync import SyncDataStore
 from .urls import open_store, open_store_sync, register_scheme
 
@@ -105,6 +105,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "Serializer",
     "ShelveDataStore",
     "Stats",
+    "StoreOptions",
     "StoreSpec",
     "SyncDataStore",
     "UnhashableParameterError",

@@ -242,7 +242,10 @@ def decompress_part(name: str, data: memoryview) -> memoryview:
     if table_end + sum(stored & ~_RAW_FLAG for stored in sizes) != data.nbytes:
         raise ValueError("a compressed part's chunks do not add up to its length")
     library = _library(codec)
-    out = allocate(size)
+    try:
+        out = allocate(size)
+    except (MemoryError, ValueError):
+        raise ValueError(f"a compressed part claims {size} bytes, more than fit here") from None
     position = table_end
     for index, stored in enumerate(sizes):
         raw_size = min(chunk, size - index * chunk)
