@@ -190,17 +190,6 @@ class Codec:
         header, parts = self.open(key, attribute_name, data)
         return self.loads(key, attribute_name, header, parts, read_only)
 
-    def light(self, data: Buffer) -> bool:
-        """Whether decoding `data` touches little of it, whatever its size: a map of a
-        file, with nothing to digest, check or decompress (decoded on the event loop)."""
-        if not is_mapped(data) or self.signer is not None:
-            return False
-        try:
-            header, _ = _record.read_header(data)
-        except _record.DamagedRecord:
-            return True  # `open` reports it
-        return not any(header.compression)
-
     @staticmethod
     def header(key: str, attribute_name: str, data: Buffer) -> _record.Header:
         """The header at the start of `data` (a whole record or its head)."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from . import _record
-from ._codec import OFFLOAD_BYTES, Codec
+from ._codec import OFFLOAD_BYTES, Codec, is_mapped
 from ._identity import Identity, check_attribute_name
 from .backend import Backend, MapMode, RecordWrite
 from .errors import ConfigurationError
@@ -240,7 +240,8 @@ def _decoded(
     decoding barely touches)."""
     codec = context.codec
     read_only = mode == "r"
-    if memoryview(data).nbytes >= OFFLOAD_BYTES and not (mode and codec.light(data)):
+    # a map is opened on the loop when nothing reads it whole (no digest, no signature)
+    if memoryview(data).nbytes >= OFFLOAD_BYTES and not (codec.signer is None and is_mapped(data)):
         return (yield OFFLOAD, codec.decode, key, name, data, read_only)
     header, parts = codec.open(key, name, data)
     if header.compression:  # decompressed in a worker thread, whatever the size

@@ -201,9 +201,8 @@ def read_header(data: Buffer) -> tuple[Header, int]:
         and 0 < len(serializer) <= 1024
         and 0 < len(attribute) <= 1024
         and 0 <= digest <= _U64
-        and len(lengths) == 1
-        and type(lengths[0]) is int
-        and 0 <= lengths[0] <= view.nbytes
+        and 0 < len(lengths) <= 64
+        and all(type(length) is int and 0 <= length <= view.nbytes for length in lengths)
         and "hmac" not in fields
         and "zip" not in fields
     ):
@@ -215,7 +214,7 @@ def read_header(data: Buffer) -> tuple[Header, int]:
                 Header(
                     serializer,
                     attribute,
-                    (lengths[0],),
+                    tuple(lengths),
                     ("xxh3", digest),
                     None,
                     provenance_json or None,
