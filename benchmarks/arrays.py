@@ -9,8 +9,8 @@ Three tables, each side by side in one run (medians of several rounds, page cach
 2. The codecs (zstd, lz4, blosc2 with byte shuffle) on data as simulations write it:
    spike times (sorted int64), a spike raster (uint8, mostly 0), a membrane potential
    (an Ornstein-Uhlenbeck trace around -65 mV, float64), random float64, a pandas
-   DataFrame of recordings: stored size / raw size, and MB/s both ways (raw MB per second
-   of one core), through adatastore's chunked format.
+   DataFrame of recordings: stored size / raw size, and MB/s both ways (raw MB per
+   second; chunks of a part on up to 4 threads), through adatastore's chunked format.
 3. Storing and retrieving 100 MB (``--quick``: 16 MB) of the membrane potential and of the
    raster on the files back-end with each codec, against no compression.
 
@@ -129,7 +129,7 @@ def codec_table(data: dict[str, Any], rounds: int) -> None:
                 ]
             )
     table(
-        f"Codecs on scientific data ({raw / 2**20:.0f} MiB-ish values, one core)",
+        f"Codecs on scientific data ({raw / 2**20:.0f} MiB-ish values, chunks on 2 threads)",
         ["data", "codec", "size / raw", "compress MB/s", "decompress MB/s", "parts packed"],
         rows,
     )

@@ -24,12 +24,15 @@ chunk decodes to exactly its raw size, or the record is damaged (`DamagedRecord`
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import importlib.util
+import itertools
+import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ._fsio import allocate
 from .errors import ConfigurationError
@@ -46,7 +49,9 @@ what a plain read gives at 4 GB/s; a membrane potential shrinks to 0.76."""
 SMALLEST = 1024
 """Parts shorter than this are stored as they are (the codec's set-up outweighs them)."""
 
+T = TypeVar("T")
 _HEAD = struct.Struct("<QIII")
+_WORKERS = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 4)
 _RAW_FLAG = 1 << 31
 _MAX_CHUNK = 1 << 26
 
@@ -202,24 +207,35 @@ def _compress(library: Any, codec: _Codec, level: int, part: Buffer) -> bytearra
         return None
     itemsize = _itemsize(part)
     shuffle = itemsize if itemsize in _SHUFFLED and not codec.shuffles else 0
-    chunks: list[Buffer] = []
-    sizes: list[int] = []
-    for start in range(0, size, CHUNK):
+
+    def pack(start: int) -> tuple[Buffer, int]:
         raw = view[start : start + CHUNK]
         packed = codec.compress(library, memoryview(_shuffle(raw, shuffle)), level, itemsize)
-        if not chunks and len(packed) >= WORTH * raw.nbytes:
-            return None  # the sample does not compress: the part stays as it is
         if len(packed) < raw.nbytes:
-            chunks.append(packed)
-            sizes.append(len(packed))
-        else:
-            chunks.append(raw)
-            sizes.append(raw.nbytes | _RAW_FLAG)
+            return packed, len(packed)
+        return raw, raw.nbytes | _RAW_FLAG  # this chunk does not shrink: stored as is
+
+    first = pack(0)
+    if first[1] & _RAW_FLAG or first[1] >= WORTH * min(size, CHUNK):
+        return None  # the sample does not compress: the part stays as it is
+    chunks = [first, *_in_parallel(pack, range(CHUNK, size, CHUNK))]
     out = bytearray(_HEAD.pack(size, CHUNK, len(chunks), shuffle))
-    out += struct.pack(f"<{len(sizes)}I", *sizes)
-    for chunk in chunks:
+    out += struct.pack(f"<{len(chunks)}I", *(stored for _, stored in chunks))
+    for chunk, _ in chunks:
         out += chunk
     return out
+
+
+def _in_parallel(function: Callable[[int], T], items: range) -> list[T]:
+    """`function` over `items`, in order; on several threads for large parts (the codecs
+    release the GIL: on 2 cores, storing 100 MB of a membrane potential went 1.35-1.45x
+    faster, retrieving it up to 1.6x). A pool per call: nothing outlives it, so nothing
+    is left to a forked child."""
+    workers = min(_WORKERS, len(items))
+    if workers < 2:
+        return [function(item) for item in items]
+    with concurrent.futures.ThreadPoolExecutor(workers, "adatastore-codec") as pool:
+        return list(pool.map(function, items))
 
 
 def decompress_part(name: str, data: memoryview) -> memoryview:
@@ -239,34 +255,38 @@ def decompress_part(name: str, data: memoryview) -> memoryview:
     if table_end > data.nbytes:
         raise ValueError("a compressed part is shorter than its chunk table")
     sizes = struct.unpack_from(f"<{count}I", data, _HEAD.size)
-    if table_end + sum(stored & ~_RAW_FLAG for stored in sizes) != data.nbytes:
+    starts = list(
+        itertools.accumulate((stored & ~_RAW_FLAG for stored in sizes), initial=table_end)
+    )
+    if starts[-1] != data.nbytes:
         raise ValueError("a compressed part's chunks do not add up to its length")
     library = _library(codec)
     try:
         out = allocate(size)
     except (MemoryError, ValueError):
         raise ValueError(f"a compressed part claims {size} bytes, more than fit here") from None
-    position = table_end
-    for index, stored in enumerate(sizes):
+
+    def unpack(index: int) -> None:
         raw_size = min(chunk, size - index * chunk)
-        length = stored & ~_RAW_FLAG
-        source = data[position : position + length]
-        position += length
-        if stored & _RAW_FLAG:
-            if length != raw_size:
+        source = data[starts[index] : starts[index + 1]]
+        target = out[index * chunk : index * chunk + raw_size]
+        if sizes[index] & _RAW_FLAG:
+            if source.nbytes != raw_size:
                 raise ValueError("a chunk stored as is has the wrong length")
-            raw: Buffer = source
+            target[:] = source
+            return
+        try:
+            raw = codec.decompress(library, source, raw_size)
+        except Exception as error:  # each library has errors of its own
+            raise ValueError(f"a chunk does not decompress ({name}: {error})") from None
+        if len(raw) != raw_size:
+            raise ValueError("a chunk decompresses to the wrong size")
+        if shuffle:
+            _unshuffle(raw, shuffle, target)
         else:
-            try:
-                raw = codec.decompress(library, source, raw_size)
-            except Exception as error:  # each library has errors of its own
-                raise ValueError(f"a chunk does not decompress ({name}: {error})") from None
-            if len(raw) != raw_size:
-                raise ValueError("a chunk decompresses to the wrong size")
-            if shuffle:
-                _unshuffle(raw, shuffle, out[index * chunk : index * chunk + raw_size])
-                continue
-        out[index * chunk : index * chunk + raw_size] = raw
+            target[:] = raw
+
+    _in_parallel(unpack, range(count))
     return out
 
 
