@@ -19,7 +19,10 @@ A compressed part::
     u32 stored size per chunk (top bit: stored as is) | the chunks, one after another
 
 Everything a reader is told is checked before it allocates or decodes: sizes add up, a
-chunk decodes to exactly its raw size, or the record is damaged (`DamagedRecord`).
+chunk decodes to exactly its raw size, or `decompress_part` raises `ValueError`, which
+the codec reports as the entry's damage (`CorruptEntryError`). A record that truly
+decompresses to more than fits (a "zip bomb" planted by someone who can write the store)
+is only refused where allocating fails; signed stores check the signature first.
 """
 
 from __future__ import annotations
