@@ -193,10 +193,13 @@ def test_an_encoder_that_fails_or_returns_the_unencodable_names_the_path() -> No
         register_encoder("not a class", str)  # type: ignore[arg-type]
 
 
-def test_object_dtype_arrays_in_xarray_are_encoded_by_value() -> None:
+def test_object_dtype_arrays_in_xarray_are_encoded_by_value_and_shape() -> None:
     labels = xr.DataArray(np.array(["a", None, "c"], dtype=object), dims=("n",))
     assert key(labels) == key(labels.copy(deep=True))
     assert key(labels) != key(labels.copy(data=np.array(["a", None, "d"], dtype=object)))
+    square = xr.Variable(("x", "y"), np.array([["a", "b"], ["c", "d"]], dtype=object))
+    row = xr.Variable(("x", "y"), np.array([["a", "b", "c", "d"]], dtype=object))
+    assert key(square) != key(row)
 
 
 # -- stored values ------------------------------------------------------------------------------

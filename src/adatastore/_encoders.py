@@ -70,7 +70,7 @@ def _register_libraries() -> None:
 def _values(values: Any) -> Any:
     """An array's values: numeric, boolean and datetime numpy arrays as they are (their
     bytes), categoricals as categories and codes, anything else as a list of Python
-    values with missing ones as None."""
+    values with missing ones as None (with its shape, beyond one dimension)."""
     import numpy as np
 
     dtype = getattr(values, "dtype", None)
@@ -84,8 +84,9 @@ def _values(values: Any) -> Any:
             "ordered": bool(categorical.ordered),
         }
     pandas = sys.modules["pandas"]  # xarray needs it too
-    items = np.asarray(values, dtype=object).ravel().tolist()
-    return [None if _missing(pandas, item) else item for item in items]
+    array = np.asarray(values, dtype=object)
+    items = [None if _missing(pandas, item) else item for item in array.ravel().tolist()]
+    return items if array.ndim == 1 else {"shape": list(array.shape), "items": items}
 
 
 def _missing(pandas: Any, item: object) -> bool:
