@@ -6,6 +6,8 @@ from __future__ import annotations
 import mmap
 import os
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from adatastore import (
 )
 from adatastore._fsio import FileMap
 from adatastore.errors import ConfigurationError, CorruptEntryError, IntegrityError
+from adatastore.serializers import PickleSerializer
 
 pytestmark = pytest.mark.anyio
 
@@ -407,3 +410,31 @@ def test_shuffled_parts_of_every_item_size_round_trip(codec: str, dtype: str) ->
             for name, part in zip(names, stored, strict=True)
         ]
         np.testing.assert_array_equal(PickleSerializer().loads(raw), array)
+
+
+class ThreadNoting(PickleSerializer):
+    """Pickle, noting the thread each decode runs on."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def loads(self, parts: Sequence[memoryview]) -> Any:
+        self.threads.append(threading.current_thread())
+        return super().loads(parts)
+
+
+@pytest.mark.asyncio_only
+async def test_a_mapped_record_decodes_on_the_loop_only_when_that_reads_little(
+    tmp_path: Path,
+) -> None:
+    serializer = ThreadNoting()
+    component = PlainComponent({"n": 15})
+    objects = [float(number) for number in range(300_000)]  # ~2.7 MB of in-band pickle
+    async with AsyncShelveDataStore(tmp_path / "store", serializer=serializer) as store:
+        await store.store(component, "arrays", value())
+        await store.store(component, "objects", objects)
+        loop_thread = threading.current_thread()
+        check_equal(await store.retrieve(component, "arrays", mmap=True), value())
+        assert serializer.threads[-1] is loop_thread  # a few hundred bytes to unpickle
+        assert await store.retrieve(component, "objects", mmap=True) == objects
+        assert serializer.threads[-1] is not loop_thread  # megabytes: a worker thread

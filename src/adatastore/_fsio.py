@@ -50,6 +50,7 @@ _MAP_CHUNK = 1 << 28  # bytes copied between two checks of the lease
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
 _F_GETLEASE = getattr(fcntl, "F_GETLEASE", 1025)
 _F_SETSIG = 10  # Linux
+_TOUCHED = 1 << 14  # bytes of a map read at once: a record's header, its in-band pickle
 _NUMPY_FROM = 1 << 16  # buffers this large come from numpy.empty when numpy is loaded
 
 
@@ -224,7 +225,9 @@ def map_fd(fd: int, private: bool) -> memoryview:
     if not size:
         return memoryview(b"")  # mmap refuses empty files; the record check reports it
     access = mmap.ACCESS_COPY if private else mmap.ACCESS_READ
-    return memoryview(FileMap(fd, size, access=access))
+    view = memoryview(FileMap(fd, size, access=access))
+    view[:_TOUCHED:4096].tobytes()  # the header's pages read here, not on an event loop
+    return view
 
 
 def _take_lease(fd: int) -> bool:

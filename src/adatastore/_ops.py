@@ -241,10 +241,13 @@ def _decoded(
     codec = context.codec
     read_only = mode == "r"
     # a map is opened on the loop when nothing reads it whole (no digest, no signature)
-    if memoryview(data).nbytes >= OFFLOAD_BYTES and not (codec.signer is None and is_mapped(data)):
+    light = codec.signer is None and is_mapped(data)
+    if memoryview(data).nbytes >= OFFLOAD_BYTES and not light:
         return (yield OFFLOAD, codec.decode, key, name, data, read_only)
     header, parts = codec.open(key, name, data)
-    if header.compression:  # decompressed in a worker thread, whatever the size
+    # decompressed in a worker thread whatever the size; a map's in-band pickle too when
+    # large (a big dict of Python objects is read whole to be decoded)
+    if header.compression or (light and parts and parts[0].nbytes >= OFFLOAD_BYTES):
         return (yield OFFLOAD, codec.loads, key, name, header, parts, read_only)
     return codec.loads(key, name, header, parts, read_only)
 
