@@ -105,7 +105,7 @@ def _blosc2_compress(module: Any, data: memoryview, level: int, itemsize: int) -
 
 
 def _blosc2_decompress(module: Any, data: memoryview, size: int) -> bytes:
-    return bytes(module.decompress2(bytes(data)))
+    return bytes(module.decompress2(data))
 
 
 CODECS: dict[str, _Codec] = {

@@ -201,8 +201,13 @@ def read_header(data: Buffer) -> tuple[Header, int]:
         and 0 < len(serializer) <= 1024
         and 0 < len(attribute) <= 1024
         and 0 <= digest <= _U64
-        and 0 < len(lengths) <= 64
-        and all(type(length) is int and 0 <= length <= view.nbytes for length in lengths)
+        and (
+            (len(lengths) == 1 and type(lengths[0]) is int and 0 <= lengths[0] <= view.nbytes)
+            or (  # several parts: arrays out of band
+                1 < len(lengths) <= 64
+                and all(type(n) is int and 0 <= n <= view.nbytes for n in lengths)
+            )
+        )
         and "hmac" not in fields
         and "zip" not in fields
     ):

@@ -81,9 +81,11 @@ def _encode(value: Any, out: list[str], active: set[int]) -> None:
         out.append("N")
     elif kind is bool:
         out.append("T" if value else "F")
-    elif isinstance(value, dict | Mapping):
+    elif isinstance(value, dict):  # ParameterSet included: no encoder lookup on this path
+        _encode_container(value, out, active, _encode_mapping)
+    elif isinstance(value, Mapping):
         # a registered type first: an xarray Dataset is a Mapping of its variables only
-        if kind is not dict and (found := encoder_for(value)) is not None:
+        if (found := encoder_for(value)) is not None:
             _encode_registered(value, found, out, active)
         else:
             _encode_container(value, out, active, _encode_mapping)
