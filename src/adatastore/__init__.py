@@ -27,7 +27,9 @@ from .errors import (
     DataStoreError,
     ExecutorError,
     SerializationError,
+    StaleCodeWarning,
     UnhashableParameterError,
+    UnreadableValueError,
 )
 from .provenance import Explanation, Provenance
 from .records import (
@@ -104,11 +106,13 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "SerializationError",
     "Serializer",
     "ShelveDataStore",
+    "StaleCodeWarning",
     "Stats",
     "StoreOptions",
     "StoreSpec",
     "SyncDataStore",
     "UnhashableParameterError",
+    "UnreadableValueError",
     "VerifyReport",
     "WarmProgress",
     "WarmReport",

@@ -25,7 +25,13 @@ from typing import Any
 from . import _record
 from ._compression import SMALLEST, Compression, compress_parts, decompress_part
 from ._fsio import FileMap
-from .errors import ConfigurationError, CorruptEntryError, IntegrityError, SerializationError
+from .errors import (
+    ConfigurationError,
+    CorruptEntryError,
+    IntegrityError,
+    SerializationError,
+    UnreadableValueError,
+)
 from .provenance import Provenance, provenance_now
 from .serializers import Buffer, PickleSerializer, Serializer
 from .signing import Signer, SigningKey, signer_from
@@ -184,12 +190,25 @@ class Codec:
                 raise CorruptEntryError(key, attribute_name, str(error)) from None
         if read_only:
             parts = [part.toreadonly() for part in parts]
-        return self.serializer.loads(parts)
+        try:
+            return self.serializer.loads(parts)
+        except Exception as error:  # a class moved or removed, a module missing, ...
+            reason = error.args[0] if isinstance(error, SerializationError) else repr(error)
+            raise UnreadableValueError(key, attribute_name, str(reason)) from error
 
     def decode(self, key: str, attribute_name: str, data: Buffer, read_only: bool = False) -> Any:
         """`open` then `loads`: a record's value."""
         header, parts = self.open(key, attribute_name, data)
         return self.loads(key, attribute_name, header, parts, read_only)
+
+    def check(self, key: str, attribute_name: str, data: Buffer) -> None:
+        """Raise what reading the record would raise (damage, signature, unreadable
+        value); the value is decoded and dropped. A map of `OFFLOAD_BYTES` or more is not
+        digested: `warm` checks what it skips this way, and hashing a large map reads it
+        all (see the module docstring)."""
+        verify = True if self.verify_on_read and memoryview(data).nbytes < OFFLOAD_BYTES else None
+        header, parts = self.open(key, attribute_name, data, verify)
+        self.loads(key, attribute_name, header, parts, read_only=True)
 
     @staticmethod
     def header(key: str, attribute_name: str, data: Buffer) -> _record.Header:

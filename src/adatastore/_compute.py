@@ -25,6 +25,7 @@ import anyio.to_process
 import anyio.to_thread
 
 from ._ops import MISSING
+from ._policy import BadEntry
 from ._waiting import Waiter, run_to_end
 from .backend import MapMode, no_lock
 from .errors import ConfigurationError
@@ -47,6 +48,7 @@ __all__ = [
     "is_async",
     "no_lock",
     "progress_reporter",
+    "recomputed_bad",
     "run_compute",
 ]
 
@@ -319,13 +321,15 @@ async def get_or_compute(
         value = (
             MISSING if known_missing else await host.lookup(key, attribute_name, value_needed, mode)
         )
-        if value is MISSING:
+        if value is MISSING or type(value) is BadEntry:
             lock = host.lock(key, attribute_name, lock_timeout) if cross_process else no_lock()
             async with lock as locked:
                 if locked and cross_process:
-                    # another process may have stored it while we waited for the lock
+                    # another process may have stored it (or replaced a bad entry) while
+                    # we waited for the lock
                     value = await host.lookup(key, attribute_name, value_needed, mode)
-                if value is MISSING:
+                if value is MISSING or type(value) is BadEntry:
+                    bad = value if type(value) is BadEntry else None
                     # Runs to its end even when this caller is cancelled (asyncio's own
                     # cancellation included): the others get the value, and the
                     # cancellation reaches this caller afterwards.
@@ -335,6 +339,8 @@ async def get_or_compute(
                     if ending.error is None:
                         flight.finish(Outcome.COMPUTED, ending.value)
                         host.stats.misses += 1
+                        if bad is not None:
+                            recomputed_bad(host.stats, key, attribute_name, bad.error)
                     else:
                         flight.finish(Outcome.FAILED, None, ending.error)
                     value = ending.unwrap()
@@ -354,6 +360,12 @@ async def get_or_compute(
         return value, flight.outcome
     finally:
         host.flights.forget(key, attribute_name, flight)
+
+
+def recomputed_bad(stats: Stats, key: str, attribute_name: str, error: Exception) -> None:
+    """Count and log a bad entry that a computation has replaced."""
+    stats.recomputed_bad += 1
+    logger.warning("recomputed %s of %s, whose entry was bad: %s", attribute_name, key, error)
 
 
 async def _compute_and_put(

@@ -11,8 +11,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+import anyio.to_thread
+
 from . import _ops
+from ._codec import OFFLOAD_BYTES
 from ._compute import Flights
+from ._policy import BAD_ENTRY_ERRORS, BadEntry
 from .backend import Backend, MapMode, RecordWrite
 from .stats import Stats
 
@@ -37,6 +41,10 @@ class StoreHost:
     def stats(self) -> Stats:
         return self.context.stats
 
+    @property
+    def recompute_bad(self) -> bool:
+        return self.context.policy.recompute_bad
+
     def key(self, component: object) -> str:
         return self.context.identity.key(component)
 
@@ -48,11 +56,57 @@ class StoreHost:
     async def lookup(
         self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
     ) -> Any:
-        if value_needed:
-            operation = _ops.fetch(self.context, key, attribute_name, mode)
-            return await _ops.drive(operation, self.backend)
+        """The value, `MISSING`, or a `BadEntry` when the store recomputes bad entries.
+
+        Without `value_needed` the entry is still checked (`check`) when bad ones are
+        recomputed; the callers asking so (a warm-up's entries held elsewhere, executor
+        workers) ask about entries found missing or bad a moment ago.
+        """
+        recompute_bad = self.context.policy.recompute_bad
+        try:
+            if value_needed:
+                operation = _ops.fetch(self.context, key, attribute_name, mode)
+                return await _ops.drive(operation, self.backend)
+            if recompute_bad:
+                return None if await self.check(key, attribute_name) else _ops.MISSING
+        except BAD_ENTRY_ERRORS as error:
+            if not recompute_bad:
+                raise
+            return BadEntry(error)
         found = await self.backend.contains(key, attribute_name)
         return None if found else _ops.MISSING
+
+    async def check(self, key: str, attribute_name: str) -> bool:
+        """Whether the entry is stored, after reading and decoding it (raising what a
+        bad entry raises). It is read mapped where the back-end maps, and its digest is
+        checked when it is smaller than `OFFLOAD_BYTES` or not a map (`Codec.check`)."""
+        data = await self.backend.read_mapped(key, attribute_name, "r")
+        if data is None:
+            return False
+        if memoryview(data).nbytes < OFFLOAD_BYTES:
+            self.context.codec.check(key, attribute_name, data)
+        else:
+            await anyio.to_thread.run_sync(self.context.codec.check, key, attribute_name, data)
+        return True
+
+    async def sound_many(
+        self, pairs: list[tuple[str, str]], check: bool
+    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Exception]]:
+        """Which entries are stored (and, with `check`, sound), and the bad ones with
+        their errors; with `check` each stored entry is read and decoded, one at a time
+        (bounded memory), without: existence is enough."""
+        stored = await self.backend.contains_many(pairs)
+        if not check or not stored:
+            return stored, {}
+        bad: dict[tuple[str, str], Exception] = {}
+        for pair in [pair for pair in pairs if pair in stored]:
+            try:
+                if not await self.check(*pair):
+                    stored.discard(pair)  # deleted since
+            except BAD_ENTRY_ERRORS as error:
+                bad[pair] = error
+                stored.discard(pair)
+        return stored, bad
 
     async def put(
         self, component: object, key: str, attribute_name: str, value: Any, seconds: float

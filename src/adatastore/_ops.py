@@ -24,6 +24,7 @@ import anyio.to_thread
 from . import _record
 from ._codec import OFFLOAD_BYTES, Codec, is_mapped
 from ._identity import Identity, check_attribute_name
+from ._policy import Policy
 from .backend import Backend, MapMode, RecordWrite
 from .errors import ConfigurationError
 from .serializers import Buffer
@@ -47,6 +48,7 @@ __all__ = [
 
 T = TypeVar("T")
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
+DEFAULT_POLICY = Policy()
 
 
 # -- what an operation asks for ---------------------------------------------------------------
@@ -79,16 +81,21 @@ Operation = Generator[Request, Any, T]
 
 
 class Context:
-    """What operations of one store share: its identity, codec and stats, and how it
-    reads records by default (`mmap`: None, or mapped read-only or copy-on-write)."""
+    """What operations of one store share: its identity, codec, stats and policy, and
+    how it reads records by default (`mmap`: None, or mapped read-only or copy-on-write)."""
 
-    __slots__ = ("codec", "identity", "mmap", "stats")
+    __slots__ = ("codec", "identity", "mmap", "policy", "stats")
 
     def __init__(
-        self, identity: Identity, codec: Codec, stats: Stats, mmap: MapMode | None = None
+        self,
+        identity: Identity,
+        codec: Codec,
+        stats: Stats,
+        mmap: MapMode | None = None,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
         self.identity, self.codec, self.stats = identity, codec, stats
-        self.mmap = mmap
+        self.mmap, self.policy = mmap, policy
 
     def map_mode(self, mmap: object) -> MapMode | None:
         """The mapping of one call: its `mmap` argument (None: the store's default)."""

@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 
 from . import _portal
-from ._compute import Flights, get_or_compute
+from ._compute import Flights, get_or_compute, recomputed_bad
 from ._executors import Inbox, Pool, worker_died
 from ._spec import StoreSpec, worker_store
 from ._waiting import Waiter
@@ -277,6 +277,7 @@ class RemoteWarm:
         concurrency: int,
         stop_on_error: bool,
         lock_timeout: float | None,
+        check_stored: bool = True,
         state: WarmProgress,
         report_progress: Callable[[], None],
         failed: list[tuple[object, BaseException]],
@@ -285,7 +286,7 @@ class RemoteWarm:
         self.host, self.spec, self.pool = host, spec, pool
         self.attribute_name, self.compute = attribute_name, compute
         self.concurrency, self.stop_on_error = concurrency, stop_on_error
-        self.lock_timeout = lock_timeout
+        self.lock_timeout, self.check_stored = lock_timeout, check_stored
         self.state, self.report_progress = state, report_progress
         self.failed, self.tallies = failed, tallies
         self._inbox = Inbox()
@@ -295,6 +296,8 @@ class RemoteWarm:
         """Handles of tasks that have ended, their outcomes not fetched yet."""
         self._pending: set[str] = set()
         """Keys of the components waiting, in flight or being checked."""
+        self._bad: dict[str, Exception] = {}
+        """Keys of bad entries sent to be computed again, and why they were bad."""
 
     async def run(self, components: Iterable[object]) -> None:
         """Warm `components`: a sequence (checked for pickling before anything is
@@ -384,7 +387,18 @@ class RemoteWarm:
             self._pending.add(key)
             items.append((key, component))
         name = self.attribute_name
-        stored = await self.host.contains_many([(key, name) for key, _ in items])
+        pairs = [(key, name) for key, _ in items]
+        stored, bad = await self.host.sound_many(pairs, self.check_stored)
+        for key, component in items:
+            if (key, name) not in bad:
+                continue
+            if self.host.recompute_bad:
+                self._bad[key] = bad[key, name]  # its worker finds it bad and recomputes it
+            else:
+                self._pending.discard(key)
+                self._fail(component, bad.pop((key, name)))
+        if not self.host.recompute_bad:
+            items = [(key, component) for key, component in items if key in self._pending]
         if stored:
             self._pending.difference_update(key for key, _ in stored)
             state.already_stored += len(stored)
@@ -424,6 +438,8 @@ class RemoteWarm:
         if result.outcome == "computed":
             self.state.computed += 1
             self.host.stats.misses += 1
+            if (bad := self._bad.pop(result.key, None)) is not None:
+                recomputed_bad(self.host.stats, result.key, self.attribute_name, bad)
         else:
             self.state.already_stored += 1
             self.host.stats.hits += 1

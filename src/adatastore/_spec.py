@@ -25,6 +25,7 @@ from ._compression import Compression
 from ._host import StoreHost
 from ._identity import Identity
 from ._lifecycle import Lifecycle
+from ._policy import Policy
 from .backend import Backend, BackendSpec
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator
@@ -48,9 +49,11 @@ class StoreSpec:
     serializer: Serializer
     verify_on_read: bool = True
     key_id: str | None = None
+    """The id of the signing key (`Signer.key_id`), or None for an unsigned store."""
     compression: Compression | None = None
     """How the store compresses what it writes (workers storing do the same)."""
-    """The id of the signing key (`Signer.key_id`), or None for an unsigned store."""
+    policy: Policy = field(default_factory=Policy)
+    """Bad entries, code changes, limits: workers follow the store's policy."""
     token: str = field(default="", compare=False)
     """Names the spec in a worker's cache of open stores."""
 
@@ -82,7 +85,9 @@ class StoreSpec:
         return f"StoreSpec({self.url!r}{signed})"
 
 
-def describe(backend: Backend, identity: Identity, codec: Codec) -> StoreSpec | None:
+def describe(
+    backend: Backend, identity: Identity, codec: Codec, policy: Policy
+) -> StoreSpec | None:
     """The spec of an open store, or None when only this process reaches its storage."""
     where = backend.spec()
     if where is None:
@@ -95,6 +100,7 @@ def describe(backend: Backend, identity: Identity, codec: Codec) -> StoreSpec | 
         codec.verify_on_read,
         None if signer is None else signer.key_id(),
         codec.compression,
+        policy,
     )
     try:
         data = pickle.dumps(spec, protocol=5)
@@ -114,7 +120,7 @@ class WorkerStore:
         backend = spec.backend.make()
         backend.warn_unclosed = False  # closed at exit by the portal, or with the process
         codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read, spec.compression)
-        context = _ops.Context(Identity(spec.key_generator), codec, Stats())
+        context = _ops.Context(Identity(spec.key_generator), codec, Stats(), None, spec.policy)
         self.spec = spec
         self.host = StoreHost(backend, context)
         self.lifecycle = Lifecycle(backend, self, self.host.forget_flights)

@@ -52,6 +52,7 @@ async def warm(
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     executor: object = None,
     store_in_workers: bool | None = None,
+    check_stored: bool = True,
 ) -> WarmReport:
     """See `AsyncDataStore.warm`; `spec` is the store's (None: only this process)."""
     pool = None if executor is None else pool_for(executor)
@@ -93,6 +94,7 @@ async def warm(
                 concurrency=limit,
                 stop_on_error=stop_on_error,
                 lock_timeout=lock_timeout,
+                check_stored=check_stored,
                 state=state,
                 report_progress=report_progress,
                 failed=failed,
@@ -111,6 +113,7 @@ async def warm(
                 stop_on_error=stop_on_error,
                 cross_process=cross_process,
                 lock_timeout=lock_timeout,
+                check_stored=check_stored,
                 state=state,
                 report_progress=report_progress,
                 failed=failed,

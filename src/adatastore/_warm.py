@@ -43,6 +43,7 @@ from ._compute import (
     get_or_compute,
     in_process,
     is_async,
+    recomputed_bad,
     run_compute,
 )
 from .backend import RecordWrite, no_lock
@@ -59,8 +60,15 @@ class WarmHost(ComputeHost, Protocol):
         """The key `component` is filed under."""
         ...
 
-    async def contains_many(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which entries are stored, in one round trip where the back-end can."""
+    @property
+    def recompute_bad(self) -> bool:
+        """Whether bad entries are computed again (else they are failures)."""
+        ...
+
+    async def sound_many(
+        self, pairs: list[tuple[str, str]], check: bool
+    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Exception]]:
+        """Which entries are stored (and, with `check`, readable), and the bad ones."""
         ...
 
     async def seal(
@@ -89,6 +97,8 @@ class _Claim:
     lock: contextlib.AbstractAsyncContextManager[bool]
     value: Any = None
     compute_seconds: float | None = None
+    bad: Exception | None = None
+    """Why the stored entry this claim replaces was bad (None: there was none)."""
 
 
 class WarmRun:
@@ -105,6 +115,7 @@ class WarmRun:
         stop_on_error: bool,
         cross_process: bool,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        check_stored: bool = True,
         state: WarmProgress,
         report_progress: Reporter,
         failed: list[tuple[object, BaseException]],
@@ -117,6 +128,7 @@ class WarmRun:
         self.stop_on_error = stop_on_error
         self.cross_process = cross_process
         self.lock_timeout = lock_timeout
+        self.check_stored = check_stored
         self.state = state
         self.report_progress = report_progress
         self.failed = failed
@@ -223,7 +235,19 @@ class WarmRun:
         if not batch:
             return
         name = self.attribute_name
-        stored = await self.store.contains_many([(claim.key, name) for claim in batch])
+        pairs = [(claim.key, name) for claim in batch]
+        stored, bad = await self.store.sound_many(pairs, self.check_stored)
+        if bad:
+            with anyio.CancelScope(shield=True):
+                for claim in [claim for claim in batch if (claim.key, name) in bad]:
+                    error = bad[claim.key, name]
+                    if self.store.recompute_bad:
+                        claim.bad = error  # computed again, and counted when stored
+                        continue
+                    batch.remove(claim)
+                    await self._fail(claim, error)
+                    if self.stop_on_error:
+                        raise error
         if not stored:
             return
         with anyio.CancelScope(shield=True):
@@ -379,6 +403,8 @@ class WarmRun:
             return
         for claim in sealed_claims:
             store.stats.misses += 1
+            if claim.bad is not None:
+                recomputed_bad(store.stats, claim.key, name, claim.bad)
             self._drop_flight(claim, Outcome.COMPUTED, claim.value)
             await self._unlock(claim)
             self.state.computed += 1

@@ -18,9 +18,11 @@ __all__ = [
     "InvalidNameError",
     "NetworkFilesystemWarning",
     "SerializationError",
+    "StaleCodeWarning",
     "StorageError",
     "StoreClosedError",
     "UnhashableParameterError",
+    "UnreadableValueError",
 ]
 
 
@@ -54,6 +56,23 @@ class InvalidKeyError(DataStoreError, TypeError):
 
 class SerializationError(DataStoreError):
     """A value could not be serialized, or stored bytes could not be deserialized."""
+
+
+class UnreadableValueError(SerializationError):
+    """A stored value could not be rebuilt: unpickling failed (its class was moved or
+    removed, its module is missing) or the serializer refused the bytes.
+
+    `get_or_compute`, `warm` and ``@cached`` recompute such entries (unless the store
+    says ``on_bad_entry="raise"``); `retrieve` raises this. An entry written by another
+    serializer is a plain `SerializationError`: the store is misconfigured, not the entry
+    bad.
+    """
+
+    def __init__(self, key: str, attribute_name: str, reason: str) -> None:
+        self.key = key
+        self.attribute_name = attribute_name
+        self.reason = reason
+        super().__init__(f"entry {attribute_name!r} of component {key!r}: {reason}")
 
 
 class ConfigurationError(DataStoreError):
@@ -116,3 +135,10 @@ class NetworkFilesystemWarning(UserWarning):
     Several machines (or even processes) writing one SQLite file over NFS or SMB can
     corrupt it. Share a cache between machines with the Django back-end on PostgreSQL.
     """
+
+
+class StaleCodeWarning(UserWarning):
+    """A stored entry was made by other code than the component's now, under the same
+    version: the class's (or compute function's) source changed and `version` was not
+    bumped. Issued once per component type per process; ``warn_stale_code=False`` on the
+    store turns it off. `explain` says what changed."""

@@ -31,6 +31,9 @@ class Stats:
     """Callers served by a computation another caller of this process ran (single-flight)."""
     failures: int = 0
     """Computations that raised."""
+    recomputed_bad: int = 0
+    """Entries `get_or_compute` / `warm` found bad (damaged, unreadable, wrongly signed)
+    and computed again (``on_bad_entry="recompute"``)."""
     bytes_read: int = 0
     bytes_written: int = 0
     read_seconds: float = 0.0

@@ -13,16 +13,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self, Unpack
 
 from . import _explain, _legacy, _ops, _spec, _sweep, _verify
 from ._codec import Codec
-from ._compression import Compression
 from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._host import StoreHost
 from ._identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
 from ._lifecycle import Lifecycle
-from ._options import MapArgument, StoreOptions
+from ._options import MapArgument, StoreOptions, check_options, codec_options
+from ._policy import Policy
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash
@@ -38,7 +38,7 @@ from .records import (
     storable_text,
 )
 from .serializers import Serializer
-from .signing import Signer, SigningKey
+from .signing import Signer
 from .stats import Stats
 
 __all__ = [
@@ -84,15 +84,10 @@ class AsyncDataStore:
         *legacy_arguments: Any,
         key_generator: KeyGenerator | None = None,
         serializer: Serializer | None = None,
-        signing_key: SigningKey | None = None,
-        verify_on_read: bool = True,
-        compression: str | Compression | None = None,
-        mmap: bool | Literal["r", "c"] = False,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        """`signing_key` (or ``ADATASTORE_SIGNING_KEY``) signs every record and refuses
-        unsigned or tampered ones before decoding them (see `adatastore.signing`).
-        `verify_on_read=False` skips the payload checksum on reads (signatures are always
-        checked); `verify` still checks everything. `compression`, `mmap`: `StoreOptions`.
+        """`options`: see `StoreOptions` (signing, compression, mapping, bad entries, code
+        changes, size and age limits).
 
         (`legacy_arguments`: a 0.2-style subclass passes its key generator and
         serializer positionally, in `backend`'s place.)
@@ -107,14 +102,18 @@ class AsyncDataStore:
                 "AsyncDataStore(backend, *, key_generator=..., serializer=..., ...) needs an "
                 f"adatastore.backend.Backend, not {type(backend).__name__}"
             )
+        check_options(options)
         self.identity = Identity(canonical_hash if key_generator is None else key_generator)
-        self.codec = Codec.build(serializer, signing_key, verify_on_read, compression)
+        self.codec = Codec.build(serializer, **codec_options(options))
         self.backend: Backend = backend
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
-        self.context = _ops.Context(self.identity, self.codec, self.stats, _ops.map_mode(mmap))
-        """What the operations share (identity, codec, stats); the blocking layer runs
-        the same operations with it."""
+        self.policy = Policy.build(dict(options))
+        """Bad entries, code changes, limits (`StoreOptions`)."""
+        mmap = _ops.map_mode(options.get("mmap", False))
+        self.context = _ops.Context(self.identity, self.codec, self.stats, mmap, self.policy)
+        """What the operations share (identity, codec, stats, policy); the blocking layer
+        runs the same operations with it."""
         self.compute_host = StoreHost(backend, self.context)
         self.lifecycle = Lifecycle(backend, self, self.compute_host.forget_flights)
 
@@ -155,7 +154,7 @@ class AsyncDataStore:
         when only this process can reach it (memory). Known once the store is open."""
         if not self.lifecycle.opened:
             raise ConfigurationError(f"{self!r} is not open yet: its spec is known once open")
-        return _spec.describe(self.backend, self.identity, self.codec)
+        return _spec.describe(self.backend, self.identity, self.codec, self.policy)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -180,9 +179,7 @@ class AsyncDataStore:
         await self.aclose()
 
     async def __drive(self, operation: _ops.Operation[Any]) -> Any:
-        """Open if needed, then run `operation` with the async driver. (The facade's
-        private names are mangled: a 0.2-style subclass has private helpers of its own;
-        the 0.2 docs' example defines ``_run``.)"""
+        """Open if needed, then run `operation` (mangled: 0.2 subclasses define ``_run``)."""
         try:
             await self.lifecycle.ready()
         except BaseException:
@@ -310,6 +307,7 @@ class AsyncDataStore:
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         executor: object = None,
         store_in_workers: bool | None = None,
+        check_stored: bool = True,
     ) -> WarmReport:
         """Make sure `attribute_name` is stored for every component; return a summary.
 
@@ -327,7 +325,9 @@ class AsyncDataStore:
         a ``dask.distributed.Client`` (see "Running on a cluster" in the docs). Its
         workers open the store from `spec` and store what they compute, unless the
         store is in this process only (memory) or `store_in_workers` is False: then the
-        values come back and this process stores them.
+        values come back and this process stores them. With `check_stored` each stored
+        entry is read (mapped where it can be) and a bad one computed again (see
+        `StoreOptions.on_bad_entry`); False trusts existence: cheaper on object storage.
         """
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
@@ -345,6 +345,7 @@ class AsyncDataStore:
             lock_timeout=lock_timeout,
             executor=executor,
             store_in_workers=store_in_workers,
+            check_stored=check_stored,
         )
 
     # -- why, and the store's health ------------------------------------------------------------

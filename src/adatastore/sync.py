@@ -191,6 +191,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
         executor: object = None,
         store_in_workers: bool | None = None,
+        check_stored: bool = True,
     ) -> WarmReport:
         """Store `attribute_name` for every component; see `AsyncDataStore.warm`."""
         return _portal.call(
@@ -207,6 +208,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
                 lock_timeout=lock_timeout,
                 executor=executor,
                 store_in_workers=store_in_workers,
+                check_stored=check_stored,
             )
         )
 

@@ -179,8 +179,18 @@ def _parse_bool(text: str) -> bool:
         raise ValueError(text) from None
 
 
-_COMMON_OPTIONS: dict[str, type] = {"compression": str, "mmap": str}
-"""Options every scheme takes: ``?compression=zstd:5``, ``?mmap=1`` (or ``c``)."""
+_COMMON_OPTIONS: dict[str, type] = {
+    "compression": str,
+    "mmap": str,
+    "on_bad_entry": str,
+    "warn_stale_code": bool,
+    "key_includes_code": bool,
+    "max_size": str,
+    "max_entries": int,
+    "max_age": str,
+}
+"""Options every scheme takes: ``?compression=zstd:5``, ``?mmap=1`` (or ``c``),
+``?max_size=50GB&max_age=30d``, ... (`StoreOptions`)."""
 
 
 def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
@@ -221,6 +231,7 @@ def _from_spec(spec: StoreSpec, options: dict[str, Any]) -> AsyncDataStore:
         serializer=spec.serializer,
         verify_on_read=spec.verify_on_read,
         compression=spec.compression,
+        **spec.policy.options(),
     )
 
 

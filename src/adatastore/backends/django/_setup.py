@@ -293,7 +293,9 @@ def backend_spec(
     if engine == "sqlite3":
         if name in ("", ":memory:") or name.startswith("file:"):
             return None
-        settings["NAME"] = name = os.path.abspath(name)
+        # (abspath asks the OS for the working directory: only for a relative name)
+        name = os.path.normpath(name) if os.path.isabs(name) else os.path.abspath(name)
+        settings["NAME"] = name
         url = f"django+sqlite:///{name}"
     else:
         user = str(settings.get("USER") or "")
