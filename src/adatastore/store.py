@@ -86,8 +86,7 @@ class AsyncDataStore:
         serializer: Serializer | None = None,
         **options: Unpack[StoreOptions],
     ) -> None:
-        """`options`: see `StoreOptions` (signing, compression, mapping, bad entries, code
-        changes, size and age limits).
+        """`options`: `StoreOptions` (signing, compression, mapping, policy, limits).
 
         (`legacy_arguments`: a 0.2-style subclass passes its key generator and
         serializer positionally, in `backend`'s place.)
