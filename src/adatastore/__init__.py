@@ -12,6 +12,7 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 from typing import TYPE_CHECKING
 
 from . import errors, interface, keygenerators, serializers
+from ._fingerprints import code_version
 from ._spec import StoreSpec
 from .backend import Backend
 from .backends.files import AsyncShelveDataStore, ShelveDataStore
@@ -118,6 +119,7 @@ __all__ = [  # the Django names are resolved lazily by __getattr__
     "WarmReport",
     "WorkerTally",
     "cached",
+    "code_version",
     "errors",
     "interface",
     "keygenerators",

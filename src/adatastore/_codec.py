@@ -32,7 +32,7 @@ from .errors import (
     SerializationError,
     UnreadableValueError,
 )
-from .provenance import Provenance, provenance_now
+from .provenance import CodeOrigin, Provenance, provenance_now
 from .serializers import Buffer, PickleSerializer, Serializer
 from .signing import Signer, SigningKey, signer_from
 
@@ -101,16 +101,23 @@ class Codec:
         )
 
     def dump(
-        self, key: str, attribute_name: str, data: Any, compute_seconds: float | None = None
+        self,
+        key: str,
+        attribute_name: str,
+        data: Any,
+        compute_seconds: float | None = None,
+        code: CodeOrigin | None = None,
+        expires: float | None = None,
     ) -> Dumped:
-        """Serialize `data` for (key, attribute); the returned call seals it."""
+        """Serialize `data` for (key, attribute); the returned call seals it. `code` and
+        `expires` go into its provenance."""
         parts = self.serializer.dumps(data)
         seal = functools.partial(
             self._seal,
             attribute_name,
             parts,
             key,
-            provenance_now(compute_seconds).to_json(),
+            provenance_now(compute_seconds, code, expires).to_json(),
         )
         size = sum(memoryview(part).nbytes for part in parts)
         return Dumped(size, seal, self.compression is not None and size >= SMALLEST)
@@ -196,10 +203,12 @@ class Codec:
             reason = error.args[0] if isinstance(error, SerializationError) else repr(error)
             raise UnreadableValueError(key, attribute_name, str(reason)) from error
 
-    def decode(self, key: str, attribute_name: str, data: Buffer, read_only: bool = False) -> Any:
-        """`open` then `loads`: a record's value."""
+    def decode(
+        self, key: str, attribute_name: str, data: Buffer, read_only: bool = False
+    ) -> tuple[_record.Header, Any]:
+        """`open` then `loads`: a record's header and value."""
         header, parts = self.open(key, attribute_name, data)
-        return self.loads(key, attribute_name, header, parts, read_only)
+        return header, self.loads(key, attribute_name, header, parts, read_only)
 
     def check(self, key: str, attribute_name: str, data: Buffer) -> None:
         """Raise what reading the record would raise (damage, signature, unreadable

@@ -248,15 +248,28 @@ class ComputeHost(Protocol):
         ...
 
     async def lookup(
-        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+        self,
+        key: str,
+        attribute_name: str,
+        value_needed: bool,
+        mode: MapMode | None = None,
+        component: object = None,
+        compute: Callable[..., Any] | None = None,
     ) -> Any:
-        """The stored value (None when only existence was asked for), or `MISSING`."""
+        """The stored value (None when only existence was asked for), `MISSING`, or a
+        `BadEntry`; a hit is checked against `component`'s and `compute`'s code."""
         ...
 
     async def put(
-        self, component: object, key: str, attribute_name: str, value: Any, seconds: float
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        value: Any,
+        seconds: float,
+        compute: Callable[..., Any] | None = None,
     ) -> None:
-        """Store a computed value (with its compute time, for its provenance)."""
+        """Store a computed value (with its compute time and code, for its provenance)."""
         ...
 
 
@@ -318,16 +331,18 @@ async def get_or_compute(
             raise flight.error
         # the leader was cancelled before it computed: try again, maybe as the leader
     try:
-        value = (
-            MISSING if known_missing else await host.lookup(key, attribute_name, value_needed, mode)
-        )
+        value = MISSING
+        if not known_missing:
+            value = await host.lookup(key, attribute_name, value_needed, mode, component, compute)
         if value is MISSING or type(value) is BadEntry:
             lock = host.lock(key, attribute_name, lock_timeout) if cross_process else no_lock()
             async with lock as locked:
                 if locked and cross_process:
                     # another process may have stored it (or replaced a bad entry) while
                     # we waited for the lock
-                    value = await host.lookup(key, attribute_name, value_needed, mode)
+                    value = await host.lookup(
+                        key, attribute_name, value_needed, mode, component, compute
+                    )
                 if value is MISSING or type(value) is BadEntry:
                     bad = value if type(value) is BadEntry else None
                     # Runs to its end even when this caller is cancelled (asyncio's own
@@ -378,5 +393,6 @@ async def _compute_and_put(
 ) -> Any:
     started = time.perf_counter()
     value = await run_compute(host, compute, flight, key, attribute_name)
-    await host.put(component, key, attribute_name, value, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    await host.put(component, key, attribute_name, value, seconds, compute)
     return value

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
+
 from . import _record
 from ._codec import HEAD_BYTES, Codec
-from ._identity import Identity, check_key, component_record
+from ._identity import Identity, component_record
+from ._staleness import learn, stale_reason
 from .backend import Backend
 from .component import check_component, full_type, inputs_of
-from .keygenerators import graph_keys
 from .provenance import Candidate, Difference, Explanation, Provenance, diff_components
 from .records import ComponentRecord
 
@@ -50,14 +52,18 @@ async def explain(
     backend: Backend, identity: Identity, component: object, attribute_name: str, limit: int
 ) -> Explanation:
     """See `AsyncDataStore.explain`."""
-    generator = identity.key_generator
-    keys = graph_keys(generator, check_component(component))
-    key = check_key(keys[id(component)], generator)
+    check_component(component)
+    await anyio.to_thread.run_sync(learn, component, None, True)  # code fingerprints: file I/O
+    keys = identity.graph_keys(component)
+    key = keys[id(component)]
     kind = full_type(component)
     header = await header_of(backend, key, attribute_name)
     if header is not None:
         provenance = Codec.provenance(header)
-        return Explanation(key, attribute_name, kind, hit=True, provenance=provenance)
+        changed = None if provenance is None else stale_reason(component, None, provenance)
+        return Explanation(
+            key, attribute_name, kind, hit=True, provenance=provenance, code_changed=changed
+        )
     attributes: dict[str, list[str]] = {}
     qualified = "." + type(component).__qualname__
     kinds = {kind}

@@ -8,7 +8,7 @@ not on the store's facade, and the facade depends on it: no cycle.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
@@ -17,6 +17,7 @@ from . import _ops
 from ._codec import OFFLOAD_BYTES
 from ._compute import Flights
 from ._policy import BAD_ENTRY_ERRORS, BadEntry
+from ._staleness import all_known, learn_all
 from .backend import Backend, MapMode, RecordWrite
 from .stats import Stats
 
@@ -48,13 +49,34 @@ class StoreHost:
     def key(self, component: object) -> str:
         return self.context.identity.key(component)
 
+    async def key_async(self, component: object) -> str:
+        """The key, its code fingerprints (``key_includes_code``) computed off the loop
+        the first time a type is met."""
+        await self.prepare([component])
+        return self.context.identity.key(component)
+
+    async def prepare(self, components: Sequence[object]) -> None:
+        """With ``key_includes_code``, compute the fingerprints keys need (file I/O) in a
+        worker thread, for the components whose types were not met yet."""
+        if not self.context.identity.code:
+            return
+        unknown = [component for component in components if not all_known(component)]
+        if unknown:
+            await anyio.to_thread.run_sync(learn_all, unknown)
+
     def lock(
         self, key: str, attribute_name: str, timeout: float | None
     ) -> contextlib.AbstractAsyncContextManager[bool]:
         return self.backend.lock(key, attribute_name, timeout)
 
     async def lookup(
-        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+        self,
+        key: str,
+        attribute_name: str,
+        value_needed: bool,
+        mode: MapMode | None = None,
+        component: object = None,
+        compute: Callable[..., Any] | None = None,
     ) -> Any:
         """The value, `MISSING`, or a `BadEntry` when the store recomputes bad entries.
 
@@ -65,7 +87,8 @@ class StoreHost:
         recompute_bad = self.context.policy.recompute_bad
         try:
             if value_needed:
-                operation = _ops.fetch(self.context, key, attribute_name, mode)
+                context = self.context
+                operation = _ops.fetch(context, key, attribute_name, mode, component, compute)
                 return await _ops.drive(operation, self.backend)
             if recompute_bad:
                 return None if await self.check(key, attribute_name) else _ops.MISSING
@@ -109,18 +132,29 @@ class StoreHost:
         return stored, bad
 
     async def put(
-        self, component: object, key: str, attribute_name: str, value: Any, seconds: float
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        value: Any,
+        seconds: float,
+        compute: Callable[..., Any] | None = None,
     ) -> None:
-        operation = _ops.store(self.context, component, attribute_name, value, seconds)
+        operation = _ops.store(self.context, component, attribute_name, value, seconds, compute)
         await _ops.drive(operation, self.backend)
 
     async def contains_many(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
         return await self.backend.contains_many(pairs)
 
     async def seal(
-        self, component: object, attribute_name: str, value: Any, seconds: float | None
+        self,
+        component: object,
+        attribute_name: str,
+        value: Any,
+        seconds: float | None,
+        compute: Callable[..., Any] | None = None,
     ) -> RecordWrite:
-        operation = _ops.seal(self.context, component, attribute_name, value, seconds)
+        operation = _ops.seal(self.context, component, attribute_name, value, seconds, compute)
         return await _ops.drive(operation, self.backend)
 
     async def write_many(self, writes: Sequence[RecordWrite]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .component import check_component, full_type, inputs_of
+from ._fingerprints import code_key
+from .component import check_component, full_type, inputs_of, walk_inputs
 from .errors import ConfigurationError, InvalidKeyError, InvalidNameError
 from .keygenerators import KeyGenerator, describe_parameters, graph_keys
 from .records import ComponentRecord, storable_text
@@ -31,31 +32,46 @@ MAX_ATTRIBUTE_NAME_LENGTH = 255
 class Identity:
     """Keys and component records, by one key generator."""
 
-    __slots__ = ("key_generator",)
+    __slots__ = ("code", "key_generator")
 
-    def __init__(self, key_generator: KeyGenerator) -> None:
+    def __init__(self, key_generator: KeyGenerator, code: bool = False) -> None:
         if not callable(key_generator):
             raise ConfigurationError(
                 f"key_generator must be callable, not a {type(key_generator).__name__}"
             )
         self.key_generator = key_generator
+        self.code = code
+        """Whether keys include the code fingerprints (``key_includes_code=True``)."""
 
     def key(self, component: object) -> str:
         """The key `component` is filed under."""
         check_component(component)
-        return check_key(self.key_generator(component), self.key_generator)
+        key = check_key(self.key_generator(component), self.key_generator)
+        return code_key(key, component) if self.code else key
 
     def keyed(self, component: object) -> tuple[str, ComponentRecord]:
         """The key and the component record, the inputs walked once."""
         node: Any = check_component(component)
         if node.input is None:
             key = check_key(self.key_generator(node), self.key_generator)
+            if self.code:
+                key = code_key(key, node)
             input_keys: tuple[str, ...] = ()
         else:
-            keys = graph_keys(self.key_generator, node)
-            key = check_key(keys[id(node)], self.key_generator)
+            keys = self.graph_keys(node)
+            key = keys[id(node)]
             input_keys = tuple(keys[id(item)] for item in inputs_of(node))
         return key, component_record(node, key, input_keys)
+
+    def graph_keys(self, component: Any) -> dict[int, str]:
+        """The keys of a (checked) component and of its inputs, by ``id``; the
+        component's own key checked."""
+        keys = graph_keys(self.key_generator, component)
+        keys[id(component)] = check_key(keys[id(component)], self.key_generator)
+        if self.code:
+            for node in walk_inputs(component):
+                keys[id(node)] = code_key(str(keys[id(node)]), node)
+        return keys
 
     def pairs(self, requests: Iterable[tuple[object, str]]) -> list[tuple[str, str]]:
         """(key, attribute name) of each (component, attribute name), all checked first."""

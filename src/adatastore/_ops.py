@@ -16,15 +16,18 @@ than 0.2's hand-written twins (``benchmarks/instructions.py``, callgrind).
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
+from types import ModuleType
 from typing import Any, TypeVar
 
 import anyio.to_thread
 
 from . import _record
 from ._codec import OFFLOAD_BYTES, Codec, is_mapped
+from ._fingerprints import is_compute_known, is_known
 from ._identity import Identity, check_attribute_name
-from ._policy import Policy
+from ._policy import Policy, clock
+from ._staleness import all_known, code_origin, is_expired, learn, warn_if_stale, was_warned
 from .backend import Backend, MapMode, RecordWrite
 from .errors import ConfigurationError
 from .serializers import Buffer
@@ -185,12 +188,31 @@ def seal(
     attribute_name: str,
     data: Any,
     compute_seconds: float | None = None,
+    compute: Callable[..., Any] | None = None,
+    expire: float | None = None,
 ) -> Operation[RecordWrite]:
-    """(key, name, sealed record, component record) of a value; large ones offloaded."""
+    """(key, name, sealed record, component record) of a value; large ones offloaded.
+    Its provenance names the code (`compute`: the function that computed it) and when it
+    expires (`expire` seconds from now)."""
+    yield from _fingerprinted(context, component, compute)
     key, record = context.identity.keyed(component)
-    dumped = context.codec.dump(key, attribute_name, data, compute_seconds)
+    origin = code_origin(component, compute)
+    expires = None if expire is None else clock() + expire
+    dumped = context.codec.dump(key, attribute_name, data, compute_seconds, origin, expires)
     sealed = (yield OFFLOAD, dumped.seal) if dumped.large else dumped.seal()
     return key, attribute_name, sealed, record
+
+
+def _fingerprinted(
+    context: Context, component: object, compute: Callable[..., Any] | None = None
+) -> Operation[None]:
+    """Make sure the code fingerprints `component` needs are cached: the first time a
+    type is met its source is read and hashed, file I/O done off the event loop."""
+    graph = context.policy.key_includes_code  # the inputs' types are keyed by code too
+    cls = component if isinstance(component, ModuleType) else type(component)
+    known = is_known(cls) and (compute is None or is_compute_known(compute))
+    if not (known and (not graph or all_known(component))):
+        yield OFFLOAD, learn, component, compute, graph
 
 
 def _count_stores(context: Context, writes: Sequence[RecordWrite], seconds: float) -> None:
@@ -210,16 +232,22 @@ def store(
     attribute_name: str,
     data: Any,
     compute_seconds: float | None = None,
+    compute: Callable[..., Any] | None = None,
+    expire: float | None = None,
 ) -> Operation[None]:
     """Store `data` as the attribute of `component`, replacing any."""
     check_attribute_name(attribute_name)
     start = time.perf_counter()
-    write = yield from seal(context, component, attribute_name, data, compute_seconds)
+    write = yield from seal(
+        context, component, attribute_name, data, compute_seconds, compute, expire
+    )
     yield (WRITE, *write)
     _count_stores(context, [write], time.perf_counter() - start)
 
 
-def store_many(context: Context, items: Iterable[tuple[object, str, Any]]) -> Operation[None]:
+def store_many(
+    context: Context, items: Iterable[tuple[object, str, Any]], expire: float | None = None
+) -> Operation[None]:
     """Store several ``(component, attribute_name, data)``: all checked and sealed before
     anything is written, then written in one go."""
     items = list(items)
@@ -228,7 +256,9 @@ def store_many(context: Context, items: Iterable[tuple[object, str, Any]]) -> Op
     start = time.perf_counter()
     writes = []
     for component, attribute_name, data in items:
-        writes.append((yield from seal(context, component, attribute_name, data)))
+        writes.append(
+            (yield from seal(context, component, attribute_name, data, None, None, expire))
+        )
     yield WRITE_MANY, writes
     _count_stores(context, writes, time.perf_counter() - start)
 
@@ -242,28 +272,42 @@ def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[N
 
 def _decoded(
     context: Context, key: str, name: str, data: Buffer, mode: MapMode | None = None
-) -> Operation[Any]:
-    """The value of a record: large ones decoded off the event loop (not a map that
-    decoding barely touches)."""
+) -> Operation[tuple[_record.Header, Any]]:
+    """The header and value of a record: large ones decoded off the event loop (not a
+    map that decoding barely touches)."""
     codec = context.codec
     read_only = mode == "r"
     # a map is opened on the loop when nothing reads it whole (no digest, no signature)
     light = codec.signer is None and is_mapped(data)
     if memoryview(data).nbytes >= OFFLOAD_BYTES and not light:
-        return (yield OFFLOAD, codec.decode, key, name, data, read_only)
+        decoded: tuple[_record.Header, Any] = yield (
+            OFFLOAD,
+            codec.decode,
+            key,
+            name,
+            data,
+            read_only,
+        )
+        return decoded
     header, parts = codec.open(key, name, data)
     # decompressed in a worker thread whatever the size; a map's in-band pickle too when
     # large (a big dict of Python objects is read whole to be decoded)
     if header.compression or (light and parts and parts[0].nbytes >= OFFLOAD_BYTES):
-        return (yield OFFLOAD, codec.loads, key, name, header, parts, read_only)
-    return codec.loads(key, name, header, parts, read_only)
+        return header, (yield OFFLOAD, codec.loads, key, name, header, parts, read_only)
+    return header, codec.loads(key, name, header, parts, read_only)
 
 
 def fetch(
-    context: Context, key: str, attribute_name: str, mode: MapMode | None = None
+    context: Context,
+    key: str,
+    attribute_name: str,
+    mode: MapMode | None = None,
+    component: object = None,
+    compute: Callable[..., Any] | None = None,
 ) -> Operation[Any]:
-    """The stored value, or `MISSING`; counts bytes and time, not hits or misses."""
-    return _reading(context, None, key, attribute_name, MISSING, mode)
+    """The stored value, or `MISSING`; counts bytes and time, not hits or misses.
+    `component` and `compute` (when given) are checked against the entry's code."""
+    return _reading(context, component, key, attribute_name, MISSING, mode, compute)
 
 
 def retrieve(
@@ -284,14 +328,17 @@ def _reading(
     attribute_name: str,
     default: Any,
     mode: MapMode | None,
+    compute: Callable[..., Any] | None = None,
 ) -> Operation[Any]:
-    """`retrieve` (a component: checked, keyed, hits and misses counted) or `fetch` (a
-    key). One generator for both, checks inside it (they run when the driver starts it,
-    after the store's own checks): a generator per layer cost ~3,000 instructions a
-    retrieve (callgrind)."""
+    """`retrieve` (no key: the component checked and keyed, hits and misses counted) or
+    `fetch` (a key). One generator for both, checks inside it (they run when the driver
+    starts it, after the store's own checks): a generator per layer cost ~3,000
+    instructions a retrieve (callgrind)."""
     retrieving = key is None
     if key is None:
         check_attribute_name(attribute_name)
+        if context.policy.key_includes_code:
+            yield from _fingerprinted(context, component)
         key = context.identity.key(component)
     start = time.perf_counter()
     if mode is None:
@@ -313,7 +360,12 @@ def _reading(
         else:
             value = codec.loads(key, attribute_name, header, parts)
     else:
-        value = yield from _decoded(context, key, attribute_name, data, mode)
+        header, value = yield from _decoded(context, key, attribute_name, data, mode)
+    if not (yield from _hit_checks(context, component, compute, header)):
+        if retrieving:
+            stats.misses += 1
+            logger.debug("miss (expired): %s of %s", attribute_name, key)
+        return default
     stats.bytes_read += size
     stats.read_seconds += time.perf_counter() - start
     if retrieving:
@@ -329,6 +381,10 @@ def retrieve_many(
     mode: MapMode | None = None,
 ) -> Operation[list[Any]]:
     """Several attributes at once, in order; `default` where nothing is stored."""
+    requests = list(requests)
+    if context.policy.key_includes_code:
+        for component, _ in requests:
+            yield from _fingerprinted(context, component)
     pairs = context.identity.pairs(requests)
     start = time.perf_counter()
     if mode is None:
@@ -336,12 +392,16 @@ def retrieve_many(
     else:
         records = yield READ_MANY_MAPPED, pairs, mode
     stats, values = context.stats, []
-    for (key, attribute_name), data in zip(pairs, records, strict=True):
+    for (component, _), (key, attribute_name), data in zip(requests, pairs, records, strict=True):
+        if data is not None:
+            header, value = yield from _decoded(context, key, attribute_name, data, mode)
+            if not (yield from _hit_checks(context, component, None, header)):
+                data = None  # expired
         if data is None:
             stats.misses += 1
             values.append(default)
             continue
-        values.append((yield from _decoded(context, key, attribute_name, data, mode)))
+        values.append(value)
         stats.hits += 1
         stats.bytes_read += memoryview(data).nbytes
     stats.read_seconds += time.perf_counter() - start
@@ -351,5 +411,32 @@ def retrieve_many(
 def contains(context: Context, component: object, attribute_name: str) -> Operation[bool]:
     """Whether the attribute of `component` is stored."""
     check_attribute_name(attribute_name)
+    if context.policy.key_includes_code:
+        yield from _fingerprinted(context, component)
     found: bool = yield CONTAINS, context.identity.key(component), attribute_name
     return found
+
+
+def _hit_checks(
+    context: Context,
+    component: object,
+    compute: Callable[..., Any] | None,
+    header: _record.Header,
+) -> Operation[bool]:
+    """Whether a hit stands: False when the entry has expired (its own `expire`, or the
+    store's `max_age`). Warns once per type when it was made by other code
+    (`StaleCodeWarning`). The common case costs two substring tests of the provenance."""
+    policy, provenance = context.policy, header.provenance_json
+    if provenance is None:
+        return True
+    if (policy.max_age is not None or b'"expires"' in provenance) and is_expired(
+        header, policy.max_age
+    ):
+        return False
+    if policy.warn_stale_code and component is not None:
+        cls = component if isinstance(component, ModuleType) else type(component)
+        if not was_warned(cls):
+            if not (is_known(cls) and (compute is None or is_compute_known(compute))):
+                yield OFFLOAD, learn, component, compute, False
+            warn_if_stale(component, compute, provenance)
+    return True

@@ -19,6 +19,7 @@ from .errors import ConfigurationError, CorruptEntryError, IntegrityError, Unrea
 __all__ = [
     "BAD_ENTRY_ERRORS",
     "BadEntry",
+    "Duration",
     "OnBadEntry",
     "Policy",
     "clock",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 OnBadEntry = Literal["recompute", "raise"]
+Duration = float | str | None
+"""Seconds, or a text such as ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``."""
 
 BAD_ENTRY_ERRORS = (CorruptEntryError, IntegrityError, UnreadableValueError)
 """What makes a stored entry bad: damage, a missing or wrong signature, a value that

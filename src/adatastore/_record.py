@@ -62,13 +62,18 @@ class Header:
         JSON); None in records written before adatastore 0.2, or unreadable. Signed with
         the record when the writer had a signing key (`signature2`). Parsed only when
         asked for (reads do not pay for it)."""
-        if not self.provenance_json or len(self.provenance_json) > 65536:
-            return None
-        try:
-            fields = json.loads(self.provenance_json)
-        except (ValueError, RecursionError):
-            return None
-        return fields if isinstance(fields, dict) else None
+        return parse_provenance(self.provenance_json)
+
+
+def parse_provenance(provenance_json: bytes | None) -> dict[str, Any] | None:
+    """A header's provenance JSON as a dict; None when absent or unreadable."""
+    if not provenance_json or len(provenance_json) > 65536:
+        return None
+    try:
+        fields = json.loads(provenance_json)
+    except (ValueError, RecursionError):
+        return None
+    return fields if isinstance(fields, dict) else None
 
 
 def _views(parts: Sequence[Buffer]) -> list[memoryview]:

@@ -20,6 +20,7 @@ does that itself (see ``_executors``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import os
@@ -107,14 +108,26 @@ class _Sized:
         return self.host.lock(key, attribute_name, timeout)
 
     async def lookup(
-        self, key: str, attribute_name: str, value_needed: bool, mode: MapMode | None = None
+        self,
+        key: str,
+        attribute_name: str,
+        value_needed: bool,
+        mode: MapMode | None = None,
+        component: object = None,
+        compute: Callable[..., Any] | None = None,
     ) -> Any:
-        return await self.host.lookup(key, attribute_name, value_needed, mode)
+        return await self.host.lookup(key, attribute_name, value_needed, mode, component, compute)
 
     async def put(
-        self, component: object, key: str, attribute_name: str, value: Any, seconds: float
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        value: Any,
+        seconds: float,
+        compute: Callable[..., Any] | None = None,
     ) -> None:
-        write = await self.host.seal(component, attribute_name, value, seconds)
+        write = await self.host.seal(component, attribute_name, value, seconds, compute)
         self.size = sum(memoryview(part).nbytes for part in write[2])
         await self.host.write_many([write])
 
@@ -137,7 +150,7 @@ async def _get_or_compute(
             component,
             key,
             attribute_name,
-            lambda: compute(component),
+            functools.partial(compute, component),
             lock_timeout=lock_timeout,
             value_needed=False,
         )
@@ -373,6 +386,7 @@ class RemoteWarm:
         check). A repeat of a pending component counts as a duplicate; a repeat of one
         already done is found stored (no list of every key seen: flat memory)."""
         state, items = self.state, []
+        await self.host.prepare(chunk)
         for component in chunk:
             try:
                 key = self.host.key(component)
@@ -468,6 +482,7 @@ class RemoteCompute:
         tallies: Tallies,
     ) -> None:
         self.pool, self.compute, self.state, self.tallies = pool, compute, state, tallies
+        self.__wrapped__ = compute  # what provenance fingerprints (`inspect.unwrap`)
 
     async def __call__(self, component: object) -> Any:
         for attempt in (0, 1):

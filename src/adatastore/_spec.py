@@ -120,7 +120,8 @@ class WorkerStore:
         backend = spec.backend.make()
         backend.warn_unclosed = False  # closed at exit by the portal, or with the process
         codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read, spec.compression)
-        context = _ops.Context(Identity(spec.key_generator), codec, Stats(), None, spec.policy)
+        identity = Identity(spec.key_generator, spec.policy.key_includes_code)
+        context = _ops.Context(identity, codec, Stats(), None, spec.policy)
         self.spec = spec
         self.host = StoreHost(backend, context)
         self.lifecycle = Lifecycle(backend, self, self.host.forget_flights)

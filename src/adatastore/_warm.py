@@ -57,7 +57,11 @@ class WarmHost(ComputeHost, Protocol):
     """What a store offers to `warm`, beyond what `get_or_compute` needs."""
 
     def key(self, component: object) -> str:
-        """The key `component` is filed under."""
+        """The key `component` is filed under (after `prepare`)."""
+        ...
+
+    async def prepare(self, components: Sequence[object]) -> None:
+        """Compute off the loop what keying `components` needs (code fingerprints)."""
         ...
 
     @property
@@ -72,9 +76,14 @@ class WarmHost(ComputeHost, Protocol):
         ...
 
     async def seal(
-        self, component: object, attribute_name: str, value: Any, seconds: float | None
+        self,
+        component: object,
+        attribute_name: str,
+        value: Any,
+        seconds: float | None,
+        compute: Callable[..., Any] | None = None,
     ) -> RecordWrite:
-        """A computed value, sealed for writing."""
+        """A computed value, sealed for writing (its provenance names `compute`)."""
         ...
 
     async def write_many(self, writes: Sequence[RecordWrite]) -> None:
@@ -172,6 +181,7 @@ class WarmRun:
                 while len(self._ready) >= chunk:
                     self._wanted = anyio.Event()
                     await self._wanted.wait()
+                await self.store.prepare(components[start : start + chunk])
                 for component in components[start : start + chunk]:
                     try:
                         key = self.store.key(component)
@@ -385,7 +395,9 @@ class WarmRun:
         for claim in claims:
             try:
                 prepared.append(
-                    await store.seal(claim.component, name, claim.value, claim.compute_seconds)
+                    await store.seal(
+                        claim.component, name, claim.value, claim.compute_seconds, self.compute
+                    )
                 )
             except Exception as error:
                 await self._fail(claim, error)

@@ -14,6 +14,7 @@ import getpass
 import math
 import os
 import platform
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any
 from ._version import __version__
 
 __all__ = ["Candidate", "Difference", "Explanation", "Provenance", "diff_parameters"]
+
+_HEX = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +40,17 @@ class Provenance:
     adatastore: str
     compute_seconds: float | None = None
     """How long the computation took, when the store ran it (None otherwise)."""
+    code: str | None = None
+    """A hash of the component type's source when it was stored (None: unknown)."""
+    compute_code: str | None = None
+    """A hash of the compute function's source (`get_or_compute`, `warm`, ``@cached``)."""
+    commit: str | None = None
+    """The git commit checked out where the component's module lived, if any."""
+    expires: float | None = None
+    """When the entry expires (``store(..., expire=...)``), in seconds since the epoch."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "stored_at": self.stored_at.timestamp(),
             "host": self.host,
             "user": self.user,
@@ -47,6 +58,10 @@ class Provenance:
             "adatastore": self.adatastore,
             "compute_seconds": self.compute_seconds,
         }
+        for name in ("code", "compute_code", "commit", "expires"):
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        return fields
 
     @classmethod
     def from_json(cls, fields: Mapping[str, Any]) -> Provenance:
@@ -64,10 +79,21 @@ class Provenance:
             if not isinstance(value, str) or len(value) > 1024:
                 raise ValueError(f"provenance: {name!r} is not a short text")
             texts[name] = value
+        hashes: dict[str, Any] = {}
+        for name in ("code", "compute_code", "commit"):
+            value = fields.get(name)
+            if value is not None and not (isinstance(value, str) and _HEX.fullmatch(value)):
+                raise ValueError(f"provenance: {name!r} is not a hash")
+            hashes[name] = value
+        expires: Any = fields.get("expires")
+        if expires is not None and not _number(expires):
+            raise ValueError(f"provenance: 'expires' is not a time: {expires!r}")
         return cls(
             stored_at=datetime.fromtimestamp(float(stored_at), UTC),
             compute_seconds=None if seconds is None else float(seconds),
+            expires=None if expires is None else float(expires),
             **texts,
+            **hashes,
         )
 
     def describe(self) -> str:
@@ -77,6 +103,8 @@ class Provenance:
         )
         if self.compute_seconds is not None:
             text += f", computed in {self.compute_seconds:.3g} s"
+        if self.commit is not None:
+            text += f", at commit {self.commit[:12]}"
         return text
 
 
@@ -94,10 +122,22 @@ def _here() -> tuple[str, str, str, str]:
     return socket.gethostname(), user, platform.python_version(), __version__
 
 
-def provenance_now(compute_seconds: float | None = None) -> Provenance:
+def provenance_now(
+    compute_seconds: float | None = None,
+    code: CodeOrigin | None = None,
+    expires: float | None = None,
+) -> Provenance:
     """The provenance of an entry stored now, by this process."""
     host, user, python, version = _here()
-    return Provenance(datetime.now(UTC), host, user, python, version, compute_seconds)
+    source, compute, commit = code or (None, None, None)
+    now = datetime.now(UTC)
+    return Provenance(
+        now, host, user, python, version, compute_seconds, source, compute, commit, expires
+    )
+
+
+CodeOrigin = tuple[str | None, str | None, str | None]
+"""(hash of the component type's source, of the compute function's, git commit)."""
 
 
 _ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
@@ -143,11 +183,15 @@ class Explanation:
     those of the same class name in another module, with a ``type`` difference)."""
     same_component_attributes: tuple[str, ...] = field(default=())
     """For a miss: other attributes stored for this very component (a wrong name?)."""
+    code_changed: str | None = None
+    """For a hit: what says the entry was made by other code than the component type's
+    now under the same version (see "Keeping a cache healthy"), or None."""
 
     def __str__(self) -> str:
         if self.hit:
             where = self.provenance.describe() if self.provenance else "no provenance recorded"
-            return f"hit: {self.attribute_name!r} of {self.full_type} {self.key[:12]}: {where}"
+            text = f"hit: {self.attribute_name!r} of {self.full_type} {self.key[:12]}: {where}"
+            return text if self.code_changed is None else f"{text}\n  {self.code_changed}"
         lines = [f"miss: {self.attribute_name!r} of {self.full_type} {self.key[:12]}"]
         if self.same_component_attributes:
             names = ", ".join(repr(name) for name in self.same_component_attributes)

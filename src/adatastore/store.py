@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self, Unpack
 
-from . import _explain, _legacy, _ops, _spec, _sweep, _verify
+from . import _explain, _legacy, _ops, _sweep, _verify
 from ._codec import Codec
 from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._host import StoreHost
 from ._identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
 from ._lifecycle import Lifecycle
 from ._options import MapArgument, StoreOptions, check_options, codec_options
-from ._policy import Policy
+from ._policy import Duration, Policy, parse_duration
+from ._settings import StoreSettings
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash
@@ -38,7 +39,6 @@ from .records import (
     storable_text,
 )
 from .serializers import Serializer
-from .signing import Signer
 from .stats import Stats
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-class AsyncDataStore:
+class AsyncDataStore(StoreSettings):
     """Awaitable `store`/`retrieve` keyed by component identity, over a `Backend`.
 
     ``AsyncDataStore(backend)`` works with any back-end; the named classes
@@ -102,58 +102,20 @@ class AsyncDataStore:
                 f"adatastore.backend.Backend, not {type(backend).__name__}"
             )
         check_options(options)
-        self.identity = Identity(canonical_hash if key_generator is None else key_generator)
+        self.policy = Policy.build(dict(options))
+        """Bad entries, code changes, limits (`StoreOptions`)."""
+        generator = canonical_hash if key_generator is None else key_generator
+        self.identity = Identity(generator, self.policy.key_includes_code)
         self.codec = Codec.build(serializer, **codec_options(options))
         self.backend: Backend = backend
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
-        self.policy = Policy.build(dict(options))
-        """Bad entries, code changes, limits (`StoreOptions`)."""
         mmap = _ops.map_mode(options.get("mmap", False))
         self.context = _ops.Context(self.identity, self.codec, self.stats, mmap, self.policy)
         """What the operations share (identity, codec, stats, policy); the blocking layer
         runs the same operations with it."""
         self.compute_host = StoreHost(backend, self.context)
         self.lifecycle = Lifecycle(backend, self, self.compute_host.forget_flights)
-
-    # -- settings -------------------------------------------------------------------------------
-
-    @property
-    def key_generator(self) -> KeyGenerator:
-        """Makes the key of a component (see `adatastore.keygenerators`)."""
-        return self.identity.key_generator
-
-    @property
-    def serializer(self) -> Serializer:
-        """Turns values into bytes and back."""
-        return self.codec.serializer
-
-    @property
-    def signer(self) -> Signer | None:
-        """Signs and checks records (None without a signing key)."""
-        return self.codec.signer
-
-    @property
-    def verify_on_read(self) -> bool:
-        """Whether reads check the payload checksum (signatures are always checked)."""
-        return self.codec.verify_on_read
-
-    @verify_on_read.setter
-    def verify_on_read(self, value: bool) -> None:
-        self.codec.verify_on_read = value
-
-    @property
-    def requires_asyncio(self) -> bool:
-        """Whether the back-end runs on asyncio only (the Django ORM's does)."""
-        return self.backend.requires_asyncio
-
-    @property
-    def spec(self) -> _spec.StoreSpec | None:
-        """How another process opens this store (picklable; ``open_store(spec)``), or None
-        when only this process can reach it (memory). Known once the store is open."""
-        if not self.lifecycle.opened:
-            raise ConfigurationError(f"{self!r} is not open yet: its spec is known once open")
-        return _spec.describe(self.backend, self.identity, self.codec, self.policy)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -192,17 +154,26 @@ class AsyncDataStore:
         """Return the key this store files `component` under."""
         return self.identity.key(component)
 
-    async def store(self, component: object, attribute_name: str, data: Any) -> None:
-        """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
-        await self.__drive(_ops.store(self.context, component, attribute_name, data))
+    async def store(
+        self, component: object, attribute_name: str, data: Any, *, expire: Duration = None
+    ) -> None:
+        """Store `data` as the attribute `attribute_name` of `component`, replacing any.
+        With `expire` (seconds, or ``"12h"``) reads miss it after that long."""
+        seconds = parse_duration(expire, "expire")
+        await self.__drive(
+            _ops.store(self.context, component, attribute_name, data, None, None, seconds)
+        )
 
-    async def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
-        """Store several ``(component, attribute_name, data)`` at once.
+    async def store_many(
+        self, items: Iterable[tuple[object, str, Any]], *, expire: Duration = None
+    ) -> None:
+        """Store several ``(component, attribute_name, data)`` at once (`expire`: `store`).
 
         Everything is checked and serialized first: one bad item raises and nothing is
         stored. Back-ends write them in one go (one transaction on SQLite and Django).
         """
-        await self.__drive(_ops.store_many(self.context, items))
+        seconds = parse_duration(expire, "expire")
+        await self.__drive(_ops.store_many(self.context, items, seconds))
 
     async def retrieve(
         self,
@@ -249,7 +220,9 @@ class AsyncDataStore:
         await self.lifecycle.ready()
         if attribute_name is not None:
             check_attribute_name(attribute_name)
-        return await self.backend.delete(self.key_of(component), attribute_name)
+        return await self.backend.delete(
+            await self.compute_host.key_async(component), attribute_name
+        )
 
     async def list_contents(self) -> list[Entry]:
         """Describe every stored entry, sorted by key then attribute name."""
@@ -287,7 +260,8 @@ class AsyncDataStore:
         mode = self.context.map_mode(mmap)
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
-        host, key = self.compute_host, self.key_of(component)
+        host = self.compute_host
+        key = await host.key_async(component)
         found = get_or_compute(host, component, key, attribute_name, compute, mode=mode,
                                cross_process=cross_process, lock_timeout=lock_timeout)  # fmt: skip
         return (await found)[0]
@@ -371,7 +345,11 @@ class AsyncDataStore:
         """
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
-        key = component if isinstance(component, str) else self.key_of(component)
+        key = (
+            component
+            if isinstance(component, str)
+            else await self.compute_host.key_async(component)
+        )
         return await _explain.provenance_of(self.backend, key, attribute_name)
 
     async def verify(

@@ -23,6 +23,7 @@ from typing import Any, Generic, Self, TypeVar
 from . import _ops, _portal
 from ._compute import DEFAULT_LOCK_TIMEOUT
 from ._options import MapArgument
+from ._policy import Duration, parse_duration
 from ._spec import StoreSpec
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
@@ -86,18 +87,29 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Return the key `component` is filed under."""
         return self.async_store.key_of(component)
 
-    def store(self, component: object, attribute_name: str, data: Any) -> None:
-        """Store `data` as the attribute `attribute_name` of `component`, replacing any."""
+    def store(
+        self, component: object, attribute_name: str, data: Any, *, expire: Duration = None
+    ) -> None:
+        """Store `data` as the attribute `attribute_name` of `component`, replacing any
+        (`expire`: see `AsyncDataStore.store`)."""
         if self._direct:
-            context = self.async_store.context
-            return self._run(_ops.store(context, component, attribute_name, data))
-        return _portal.call(self.async_store.store, component, attribute_name, data)
+            context, seconds = self.async_store.context, parse_duration(expire, "expire")
+            return self._run(
+                _ops.store(context, component, attribute_name, data, None, None, seconds)
+            )
+        call = functools.partial(self.async_store.store, expire=expire)
+        return _portal.call(call, component, attribute_name, data)
 
-    def store_many(self, items: Iterable[tuple[object, str, Any]]) -> None:
+    def store_many(
+        self, items: Iterable[tuple[object, str, Any]], *, expire: Duration = None
+    ) -> None:
         """Store several ``(component, attribute_name, data)`` in one call."""
         if self._direct:
-            return self._run(_ops.store_many(self.async_store.context, items))
-        return _portal.call(self.async_store.store_many, list(items))
+            seconds = parse_duration(expire, "expire")
+            return self._run(_ops.store_many(self.async_store.context, items, seconds))
+        return _portal.call(
+            functools.partial(self.async_store.store_many, expire=expire), list(items)
+        )
 
     def retrieve(
         self,

@@ -1,0 +1,239 @@
+"""Code fingerprints: which code made an entry, so a change without a version bump shows.
+
+A component type's fingerprint hashes the source of its class and of the base classes
+from the same top-level package (a helper base class edited counts; a library's base
+does not), plus the git commit of the repository holding its module, read from the
+``.git`` files (no subprocess). A compute function's fingerprint hashes its source.
+Computed once per class (per function) per process: `inspect.getsource` parses the
+module's file, which is file I/O, so the async paths compute it in a worker thread the
+first time (``_ops``) and read the cache afterwards (a dict lookup).
+
+Source, not bytecode: bytecode differs between Python versions, and a cache shared by a
+cluster on mixed Pythons would call every entry stale. Comment-only edits therefore
+count as changes (a false alarm is a warning; a missed change is a wrong result).
+
+Classes without retrievable source (defined in a REPL or by ``exec``, C extensions)
+have no fingerprint: nothing is recorded, nothing is reported, nothing fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import re
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .component import walk_inputs
+
+__all__ = [
+    "CodePrint",
+    "class_print",
+    "code_key",
+    "code_version",
+    "compute_print",
+    "git_commit",
+    "is_compute_known",
+    "is_known",
+]
+
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class CodePrint:
+    """A component type's code as it is now: the hash of its source, and its commit."""
+
+    source: str
+    """16 hex digits of the sha256 of the sources."""
+    commit: str | None
+    """The git commit checked out where its module lives, or None (no repository)."""
+
+
+_classes: dict[object, CodePrint | None] = {}
+"""By class (or module, for a module used as a component); None: no source."""
+_functions: dict[object, str | None] = {}
+"""By code object; None: no source."""
+_commits: dict[str, str | None] = {}
+"""By directory."""
+
+
+def is_known(cls: object) -> bool:
+    """Whether `class_print(cls)` is cached (no file I/O to get it)."""
+    return cls in _classes
+
+
+def class_print(cls: object) -> CodePrint | None:
+    """The fingerprint of a component type (a class, or a module), or None."""
+    try:
+        return _classes[cls]
+    except KeyError:
+        pass
+    found = _class_print(cls)
+    _classes[cls] = found
+    return found
+
+
+def _class_print(cls: object) -> CodePrint | None:
+    digest = hashlib.sha256()
+    try:
+        if isinstance(cls, types.ModuleType):
+            digest.update(inspect.getsource(cls).encode())
+            module_name = cls.__name__
+        else:
+            assert isinstance(cls, type)
+            module_name = cls.__module__
+            package = module_name.split(".")[0]
+            digest.update(inspect.getsource(cls).encode())
+            for base in cls.__mro__[1:]:
+                if base.__module__.split(".")[0] == package and package != "builtins":
+                    try:
+                        digest.update(b"\0" + inspect.getsource(base).encode())
+                    except (OSError, TypeError):
+                        continue
+    except (OSError, TypeError, SyntaxError):  # a REPL, exec, a C extension
+        return None
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    commit = git_commit(os.path.dirname(os.path.abspath(path))) if path else None
+    return CodePrint(digest.hexdigest()[:16], commit)
+
+
+def _function(compute: object) -> tuple[object, object]:
+    """(function, its code object) behind a compute callable: partials, wrappers
+    (``__wrapped__``), bound methods and callable objects are looked through."""
+    for _ in range(16):
+        if isinstance(compute, functools.partial):
+            compute = compute.func
+        elif hasattr(compute, "__wrapped__"):
+            compute = compute.__wrapped__
+        else:
+            break
+    function = getattr(compute, "__func__", compute)  # a bound method
+    code = getattr(function, "__code__", None)
+    if code is None:
+        function = type(compute).__call__  # a callable object
+        code = getattr(function, "__code__", None)
+    return function, code
+
+
+def compute_print(compute: Callable[..., Any] | None) -> str | None:
+    """16 hex digits hashing a compute function's source, or None (none, no source)."""
+    if compute is None:
+        return None
+    function, code = _function(compute)
+    if code is None:
+        return None
+    try:
+        return _functions[code]
+    except KeyError:
+        pass
+    try:
+        found: str | None = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]  # type: ignore[arg-type]
+    except (OSError, TypeError, SyntaxError):
+        found = None
+    _functions[code] = found
+    return found
+
+
+def is_compute_known(compute: Callable[..., Any] | None) -> bool:
+    """Whether `compute_print(compute)` needs no file I/O."""
+    if compute is None:
+        return True
+    _, code = _function(compute)
+    return code is None or code in _functions
+
+
+def git_commit(directory: str) -> str | None:
+    """The commit checked out in the git repository holding `directory`, read from its
+    files (``.git/HEAD``, the ref, ``packed-refs``; worktrees and submodules whose
+    ``.git`` is a file too), or None."""
+    try:
+        return _commits[directory]
+    except KeyError:
+        pass
+    found = None
+    here = directory
+    while True:
+        dot_git = os.path.join(here, ".git")
+        if os.path.exists(dot_git):
+            found = _head_commit(dot_git)
+            break
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    _commits[directory] = found
+    return found
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read(65536)
+    except OSError:
+        return None
+
+
+def _head_commit(dot_git: str) -> str | None:
+    git_dir = dot_git
+    if os.path.isfile(dot_git):  # a worktree or submodule: "gitdir: <path>"
+        text = _read(dot_git) or ""
+        if not text.startswith("gitdir:"):
+            return None
+        git_dir = os.path.join(os.path.dirname(dot_git), text[len("gitdir:") :].strip())
+    head = (_read(os.path.join(git_dir, "HEAD")) or "").strip()
+    if _HEX.fullmatch(head):
+        return head  # detached
+    if not head.startswith("ref: "):
+        return None
+    ref = head[len("ref: ") :].strip()
+    if ".." in ref.split("/"):
+        return None
+    common = (_read(os.path.join(git_dir, "commondir")) or "").strip()
+    places = [git_dir] + ([os.path.join(git_dir, common)] if common else [])
+    for place in places:
+        value = (_read(os.path.join(place, *ref.split("/"))) or "").strip()
+        if _HEX.fullmatch(value):
+            return value
+    for place in places:
+        for line in (_read(os.path.join(place, "packed-refs")) or "").splitlines():
+            value, _, name = line.partition(" ")
+            if name.strip() == ref and _HEX.fullmatch(value):
+                return value
+    return None
+
+
+def code_version(component_type: object) -> str:
+    """A version string that changes whenever the component type's source changes, for
+    users who want a code change to give new keys (as joblib's cache does)::
+
+        class Network:
+            @property
+            def version(self) -> str:
+                return adatastore.code_version(type(self))
+
+    ``"code:"`` and 16 hex digits; ``"code:unknown"`` when the source cannot be read
+    (then it never changes: give an explicit version instead). The store option
+    ``key_includes_code=True`` does the same for every component of a store.
+    """
+    found = class_print(component_type)
+    return f"code:{found.source if found else 'unknown'}"
+
+
+def code_key(key: str, component: object) -> str:
+    """`key` combined with the code fingerprints of `component`'s type and its inputs'
+    types (``key_includes_code=True``): a change of any of them gives another key."""
+    nodes = [component] if getattr(component, "input", None) is None else walk_inputs(component)
+    sources = set()
+    for node in nodes:
+        cls = node if isinstance(node, types.ModuleType) else type(node)
+        printed = class_print(cls)
+        sources.add(printed.source if printed else f"?{cls!r}")
+    text = key + "\0code\0" + "\0".join(sorted(sources))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

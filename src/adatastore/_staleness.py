@@ -1,0 +1,137 @@
+"""Whether a stored entry still stands: made by the code there is now (`StaleCodeWarning`,
+`stale_reason`), and not past its expiry or the store's `max_age` (`is_expired`).
+
+Both look at the provenance in the record's header. On a hit the code check is a
+substring test of the provenance JSON for the current source hash (~0.1 µs); the JSON is
+parsed only when the hash is not there (another code, or none recorded).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from . import _record
+from ._fingerprints import class_print, compute_print, is_known
+from ._policy import clock
+from .component import full_type, walk_inputs
+from .errors import StaleCodeWarning
+from .provenance import CodeOrigin, Provenance
+
+__all__ = [
+    "all_known",
+    "code_origin",
+    "is_expired",
+    "learn",
+    "learn_all",
+    "stale_reason",
+    "warn_if_stale",
+    "was_warned",
+]
+
+_warned: set[object] = set()
+"""Component types a `StaleCodeWarning` was issued for in this process."""
+
+
+def component_class(component: object) -> object:
+    return component if isinstance(component, ModuleType) else type(component)
+
+
+def learn(component: object, compute: Callable[..., Any] | None, graph: bool) -> None:
+    """Compute (and cache) the fingerprints of `component`'s type, of `compute`, and with
+    `graph` of its inputs' types: file I/O, run off the event loop."""
+    class_print(component_class(component))
+    compute_print(compute)
+    if graph:
+        for node in walk_inputs(component):
+            class_print(component_class(node))
+
+
+def learn_all(components: list[object]) -> None:
+    """`learn` each component's graph (a worker thread's job)."""
+    for component in components:
+        learn(component, None, True)
+
+
+def all_known(component: object) -> bool:
+    """Whether the fingerprints of `component`'s type and its inputs' are cached."""
+    if getattr(component, "input", None) is None:
+        return is_known(component_class(component))
+    return all(is_known(component_class(node)) for node in walk_inputs(component))
+
+
+def code_origin(component: object, compute: Callable[..., Any] | None) -> CodeOrigin:
+    """What a new entry's provenance says of its code (fingerprints cached: `learn`)."""
+    printed = class_print(component_class(component))
+    if printed is None:
+        return None, compute_print(compute), None
+    return printed.source, compute_print(compute), printed.commit
+
+
+def was_warned(cls: object) -> bool:
+    return cls in _warned
+
+
+def warn_if_stale(
+    component: object, compute: Callable[..., Any] | None, provenance_json: bytes
+) -> None:
+    """Issue a `StaleCodeWarning` (once per type) if the entry was made by other code."""
+    printed = class_print(component_class(component))
+    computed = compute_print(compute)
+    if (printed is None or f'"code":"{printed.source}"'.encode() in provenance_json) and (
+        computed is None or f'"compute_code":"{computed}"'.encode() in provenance_json
+    ):
+        return
+    try:
+        provenance = Provenance.from_json(_record.parse_provenance(provenance_json) or {})
+    except ValueError:
+        return
+    reason = stale_reason(component, compute, provenance)
+    if reason is not None:
+        _warned.add(component_class(component))
+        warnings.warn(reason, StaleCodeWarning, stacklevel=2)
+
+
+def stale_reason(
+    component: object, compute: Callable[..., Any] | None, provenance: Provenance
+) -> str | None:
+    """Why an entry was made by other code than `component`'s (and `compute`'s) now,
+    under the same version; None when it was not, or when it cannot be told (no
+    fingerprint recorded, or no source now)."""
+    printed = class_print(component_class(component))
+    computed = compute_print(compute)
+    what = []
+    if printed is not None and provenance.code is not None and provenance.code != printed.source:
+        what.append(f"the code of {full_type(component)}")
+    if (
+        computed is not None
+        and provenance.compute_code is not None
+        and provenance.compute_code != computed
+    ):
+        what.append("its compute function")
+    if not what:
+        return None
+    when = f"{provenance.stored_at:%Y-%m-%d}"
+    if provenance.commit:
+        when += f", commit {provenance.commit[:12]}"
+    version = getattr(component, "version", None)
+    return (
+        f"{' and '.join(what)} changed since this entry was stored ({when}) but its "
+        f"version is still {str(version)!r}: the entry may be stale (bump the version to "
+        "recompute; the store option key_includes_code=True keys by code)"
+    )
+
+
+def is_expired(header: _record.Header, max_age: float | None) -> bool:
+    """Whether the entry is past its own expiry or older than `max_age` seconds."""
+    fields = header.provenance
+    if fields is None:
+        return False
+    now = clock()
+    expires: Any = fields.get("expires")
+    if type(expires) in (int, float) and now >= expires:
+        return True
+    stored_at: Any = fields.get("stored_at")
+    return max_age is not None and type(stored_at) in (int, float) and now - stored_at > max_age
