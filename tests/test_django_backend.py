@@ -435,3 +435,38 @@ async def test_connections_are_reused_and_closed(tmp_path: Path) -> None:
                 assert await store.retrieve(SimpleComponent({"i": i}), "v") == i
             assert connections_to(database["NAME"]) == 1
         assert connections_to(database["NAME"]) == 0
+
+
+AT_0002 = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ["DJANGO_SETTINGS_MODULE"] = "project_settings"
+import django
+django.setup()
+from django.core.management import call_command
+from adatastore import DjangoORMDataStore
+from adatastore.errors import ConfigurationError
+from components import SimpleComponent
+
+call_command("migrate", "adatastore", "0002", verbosity=0)  # as an 0.3 project left it
+try:
+    DjangoORMDataStore()
+except ConfigurationError as error:
+    print("at 0002:", error)
+call_command("migrate", verbosity=0)
+store = DjangoORMDataStore(max_entries=2)
+for rate in (1, 2, 3):
+    store.store(SimpleComponent({"rate": rate}), "spikes", [rate])
+print("kept", len(store.list_contents()))
+"""
+
+
+def test_a_project_at_an_older_migration_is_told_to_migrate(tmp_path: Path) -> None:
+    """A project that upgraded adatastore without migrating gets a clear error at open
+    (not a failed write later: 0003 adds the ``used_at`` column the limits need)."""
+    result = run_python(AT_0002, str(_project(tmp_path, with_app=True)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("at 0002:")
+    assert "manage.py migrate adatastore" in lines[0]
+    assert lines[1] == "kept 1"  # 3 stored into max_entries=2: down to 90%, 1

@@ -26,6 +26,7 @@ from . import _record
 from ._codec import OFFLOAD_BYTES, Codec, is_mapped
 from ._fingerprints import is_compute_known, is_known
 from ._identity import Identity, check_attribute_name
+from ._limits import Limiter
 from ._policy import Policy, clock
 from ._staleness import all_known, code_origin, is_expired, learn, warn_if_stale, was_warned
 from .backend import Backend, MapMode, RecordWrite
@@ -75,6 +76,10 @@ WRITE = "write"
 """``(WRITE, key, name, record buffers, component record)`` → None."""
 WRITE_MANY = "write many"
 """``(WRITE_MANY, [RecordWrite, ...])`` → None."""
+TOUCH = "touch"
+"""``(TOUCH, [(key, name, when), ...])``: record when entries were read → None."""
+TRIM = "trim"
+"""``(TRIM, limiter)``: look at the store's usage and evict → how many went."""
 OFFLOAD = "offload"
 """``(OFFLOAD, function, *args)``: CPU work (sealing or checking a large record) → its
 result; in a worker thread on the async path, inline on the blocking one."""
@@ -87,7 +92,7 @@ class Context:
     """What operations of one store share: its identity, codec, stats and policy, and
     how it reads records by default (`mmap`: None, or mapped read-only or copy-on-write)."""
 
-    __slots__ = ("codec", "identity", "mmap", "policy", "stats")
+    __slots__ = ("codec", "identity", "limiter", "mmap", "policy", "stats")
 
     def __init__(
         self,
@@ -99,6 +104,7 @@ class Context:
     ) -> None:
         self.identity, self.codec, self.stats = identity, codec, stats
         self.mmap, self.policy = mmap, policy
+        self.limiter = Limiter(policy, stats) if policy.limited else None
 
     def map_mode(self, mmap: object) -> MapMode | None:
         """The mapping of one call: its `mmap` argument (None: the store's default)."""
@@ -144,6 +150,11 @@ async def drive(operation: Operation[T], backend: Backend) -> T:
                 result = await backend.read_mapped(*request[1:])
             elif kind is READ_MANY_MAPPED:
                 result = await backend.read_many_mapped(*request[1:])
+            elif kind is TOUCH:
+                await backend.touch_many(request[1])
+                result = None
+            elif kind is TRIM:
+                result = await request[1].trim(backend)
             else:
                 result = await anyio.to_thread.run_sync(*request[1:])
     except StopIteration as stop:
@@ -173,6 +184,11 @@ def drive_blocking(operation: Operation[T], backend: Backend) -> T:
                 result = backend.blocking_read_mapped(*request[1:])
             elif kind is READ_MANY_MAPPED:
                 result = backend.blocking_read_many_mapped(*request[1:])
+            elif kind is TOUCH:
+                backend.blocking_touch_many(request[1])
+                result = None
+            elif kind is TRIM:
+                result = request[1].trim_blocking(backend)
             else:
                 result = request[1](*request[2:])
     except StopIteration as stop:
@@ -215,15 +231,23 @@ def _fingerprinted(
         yield OFFLOAD, learn, component, compute, graph
 
 
-def _count_stores(context: Context, writes: Sequence[RecordWrite], seconds: float) -> None:
+def _count_stores(
+    context: Context, writes: Sequence[RecordWrite], seconds: float
+) -> Operation[None]:
+    """Count what was written; then keep the store within its limits (when due)."""
     stats = context.stats
     share = seconds / max(len(writes), 1)  # a bulk write's time shared out
+    sizes = []
     for key, name, sealed, _ in writes:
         size = _record.sealed_size(sealed)
+        sizes.append(size)
         stats.stores += 1
         stats.bytes_written += size
         stats.write_seconds += share
         logger.debug("stored %s of %s (%d bytes)", name, key, size)
+    limiter = context.limiter
+    if limiter is not None and limiter.wrote(sizes):
+        yield TRIM, limiter
 
 
 def store(
@@ -242,7 +266,7 @@ def store(
         context, component, attribute_name, data, compute_seconds, compute, expire
     )
     yield (WRITE, *write)
-    _count_stores(context, [write], time.perf_counter() - start)
+    yield from _count_stores(context, [write], time.perf_counter() - start)
 
 
 def store_many(
@@ -260,14 +284,14 @@ def store_many(
             (yield from seal(context, component, attribute_name, data, None, None, expire))
         )
     yield WRITE_MANY, writes
-    _count_stores(context, writes, time.perf_counter() - start)
+    yield from _count_stores(context, writes, time.perf_counter() - start)
 
 
 def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[None]:
     """Write records `seal` made (warm seals as results arrive), in one go."""
     start = time.perf_counter()
     yield WRITE_MANY, writes
-    _count_stores(context, writes, time.perf_counter() - start)
+    yield from _count_stores(context, writes, time.perf_counter() - start)
 
 
 def _decoded(
@@ -371,6 +395,9 @@ def _reading(
     if retrieving:
         stats.hits += 1
         logger.debug("hit: %s of %s", attribute_name, key)
+    limiter = context.limiter
+    if limiter is not None and limiter.touch(key, attribute_name):
+        yield TOUCH, limiter.take()
     return value
 
 
@@ -403,6 +430,8 @@ def retrieve_many(
             continue
         values.append(value)
         stats.hits += 1
+        if context.limiter is not None and context.limiter.touch(key, attribute_name):
+            yield TOUCH, context.limiter.take()
         stats.bytes_read += memoryview(data).nbytes
     stats.read_seconds += time.perf_counter() - start
     return values

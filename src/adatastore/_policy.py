@@ -48,10 +48,21 @@ class BadEntry:
         return f"<bad entry: {self.error}>"
 
 
-def clock() -> float:
-    """Seconds since the epoch: the time expiry and ages are measured with (tests
-    replace it to move time on without sleeping)."""
-    return time.time()
+class Clock:
+    """Seconds since the epoch, as stores see it: what provenance's ``stored_at``,
+    expiry, ages and read notes are measured with. `offset` moves it (tests move time on
+    without sleeping: ``monkeypatch.setattr(clock, "offset", 3600)``)."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+clock = Clock()
 
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kKmMgGtT]?i?[bB]?)\s*")

@@ -34,12 +34,23 @@ from ._fsio import MapMode
 from .records import ComponentRecord, DamagedEntry, Entry
 from .serializers import Buffer
 
-__all__ = ["Backend", "BackendSpec", "MapMode", "RecordWrite", "ThreadedBackend", "no_lock"]
+__all__ = [
+    "Backend",
+    "BackendSpec",
+    "MapMode",
+    "RecordWrite",
+    "ThreadedBackend",
+    "Used",
+    "no_lock",
+]
 
 T = TypeVar("T")
 
 RecordWrite = tuple[str, str, Sequence[Buffer], ComponentRecord]
 """(key, attribute name, sealed record buffers, component record) of one write."""
+
+Used = tuple[str, str, float]
+"""(key, attribute name, when it was last read in seconds since the epoch)."""
 
 
 @contextlib.asynccontextmanager
@@ -132,6 +143,25 @@ class Backend(abc.ABC):
     async def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[Buffer | None]:
         """The records of several (key, name) pairs, None where missing."""
         return [await self.read(key, name) for key, name in pairs]
+
+    # -- limits (optional: see `adatastore._limits`) ---------------------------------------------
+
+    async def touch_many(self, used: Sequence[Used]) -> None:  # noqa: B027 - optional hook
+        """Record when entries were last read: ``(key, name, seconds since the epoch)``,
+        batched by the store (a few writes per thousand distinct entries read). A
+        back-end that keeps nothing makes eviction least recently *stored* first."""
+
+    def blocking_touch_many(self, used: Sequence[Used]) -> None:  # noqa: B027
+        """`touch_many` in the calling thread (back-ends that support blocking calls)."""
+
+    async def last_used(self) -> dict[tuple[str, str], float]:
+        """When each entry was last read, as `touch_many` recorded ({} when not kept)."""
+        return {}
+
+    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
+        """Delete several records (evicted ones), in one go where the storage allows;
+        return how many went."""
+        return sum([await self.delete(key, name) for key, name in pairs])
 
     async def contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (key, name) pairs are stored."""
@@ -280,6 +310,15 @@ class ThreadedBackend(Backend):
     async def entries(self) -> list[Entry]:
         return await self.in_thread(self.blocking_entries)
 
+    async def touch_many(self, used: Sequence[Used]) -> None:
+        await self.in_thread(self.blocking_touch_many, used)
+
+    async def last_used(self) -> dict[tuple[str, str], float]:
+        return await self.in_thread(self.blocking_last_used)
+
+    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
+        return await self.in_thread(self.blocking_delete_many, pairs)
+
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
         return await self.in_thread(self.blocking_components, full_type)
 
@@ -320,6 +359,12 @@ class ThreadedBackend(Backend):
 
     @abc.abstractmethod
     def blocking_entries(self) -> list[Entry]: ...
+
+    def blocking_last_used(self) -> dict[tuple[str, str], float]:
+        return {}
+
+    def blocking_delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
+        return sum(self.blocking_delete(key, name) for key, name in pairs)
 
     def blocking_components(self, full_type: str | None) -> list[ComponentRecord]:
         raise NotImplementedError(f"{type(self).__name__} cannot list its components")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from ._policy import clock
 from ._version import __version__
 
 __all__ = ["Candidate", "Difference", "Explanation", "Provenance", "diff_parameters"]
@@ -130,7 +131,7 @@ def provenance_now(
     """The provenance of an entry stored now, by this process."""
     host, user, python, version = _here()
     source, compute, commit = code or (None, None, None)
-    now = datetime.now(UTC)
+    now = datetime.fromtimestamp(clock(), UTC)
     return Provenance(
         now, host, user, python, version, compute_seconds, source, compute, commit, expires
     )

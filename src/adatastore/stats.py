@@ -34,6 +34,8 @@ class Stats:
     recomputed_bad: int = 0
     """Entries `get_or_compute` / `warm` found bad (damaged, unreadable, wrongly signed)
     and computed again (``on_bad_entry="recompute"``)."""
+    evicted: int = 0
+    """Entries this store evicted to keep within its limits (`max_size`, ...)."""
     bytes_read: int = 0
     bytes_written: int = 0
     read_seconds: float = 0.0

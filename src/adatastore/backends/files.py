@@ -7,6 +7,7 @@ Layout under ``root_dir``::
     <encoded key>/<encoded name>.rec   one record per attribute
     .lock                          the entries' cross-process locks (byte ranges)
     .batches/                      `store_many` staging and plans (see `_write_batch`)
+    .used/                         when entries were last read (see `_used_logs`)
 
 Names are encoded by `adatastore._naming` (no path separators, no leading dot, long names
 shortened with a digest), so nothing a user passes can reach outside ``root_dir``; and
@@ -41,13 +42,14 @@ from typing import Concatenate, ParamSpec, TypeVar, Unpack
 from .. import _fsio, _locks, _naming, _record
 from .._beneath import Directory, UnsafePath
 from .._options import StoreOptions
-from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend
+from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, DamagedEntry, Entry
 from ..serializers import Buffer, Serializer
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
+from ._used_logs import UsedLogs
 
 __all__ = [
     "FORMAT_NAME",
@@ -101,6 +103,7 @@ class FilesBackend(ThreadedBackend):
         self.create = create
         self._lock_file: _locks.LockFile | None = None
         self._root: Directory | None = None
+        self._used = UsedLogs()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {str(self.root_dir)!r}>"
@@ -500,6 +503,19 @@ class FilesBackend(ThreadedBackend):
                     )
                 )
         return entries
+
+    # -- read times, for limits (see `_used_logs`) -----------------------------------------------
+
+    @_storage_errors
+    def blocking_touch_many(self, used: Sequence[Used]) -> None:
+        self._used.append(self.root, used)
+
+    @_storage_errors
+    def blocking_last_used(self) -> dict[tuple[str, str], float]:
+        used, logs = self._used.read(self.root)
+        kept = {pair: when for pair, when in used.items() if self.blocking_contains(*pair)}
+        self._used.compact(self.root, kept, logs, len(used))
+        return kept
 
     @_storage_errors
     def blocking_components(self, full_type: str | None) -> list[ComponentRecord]:

@@ -13,7 +13,7 @@ from typing import ClassVar, Unpack
 
 from .. import _record
 from .._options import StoreOptions
-from ..backend import Backend
+from ..backend import Backend, Used
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
 from ..serializers import Buffer, Serializer
@@ -33,6 +33,8 @@ class MemoryBackend(Backend):
         # key -> attribute name -> (record, time stored); and key -> component record
         self.records: dict[str, dict[str, tuple[bytes, datetime]]] = {}
         self.component_records: dict[str, ComponentRecord] = {}
+        self.used: dict[tuple[str, str], float] = {}
+        """When entries were last read (`touch_many`)."""
 
     def blocking_open(self) -> None:
         pass
@@ -57,6 +59,18 @@ class MemoryBackend(Backend):
 
     def blocking_contains(self, key: str, attribute_name: str) -> bool:
         return attribute_name in self.records.get(key, {})
+
+    def blocking_touch_many(self, used: Sequence[Used]) -> None:
+        for key, name, when in used:
+            self.used[key, name] = max(when, self.used.get((key, name), 0.0))
+
+    async def touch_many(self, used: Sequence[Used]) -> None:
+        self.blocking_touch_many(used)
+
+    async def last_used(self) -> dict[tuple[str, str], float]:
+        for pair in [pair for pair in self.used if not self.blocking_contains(*pair)]:
+            del self.used[pair]  # deleted entries' notes
+        return dict(self.used)
 
     async def close(self) -> None:
         self.blocking_close()

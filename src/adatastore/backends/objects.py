@@ -6,6 +6,7 @@ Layout under ``s3://<bucket>/<prefix>/``::
     e/<encoded key>/component.json       the component's type, version, parameters, inputs
     e/<encoded key>/<encoded name>.rec   one object per record
     l/<lock name>.lease                  single-flight leases (`adatastore._leases`)
+    u/<...>.log                          when entries were last read (`_used_logs`)
 
 Every write of a record is one PUT (or one completed multipart upload), which S3 makes
 visible whole or not at all: readers see the old record or the new one, never a mix,
@@ -41,7 +42,7 @@ from .. import _locks, _naming, _record
 from .._leases import Leases, lease_expired
 from .._options import StoreOptions
 from .._waiting import run_to_end
-from ..backend import BackendSpec, RecordWrite, ThreadedBackend
+from ..backend import BackendSpec, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry
@@ -58,6 +59,7 @@ from ._bucket import (
     error_code,
     record_size,
 )
+from ._used_logs import BucketLogs
 
 __all__ = [
     "FORMAT_NAME",
@@ -162,6 +164,7 @@ class ObjectBackend(ThreadedBackend):
             part_size=part_size,
         )
         self.leases = Leases(self.objects, self.lease)
+        self.used = BucketLogs(self.objects, self.name("u"))
 
     @property
     def url(self) -> str:
@@ -332,6 +335,20 @@ class ObjectBackend(ThreadedBackend):
         self.objects.client.delete_object(Bucket=self.bucket, Key=component)
         if any(item["Key"].endswith(RECORD_SUFFIX) for item in self.objects.listing(directory)):
             self.objects.put(component, saved, IfNoneMatch="*")
+
+    # -- read times, for limits ---------------------------------------------------------------
+
+    @_s3_errors
+    def blocking_touch_many(self, used: Sequence[Used]) -> None:
+        self.used.append(used)
+
+    @_s3_errors
+    def blocking_last_used(self) -> dict[tuple[str, str], float]:
+        used, logs = self.used.read()
+        stored = {item["Key"] for items in self._entry_objects().values() for item in items}
+        kept = {pair: when for pair, when in used.items() if self.record_name(*pair) in stored}
+        self.used.compact(kept, logs, len(used))
+        return kept
 
     # -- listing --------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from .._connection import ConnectionThread
 from .._options import StoreOptions
 from .._payloads import PayloadFiles, PayloadStore
 from .._waiting import run_to_end
-from ..backend import Backend, BackendSpec, MapMode, RecordWrite
+from ..backend import Backend, BackendSpec, MapMode, RecordWrite, Used
 from ..errors import (
     ConfigurationError,
     StorageError,
@@ -82,6 +82,7 @@ from ._sqlite_sql import (
     warn_if_on_a_network_filesystem,
     write_plan,
 )
+from ._sqlite_used import delete_many_unit, last_used_rows, touch_unit
 
 __all__ = [
     "FILE_THRESHOLD",
@@ -378,6 +379,21 @@ class SQLiteBackend(Backend):
         unit = functools.partial(delete_unit, key, attribute_name, self._payloads)
         count: int = await self._drive(one(Unit(unit)))
         return count
+
+    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
+        unit = functools.partial(delete_many_unit, pairs, self._payloads)
+        count: int = await self._drive(one(Unit(unit)))
+        return count
+
+    async def touch_many(self, used: Sequence[Used]) -> None:
+        await self._drive(one(Unit(functools.partial(touch_unit, used))))
+
+    def blocking_touch_many(self, used: Sequence[Used]) -> None:
+        self._blocking_drive(one(Unit(functools.partial(touch_unit, used))))
+
+    async def last_used(self) -> dict[tuple[str, str], float]:
+        rows = await self._drive(one(Unit(last_used_rows)))
+        return {(str(key), str(name)): float(when) for key, name, when in rows}
 
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         query = "SELECT substr(payload, 1, ?), file FROM entries WHERE key = ? AND attribute = ?"

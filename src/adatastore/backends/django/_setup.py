@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APP",
     "backend_spec",
+    "check_schema",
     "database_settings",
     "detach_inherited_connections",
     "gated",
@@ -305,3 +306,18 @@ def backend_spec(
         url = f"django+{engine}://{user}{settings.get('HOST') or 'localhost'}{port}/{name}"
     arguments["database_parameters"] = settings
     return BackendSpec(factory, arguments, url)
+
+
+def check_schema(connection: Any, alias: str, tables: list[str]) -> None:
+    """Refuse tables older than this release's models (a project that upgraded adatastore
+    and has not migrated: its writes would fail on the missing column)."""
+    current = "adatastore_storemarker" in tables
+    if current:
+        with connection.cursor() as cursor:
+            columns = connection.introspection.get_table_description(cursor, "adatastore_dataitem")
+        current = any(column.name == "used_at" for column in columns)
+    if not current:
+        raise ConfigurationError(
+            f"database {alias!r} has no (or old) adatastore tables: run "
+            f"'manage.py migrate adatastore --database {alias}'"
+        )

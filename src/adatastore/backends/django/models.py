@@ -68,6 +68,7 @@ class DataItem(models.Model):
     path = models.TextField(null=True, help_text="record file, relative to data_root_dir")
     size = models.BigIntegerField()
     stored_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, help_text="when it was last read, coarsely")
 
     class Meta:
         verbose_name = "data item"

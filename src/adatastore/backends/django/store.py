@@ -6,9 +6,8 @@ Every write statement is idempotent on its own (insert-or-ignore, or an upsert o
 data item: `_rows`), so concurrent stores of one entry from many tasks or processes
 neither fail nor duplicate rows; a write that loses a race with a delete is retried.
 
-Payloads live in the database by default. With `data_root_dir` they are files there (the
-original module's layout: the index in SQL, the data on a file system, which suits large
-arrays and a shared cluster file system): `_record_files`.
+Payloads live in the database by default; with `data_root_dir` files there (the original
+module's layout: index in SQL, data on a (cluster) file system): `_record_files`.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ from ._rows import Item, digest, first_stored, size_of, upsert
 from ._setup import (
     APP,
     backend_spec,
+    check_schema,
     database_settings,
     detach_inherited_connections,
     gated,
@@ -56,6 +56,7 @@ from ._setup import (
     migration_lock,
     setup_django,
 )
+from ._used import ReadTimes
 
 __all__ = [
     "APP",
@@ -69,7 +70,7 @@ _RETRIES = 5
 T = TypeVar("T")
 
 
-class DjangoBackend(Backend):
+class DjangoBackend(ReadTimes, Backend):
     """Records in a database through Django's ORM (see `AsyncDjangoORMDataStore`)."""
 
     requires_asyncio: ClassVar[bool] = True
@@ -163,11 +164,7 @@ class DjangoBackend(Backend):
             ) from error
         if not self.create and "adatastore_dataitem" not in tables:
             raise ConfigurationError(f"no store in database {self.alias!r}: no adatastore tables")
-        if "adatastore_storemarker" not in tables:
-            raise ConfigurationError(
-                f"database {self.alias!r} has no (or old) adatastore tables: run "
-                f"'manage.py migrate adatastore --database {self.alias}'"
-            )
+        check_schema(connection, str(self.alias), tables)
         from .models import StoreMarker
 
         marker = StoreMarker.objects.using(self.alias).first()

@@ -1,0 +1,209 @@
+"""Size, count and age limits (`max_size`, `max_entries`, `max_age`): reads recorded
+cheaply, least recently used entries evicted in batches after the writes that cross a
+limit.
+
+- **Reads** are noted in memory (a dict) and written to the back-end in batches
+  (`Backend.touch_many`): when `TOUCH_BATCH` distinct entries were read, or
+  `TOUCH_SECONDS` after the last batch. An entry read again within `GRANULARITY`
+  seconds is not noted again, so re-reading a hot entry costs a dict lookup and a clock
+  read. The last batch of a process that exits unflushed is lost: those reads count as
+  older than they were (eviction order, never correctness).
+- **Writes** add their sizes to this process's estimate of the store's usage; no scan
+  per write. When the estimate crosses a limit, or this process has written a tenth of
+  it since it last looked (other processes write too), `trim` lists the entries once,
+  and when over a limit evicts least recently used first (last read, or stored when
+  later) down to `TARGET` of the limit; entries older than `max_age` go too. In one
+  process the store is therefore within its limits whenever a write returns; several
+  processes see each other's writes at their next look.
+- **Eviction** takes each victim's cross-process lock without waiting: an entry being
+  computed or replaced (its lock held) is skipped, never evicted. Deletion is atomic per
+  back-end (a rename, a row), so a concurrent reader gets the whole value or a miss; a
+  mapped array keeps its pages (files are unlinked, not truncated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._policy import Policy, clock
+from .backend import Backend, Used
+from .records import Entry
+from .stats import Stats, logger
+
+__all__ = ["GRANULARITY", "TARGET", "TOUCH_BATCH", "TOUCH_SECONDS", "Limiter", "Plan", "plan"]
+
+TOUCH_BATCH = 1024
+"""Distinct entries read before their read times are written."""
+TOUCH_SECONDS = 60.0
+"""Read times are written at least this often (at the next read)."""
+GRANULARITY = 60.0
+"""Seconds within which reads of one entry count as one."""
+TARGET = 0.9
+"""Eviction goes down to this fraction of a limit, so it runs once per tenth, not per write."""
+RESYNC = 0.1
+"""This process looks at the store's usage again after writing this fraction of a limit."""
+EVICT_BATCH = 256
+"""Victims locked and deleted at a time."""
+_SEEN_MOST = 1 << 18
+"""Entries whose last note is remembered (~30 MB at most)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a trim found and what it would evict, least recently used first."""
+
+    size: int
+    entries: int
+    victims: tuple[Entry, ...]
+    reasons: tuple[str, ...]
+
+
+def plan(
+    policy: Policy,
+    entries: Sequence[Entry],
+    used: dict[tuple[str, str], float],
+    now: float,
+    *,
+    target: float = TARGET,
+) -> Plan:
+    """The entries to evict for `policy`: those older than `max_age`, then least recently
+    used (last read, or stored when later) until size and count are at `target` of their
+    limits — when a limit is exceeded (at or under it, nothing goes)."""
+    size = sum(entry.size for entry in entries)
+    count = len(entries)
+    victims: list[Entry] = []
+    reasons: list[str] = []
+    kept: list[tuple[float, Entry]] = []
+    for entry in entries:
+        stored = entry.stored_at.timestamp()
+        if policy.max_age is not None and now - stored > policy.max_age:
+            victims.append(entry)
+            reasons.append("older than max_age")
+        else:
+            last = max(stored, used.get((entry.key, entry.attribute_name), 0.0))
+            kept.append((last, entry))
+    left_size = size - sum(entry.size for entry in victims)
+    left_count = count - len(victims)
+    over_size = policy.max_size is not None and left_size > policy.max_size
+    over_count = policy.max_entries is not None and left_count > policy.max_entries
+    if over_size or over_count:
+        size_goal = int(policy.max_size * target) if policy.max_size is not None else None
+        count_goal = int(policy.max_entries * target) if policy.max_entries is not None else None
+        kept.sort(key=lambda item: (item[0], item[1].key, item[1].attribute_name))
+        for _, entry in kept:
+            if (size_goal is None or left_size <= size_goal) and (
+                count_goal is None or left_count <= count_goal
+            ):
+                break
+            victims.append(entry)
+            reasons.append("least recently used")
+            left_size -= entry.size
+            left_count -= 1
+    return Plan(size, count, tuple(victims), tuple(reasons))
+
+
+class Limiter:
+    """One store's limits: its read notes and its estimate of the store's usage."""
+
+    def __init__(self, policy: Policy, stats: Stats) -> None:
+        self.policy = policy
+        self.stats = stats
+        self._pending: dict[tuple[str, str], float] = {}
+        self._seen: dict[tuple[str, str], float] = {}
+        self._flushed = clock()
+        self._size: int | None = None  # as of the last look; None: not looked yet
+        self._count = 0
+        self._written = 0
+        self._added = 0
+        self._looked = 0.0
+        self._trimming = threading.Lock()
+
+    # -- reads (the hot path) ---------------------------------------------------------------------
+
+    def touch(self, key: str, attribute_name: str) -> bool:
+        """Note a read; True when the notes are due to be written (`take`)."""
+        now = clock()
+        pair = (key, attribute_name)
+        last = self._seen.get(pair)
+        if last is not None and now - last < GRANULARITY:
+            return False
+        if len(self._seen) >= _SEEN_MOST:
+            self._seen.clear()  # bounded memory: a forgotten entry is noted again
+        self._seen[pair] = self._pending[pair] = now
+        return len(self._pending) >= TOUCH_BATCH or now - self._flushed >= TOUCH_SECONDS
+
+    def take(self) -> list[Used]:
+        """The read notes to write, forgotten here."""
+        pending, self._pending = self._pending, {}
+        self._flushed = clock()
+        return [(key, name, when) for (key, name), when in pending.items()]
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def wrote(self, sizes: Sequence[int]) -> bool:
+        """Count written records; True when the store's usage is due a look (`trim`)."""
+        self._written += sum(sizes)
+        self._added += len(sizes)
+        if self._size is None:
+            return True
+        policy = self.policy
+        if policy.max_size is not None and (
+            self._size + self._written > policy.max_size or self._written > policy.max_size * RESYNC
+        ):
+            return True
+        if policy.max_entries is not None and (
+            self._count + self._added > policy.max_entries
+            or self._added > policy.max_entries * RESYNC
+        ):
+            return True
+        return policy.max_age is not None and clock() - self._looked > policy.max_age * RESYNC
+
+    def trim_blocking(self, backend: Backend) -> int:
+        """`trim` from a blocking call (run on the portal's event loop: eviction takes the
+        entries' locks, which are async)."""
+        from . import _portal
+
+        return _portal.call(self.trim, backend)
+
+    async def trim(self, backend: Backend) -> int:
+        """Look at the store's usage and evict what the limits say; return how many went.
+        One trim at a time per store (another caller's returns at once)."""
+        if not self._trimming.acquire(blocking=False):
+            return 0
+        try:
+            if self._pending:
+                await backend.touch_many(self.take())
+            written, added = self._written, self._added
+            entries = await backend.entries()
+            used = await backend.last_used()
+            found = plan(self.policy, entries, used, clock())
+            removed = 0
+            for start in range(0, len(found.victims), EVICT_BATCH):
+                batch = found.victims[start : start + EVICT_BATCH]
+                removed += await evict(backend, [(e.key, e.attribute_name) for e in batch])
+            gone = {(e.key, e.attribute_name) for e in found.victims}
+            freed = sum(e.size for e in found.victims)
+            self._size, self._count = found.size - freed, found.entries - len(gone)
+            self._written -= written  # writes during the look are counted next time
+            self._added -= added
+            self._looked = clock()
+            if removed:
+                self.stats.evicted += removed
+                logger.info("evicted %d entries (%d bytes listed)", removed, freed)
+            return removed
+        finally:
+            self._trimming.release()
+
+
+async def evict(backend: Backend, pairs: Sequence[tuple[str, str]]) -> int:
+    """Delete the entries whose lock can be taken at once; the others (being computed or
+    replaced by someone) stay. Returns how many were deleted."""
+    async with contextlib.AsyncExitStack() as held:
+        free = []
+        for key, name in pairs:
+            if await held.enter_async_context(backend.lock(key, name, 0)):
+                free.append((key, name))
+        return await backend.delete_many(free) if free else 0

@@ -1,0 +1,196 @@
+"""Size, count and age limits (issue 19): `max_size`, `max_entries`, `max_age` and
+``store(..., expire=...)`` on every back-end of the conformance suite; eviction least
+recently used first, never of a locked entry. Time is moved on with the stores' clock
+(`adatastore._policy.clock`), never slept.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import anyio.to_thread
+import pytest
+from components import PlainComponent
+from helpers import StoreFactory
+
+from adatastore import AsyncDataStore, open_store
+from adatastore._policy import clock
+from adatastore.backends.objects import ENTRIES, ObjectBackend
+from adatastore.errors import ConfigurationError
+
+pytestmark = pytest.mark.anyio
+
+MB = 1_000_000
+
+
+@pytest.fixture
+def moving_clock() -> Iterator[list[float]]:
+    """The stores' clock, moved on by assigning ``moving_clock[0] = seconds``."""
+    offset = [0.0]
+    saved = clock.offset
+    yield offset
+    clock.offset = saved
+
+
+def at(offset: float) -> None:
+    clock.offset = offset
+
+
+def item(n: int) -> PlainComponent:
+    return PlainComponent({"n": n})
+
+
+async def total_size(store: AsyncDataStore) -> int:
+    """The bytes of every record in the store (in a bucket: one listing of its objects,
+    not `list_contents`, which reads each entry's component record)."""
+    backend = store.backend
+    if isinstance(backend, ObjectBackend):
+        listing = functools.partial(backend.objects.listing, backend.name(ENTRIES))
+        objects = await anyio.to_thread.run_sync(lambda: list(listing()))
+        return sum(int(item["Size"]) for item in objects if str(item["Key"]).endswith(".rec"))
+    return sum(entry.size for entry in await store.list_contents())
+
+
+def lists_by_server_time(make_store: StoreFactory) -> None:
+    """Skip a check of eviction by stored time where the listing dates entries by the
+    server's clock (S3's LastModified), which this test's clock cannot move."""
+    if make_store.backend == "s3":  # type: ignore[attr-defined]
+        pytest.skip("a bucket lists entries with S3's LastModified: the server's clock")
+
+
+async def test_max_size_holds_after_every_store_and_the_recently_read_survive(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    """200 x 1 MB into 50 MB: the store is within 50 MB whenever a store returns, and the
+    20 entries read most recently are all still there at the end. (In a bucket, where
+    each request to the test server costs ~10 ms, 60 x 1 MB into 15 MB, 6 of them read.)"""
+    count, limit, hot_count = (60, 15, 6) if make_store.backend == "s3" else (200, 50, 20)  # type: ignore[attr-defined]
+    async with make_store(max_size=f"{limit}MB") as store:
+        value = b"x" * MB
+        hot = [item(n) for n in range(hot_count)]
+        for n, component in enumerate(hot):
+            at(n)
+            await store.store(component, "v", value)
+        for n in range(hot_count, count):
+            at(n * 120.0)  # two minutes a step: every read is noted (60 s granularity)
+            await store.store(item(n), "v", value)
+            assert await total_size(store) <= limit * MB  # (records are ~1 MB + a header)
+            if n % 5 == 0:  # keep the first ones in use
+                for component in hot:
+                    assert await store.retrieve(component, "v") == value
+        for component in hot:
+            assert await store.contains(component, "v")
+        stored = await store.list_contents()
+        assert limit * 0.8 <= len(stored) <= limit
+        assert store.stats.evicted == count - len(stored)
+
+
+async def test_max_entries_evicts_least_recently_used_first_down_to_ninety_percent(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    lists_by_server_time(make_store)
+    async with make_store(max_entries=10) as store:
+        for n in range(10):
+            at(n * 100.0)
+            await store.store(item(n), "v", n)
+        at(2_000.0)
+        assert await store.retrieve(item(0), "v") == 0  # read: now the most recent use
+        at(3_000.0)
+        await store.store(item(10), "v", 10)  # the 11th: over the limit, down to 9
+        left = {entry.key for entry in await store.list_contents()}
+        assert len(left) == 9
+        assert store.key_of(item(0)) in left
+        assert store.key_of(item(10)) in left
+        assert store.key_of(item(1)) not in left  # least recently used
+        assert store.key_of(item(2)) not in left
+
+
+async def test_max_age_and_expire_make_misses_after_their_time(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    async with make_store(max_age="1h") as store:
+        at(0.0)
+        await store.store(item(1), "v", "old")
+        await store.store(item(2), "v", "brief", expire=60)
+        await store.store_many([(item(3), "v", "brief too")], expire="2m")
+        assert await store.retrieve(item(2), "v") == "brief"
+        at(61.0)
+        assert await store.retrieve(item(2), "v") is None  # its own expiry
+        assert await store.retrieve(item(3), "v") == "brief too"
+        assert await store.retrieve_many([(item(3), "v"), (item(2), "v")]) == ["brief too", None]
+        assert await store.retrieve(item(1), "v") == "old"
+        at(3601.0)
+        assert await store.retrieve(item(1), "v") is None  # the store's max_age
+        assert await store.get_or_compute(item(1), "v", lambda: "new") == "new"
+        assert await store.retrieve(item(1), "v") == "new"
+        lists_by_server_time(make_store)
+        at(3601.0 + 3600 * 0.2)  # a write after a tenth of max_age looks at the store
+        await store.store(item(4), "v", 4)
+        left = {entry.key for entry in await store.list_contents()}
+        assert store.key_of(item(2)) not in left  # stored at 0: older than an hour
+        assert store.key_of(item(1)) in left  # stored again at 3601
+
+
+async def test_an_entry_expires_without_a_store_limit(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    async with make_store() as store:
+        at(0.0)
+        await store.store(item(1), "v", 1, expire="1d")
+        at(86_399.0)
+        assert await store.retrieve(item(1), "v") == 1
+        at(86_400.0)
+        assert await store.retrieve(item(1), "v") is None
+        assert store.stats.misses == 1
+        calls = []
+        assert await store.get_or_compute(item(1), "v", lambda: calls.append(1) or 2) == 2
+        assert calls == [1]
+
+
+async def test_locked_entries_are_never_evicted(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    if make_store.backend == "memory":  # type: ignore[attr-defined]
+        pytest.skip("a memory store has no locks: one process, whose flights it knows")
+    async with make_store(max_entries=4) as store:
+        for n in range(4):
+            at(n * 100.0)
+            await store.store(item(n), "v", n)
+        async with await open_store(store.spec) as other:  # another holder of locks
+            lock = other.backend.lock(store.key_of(item(0)), "v", None)
+            async with lock as locked:
+                assert locked
+                at(1_000.0)
+                await store.store(item(4), "v", 4)
+                left = {entry.key for entry in await store.list_contents()}
+                assert store.key_of(item(0)) in left  # the oldest, but locked
+                assert store.key_of(item(1)) not in left
+                assert len(left) <= 4
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_size": "lots"}, "max_size"),
+        ({"max_size": 0}, "max_size"),
+        ({"max_size": True}, "max_size"),
+        ({"max_entries": 0}, "max_entries"),
+        ({"max_entries": 1.5}, "max_entries"),
+        ({"max_age": "-1d"}, "max_age"),
+        ({"max_age": float("inf")}, "max_age"),
+        ({"on_bad_entry": "ignore"}, "on_bad_entry"),
+    ],
+)
+def test_bad_limits_are_configuration_errors(options: dict[str, object], message: str) -> None:
+    from adatastore import AsyncMemoryDataStore
+
+    with pytest.raises(ConfigurationError, match=message):
+        AsyncMemoryDataStore(**options)  # type: ignore[arg-type]
+
+
+async def test_a_bad_expire_is_a_configuration_error(make_store: StoreFactory) -> None:
+    async with make_store() as store:
+        with pytest.raises(ConfigurationError, match="expire"):
+            await store.store(item(1), "v", 1, expire="soon")
+        assert not await store.contains(item(1), "v")
