@@ -17,6 +17,7 @@ import textwrap
 import types
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from components import PlainComponent
@@ -26,7 +27,7 @@ from adatastore import AsyncSQLiteDataStore, StaleCodeWarning, code_version
 
 pytestmark = pytest.mark.anyio
 
-MODEL = '''
+MODEL = """
 class Network:
     version = "1.2"
 
@@ -40,7 +41,7 @@ class Network:
 
 def simulate(network):
     return network.rate()  # COMPUTE
-'''
+"""
 
 RUN = """
 import json, sys, warnings
@@ -56,16 +57,18 @@ with warnings.catch_warnings(record=True) as caught:
         out = {}
         if action == "store":
             for n in (1, 2):
-                store.get_or_compute(model.Network(n), "rate", partial(model.simulate, model.Network(n)))
+                network = model.Network(n)
+                store.get_or_compute(network, "rate", partial(model.simulate, network))
             p = store.provenance(model.Network(1), "rate")
             out["code"], out["compute_code"], out["commit"] = p.code, p.compute_code, p.commit
         elif action == "read":
             out["values"] = [store.retrieve(model.Network(n), "rate") for n in (1, 2)]
             out["explain"] = str(store.explain(model.Network(1), "rate"))
         elif action == "compute":
+            networks = [model.Network(n) for n in (1, 2)]
             out["values"] = [
-                store.get_or_compute(model.Network(n), "rate", partial(model.simulate, model.Network(n)))
-                for n in (1, 2)
+                store.get_or_compute(network, "rate", partial(model.simulate, network))
+                for network in networks
             ]
         out["code_version"] = __import__("adatastore").code_version(model.Network)
 out["warnings"] = [str(w.message) for w in caught if w.category.__name__ == "StaleCodeWarning"]
@@ -73,10 +76,10 @@ print(json.dumps(out))
 """
 
 
-def run(package: Path, url: str, action: str, **options: object) -> dict[str, object]:
+def run(package: Path, url: str, action: str, **options: object) -> dict[str, Any]:
     done = run_python(RUN, str(package), url, json.dumps(options), action)
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
 
 
@@ -127,7 +130,8 @@ def test_an_edit_without_a_version_bump_is_explained_and_warned_once(
     url = f"sqlite:///{tmp_path}/cache.db"
     stored = run(package, url, "store")
     assert stored["commit"] == commit
-    assert isinstance(stored["code"], str) and len(stored["code"]) == 16
+    assert isinstance(stored["code"], str)
+    assert len(stored["code"]) == 16
     assert isinstance(stored["compute_code"], str)
     assert stored["warnings"] == []
     unchanged = run(package, url, "read")
@@ -227,7 +231,8 @@ async def test_classes_without_source_have_no_fingerprint_and_no_error(tmp_path:
                 assert provenance is not None
                 assert provenance.code is None
                 explanation = await store.explain(component, "v")
-                assert explanation.hit and explanation.code_changed is None
+                assert explanation.hit
+                assert explanation.code_changed is None
     assert code_version(namespace["Typed"]) == "code:unknown"
 
 
@@ -238,11 +243,10 @@ async def test_code_fingerprints_are_recorded_for_the_tests_own_components(
         component = PlainComponent({"n": 5})
         await store.store(component, "v", 1)
         provenance = await store.provenance(component, "v")
-        assert provenance is not None and provenance.code is not None
+        assert provenance is not None
+        assert provenance.code is not None
         assert provenance.compute_code is None  # stored, not computed
-        assert store.key_of(component) != AsyncSQLiteDataStore(tmp_path / "t.db").key_of(
-            component
-        )
+        assert store.key_of(component) != AsyncSQLiteDataStore(tmp_path / "t.db").key_of(component)
         chained = PlainComponent({"n": 6}, input=component)
         assert await store.get_or_compute(chained, "v", lambda: 2) == 2
         assert await store.retrieve(chained, "v") == 2

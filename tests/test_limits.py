@@ -144,7 +144,12 @@ async def test_an_entry_expires_without_a_store_limit(
         assert await store.retrieve(item(1), "v") is None
         assert store.stats.misses == 1
         calls = []
-        assert await store.get_or_compute(item(1), "v", lambda: calls.append(1) or 2) == 2
+
+        def compute() -> int:
+            calls.append(1)
+            return 2
+
+        assert await store.get_or_compute(item(1), "v", compute) == 2
         assert calls == [1]
 
 
