@@ -285,3 +285,76 @@ def test_copy_moves_large_entries_and_skips_damaged_ones(tmp_path: Path) -> None
         for n, array in enumerate(arrays):
             assert np.array_equal(copy.retrieve(SimpleComponent({"n": n}), "array"), array)
         assert copy.retrieve(SimpleComponent({"n": 99}), "small") is None
+
+
+def test_prune_lru_deletes_the_least_recently_read_first(filled: tuple[str, str]) -> None:
+    backend, url = filled
+    with open_store_sync(url, max_entries=1000) as store:  # a limit: its reads are noted
+        assert store.retrieve(SEED, "noise") == [0.1] * 100  # the first stored, read now
+    total = sum(e["size"] for e in json.loads(adatastore("ls", "--url", url, "--json").stdout))
+    common = ["prune", "--url", url, "--max-size", f"{total - 1}B", "--dry-run", "--json"]
+    by_read = json.loads(adatastore(*common, "--lru").stdout)["deleted"]
+    assert len(by_read) == 1
+    assert by_read[0]["attribute"] != "noise"  # read last: kept
+    if backend != "s3":  # (a bucket dates entries to the second: stored in one second)
+        by_store = json.loads(adatastore(*common).stdout)["deleted"]
+        assert [entry["attribute"] for entry in by_store] == ["noise"]  # stored first
+    refused = adatastore("prune", "--url", url, "--lru", "--older-than", "1d")
+    assert refused.returncode == 2
+    assert "--lru" in refused.stderr
+
+
+MODEL = """
+class Network:
+    version = "1"
+
+    def __init__(self, n):
+        self.parameters = {"n": n}
+        self.input = None
+
+    def rate(self):
+        return self.parameters["n"]  # EDIT
+"""
+
+
+def test_ls_and_stats_stale_name_entries_made_by_other_code(tmp_path: Path) -> None:
+    package = tmp_path / "project"
+    package.mkdir()
+    (package / "model_cli.py").write_text(MODEL)
+    url = f"sqlite:///{tmp_path}/cache.db"
+    env = {**subprocess_env()}
+    env["PYTHONPATH"] = f"{package}:{env['PYTHONPATH']}"
+    code = (
+        "import sys, model_cli\n"
+        "from adatastore import open_store_sync\n"
+        "with open_store_sync(sys.argv[1]) as s:\n"
+        "    for n in (1, 2):\n"
+        "        s.store(model_cli.Network(n), 'rate', n)\n"
+        "    s.store(model_cli.Network(3), 'other', 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, url], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args], env=env, capture_output=True, text=True, check=False
+        )
+
+    fresh = run("ls", "--url", url, "--stale")
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.splitlines()[-1].startswith("0 entries")
+    (package / "model_cli.py").write_text(MODEL.replace("]  # EDIT", "] + 1  # EDIT"))
+    stale = run("ls", "--url", url, "--stale")
+    assert stale.returncode == 0, stale.stderr
+    assert "3 entries" in stale.stdout
+    assert stale.stdout.count("code changed since stored") == 3
+    listed = json.loads(run("ls", "--url", url, "--stale", "--json").stdout)
+    assert {entry["attribute"] for entry in listed} == {"rate", "other"}
+    assert all("code changed" in entry["stale"] for entry in listed)
+    counted = json.loads(run("stats", "--url", url, "--stale", "--json").stdout)
+    assert counted["stale"] == 3
+    assert counted["types"]["model_cli.Network"]["stale"] == 3
+    assert "stale:      3" in run("stats", "--url", url, "--stale").stdout
+    assert "IMPORTS the modules" in " ".join(run("ls", "--help").stdout.split())

@@ -657,7 +657,7 @@ async def test_explain_along_a_long_chain(tmp_path: Path) -> None:
 
 
 def test_a_shared_dag_is_rebuilt_as_a_dag() -> None:
-    from adatastore.cli import _rebuild
+    from adatastore._cli_explain import rebuild as _rebuild
     from adatastore.store import ComponentRecord
 
     known: dict[str, ComponentRecord] = {}

@@ -20,6 +20,7 @@ from .records import Entry
 
 __all__ = [
     "Escaping",
+    "UsageError",
     "age",
     "count",
     "duration",
@@ -211,3 +212,7 @@ def explanation_json(explanation: Explanation) -> dict[str, Any]:
             for candidate in explanation.candidates
         ],
     }
+
+
+class UsageError(Exception):
+    """A mistake in the command line: reported in one line, exit code 2."""

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable
 
 from . import _forks
+from ._limits import Limiter
 from .backend import Backend
 from .errors import ConfigurationError, StoreClosedError
 
@@ -20,7 +21,7 @@ __all__ = ["Lifecycle"]
 class Lifecycle:
     """Whether a back-end is open or closed, and in which process it was opened."""
 
-    __slots__ = ("_backend", "_on_fork", "_owner", "closed", "generation", "opened")
+    __slots__ = ("_backend", "_on_fork", "_owner", "closed", "generation", "limiter", "opened")
 
     def __init__(self, backend: Backend, owner: object, on_fork: Callable[[], None]) -> None:
         """`owner` names the store in errors (held weakly, as `on_fork` must be: a cycle
@@ -33,6 +34,8 @@ class Lifecycle:
         self.opened = False
         self.closed = False
         self.generation = _forks.generation()
+        self.limiter: Limiter | None = None
+        """The store's limits, whose last batch of read times is written at close."""
 
     def check(self) -> None:
         """Raise `StoreClosedError` when closed; in a forked child, first drop the
@@ -78,9 +81,17 @@ class Lifecycle:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.limiter is not None and self._ours():
+                await self.limiter.flush(self._backend)
             await self._backend.close()
 
     def blocking_close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.limiter is not None and self._ours():
+                self.limiter.flush_blocking(self._backend)
             self._backend.blocking_close()
+
+    def _ours(self) -> bool:
+        """Whether the back-end was opened by this process (not a forked parent's)."""
+        return self.opened and self.generation == _forks.generation()

@@ -141,6 +141,23 @@ class Limiter:
         self._flushed = clock()
         return [(key, name, when) for (key, name), when in pending.items()]
 
+    async def flush(self, backend: Backend) -> None:
+        """Write the read notes not written yet (at close); a failure is logged, not
+        raised: the notes only order eviction."""
+        if self._pending:
+            try:
+                await backend.touch_many(self.take())
+            except Exception as error:  # the store is closing anyway
+                logger.debug("read times not written at close: %s", error)
+
+    def flush_blocking(self, backend: Backend) -> None:
+        """`flush` from a blocking close."""
+        if self._pending:
+            try:
+                backend.blocking_touch_many(self.take())
+            except Exception as error:
+                logger.debug("read times not written at close: %s", error)
+
     # -- writes -----------------------------------------------------------------------------------
 
     def wrote(self, sizes: Sequence[int]) -> bool:

@@ -8,24 +8,31 @@ parsed only when the hash is not there (another code, or none recorded).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+import anyio.to_thread
+
 from . import _record
-from ._fingerprints import class_print, compute_print, is_known
+from ._fingerprints import CodePrint, class_print, compute_print, is_known
 from ._policy import clock
 from .component import full_type, walk_inputs
 from .errors import StaleCodeWarning
 from .provenance import CodeOrigin, Provenance
+from .records import Entry
 
 __all__ = [
     "all_known",
     "code_origin",
+    "current_print",
     "is_expired",
     "learn",
     "learn_all",
+    "stale_entries",
     "stale_reason",
     "warn_if_stale",
     "was_warned",
@@ -135,3 +142,49 @@ def is_expired(header: _record.Header, max_age: float | None) -> bool:
         return True
     stored_at: Any = fields.get("stored_at")
     return max_age is not None and type(stored_at) in (int, float) and now - stored_at > max_age
+
+
+def current_print(full_type: str) -> CodePrint | None:
+    """The fingerprint of the code a stored type name names now: its module imported
+    (which runs the module's import-time code: the command line asks first), None when
+    it cannot be imported or has no source."""
+    parts = full_type.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:split]))
+            for name in parts[split:]:
+                found = getattr(found, name)
+        except Exception:
+            continue
+        if isinstance(found, type | ModuleType):
+            return class_print(found)
+        return None
+    if len(parts) == 1:  # a module used as a component
+        with contextlib.suppress(Exception):
+            return class_print(importlib.import_module(full_type))
+    return None
+
+
+async def stale_entries(
+    read_provenance: Callable[[str, str], Awaitable[Provenance | None]],
+    entries: Sequence[Entry],
+) -> dict[tuple[str, str], str]:
+    """Which entries were made by other code than their type's now, and why (their
+    provenance's fingerprint against the code imported now; see `current_print`)."""
+    by_type: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_type.setdefault(entry.full_type, []).append(entry)
+    found: dict[tuple[str, str], str] = {}
+    for kind, group in sorted(by_type.items()):
+        printed = await anyio.to_thread.run_sync(current_print, kind)
+        if printed is None:
+            continue
+        for entry in group:
+            provenance = await read_provenance(entry.key, entry.attribute_name)
+            if provenance is None or provenance.code in (None, printed.source):
+                continue
+            when = f"{provenance.stored_at:%Y-%m-%d}"
+            if provenance.commit:
+                when += f" at commit {provenance.commit[:12]}"
+            found[entry.key, entry.attribute_name] = f"code changed since stored ({when})"
+    return found

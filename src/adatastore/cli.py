@@ -20,6 +20,9 @@ from typing import Any
 import anyio
 
 from . import _cli_text as fmt
+from ._cli_explain import Described, rebuild, resolve_type
+from ._cli_text import UsageError
+from ._staleness import stale_entries
 from .errors import DataStoreError
 from .records import ComponentRecord, Entry
 from .store import AsyncDataStore
@@ -27,11 +30,13 @@ from .store import AsyncDataStore
 __all__ = ["main"]
 
 
-class UsageError(Exception):
-    """A mistake in the command line: reported in one line, exit code 2."""
-
-
 # -- parsing --------------------------------------------------------------------------------
+
+
+_STALE_HELP = (
+    "only entries made by other code than their type's now (same version, edited source): "
+    "IMPORTS the modules of the stored types, running their import-time code"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--type", help="only this component type (full name or its last part)")
     ls.add_argument("--attribute", help="only this attribute name")
+    ls.add_argument("--stale", action="store_true", help=_STALE_HELP)
 
     show = command(
         "show",
@@ -67,11 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("key", help="the component's key, or a unique prefix of it (4+ chars)")
 
-    command(
+    stats = command(
         "stats",
         "counts, bytes, per-type breakdown, oldest and newest",
         "Summarize the store: entries, components, bytes, per type, oldest and newest.",
     )
+    stats.add_argument("--stale", action="store_true", help="count them: " + _STALE_HELP)
 
     verify = command(
         "verify",
@@ -97,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. 10GB, 500MB, 1.5GiB: for the whole store, or with --type for that type",
     )
     prune.add_argument("--type", help="only entries of this type (full name or its last part)")
+    prune.add_argument(
+        "--lru",
+        action="store_true",
+        help="with --max-size, delete the least recently *read* first (as stores with "
+        "max_size do), not the least recently stored",
+    )
     prune.add_argument("--dry-run", action="store_true", help="say what would go; delete none")
     _progress_option(prune)
 
@@ -223,9 +236,19 @@ async def _ls(args: argparse.Namespace) -> int:
             if _matches_type(entry.full_type, args.type)
             and (args.attribute is None or entry.attribute_name == args.attribute)
         ]
+        if args.stale:
+            stale = await stale_entries(store.provenance, entries)
+            entries = [entry for entry in entries if (entry.key, entry.attribute_name) in stale]
     entries.sort(key=lambda entry: entry.stored_at, reverse=True)
     if args.json:
-        fmt.print_json([fmt.entry_json(entry) for entry in entries])
+        fmt.print_json(
+            [
+                {**fmt.entry_json(entry), "stale": stale[entry.key, entry.attribute_name]}
+                if args.stale
+                else fmt.entry_json(entry)
+                for entry in entries
+            ]
+        )
         return 0
     now = datetime.now(UTC)
     rows = [
@@ -240,6 +263,10 @@ async def _ls(args: argparse.Namespace) -> int:
         for entry in entries
     ]
     print(fmt.table(("KEY", "TYPE", "VERSION", "ATTRIBUTE", "SIZE", "AGE"), rows))
+    if args.stale:
+        for entry in entries:
+            why = stale[entry.key, entry.attribute_name]
+            print(f"stale: {entry.attribute_name!r} of {entry.key[:12]}: {why}")
     print(f"{fmt.count(len(entries), 'entry')}, {fmt.human_size(sum(e.size for e in entries))}")
     return 0
 
@@ -315,11 +342,14 @@ async def _show(args: argparse.Namespace) -> int:
 async def _stats(args: argparse.Namespace) -> int:
     async with await _open(args.url) as store:
         entries = await store.list_contents()
+        stale = await stale_entries(store.provenance, entries) if args.stale else None
     per_type: dict[str, dict[str, int]] = {}
     for entry in entries:
         row = per_type.setdefault(entry.full_type, {"entries": 0, "bytes": 0})
         row["entries"] += 1
         row["bytes"] += entry.size
+        if stale is not None:
+            row["stale"] = row.get("stale", 0) + ((entry.key, entry.attribute_name) in stale)
     total = sum(entry.size for entry in entries)
     oldest = min((e.stored_at for e in entries), default=None)
     newest = max((e.stored_at for e in entries), default=None)
@@ -333,12 +363,15 @@ async def _stats(args: argparse.Namespace) -> int:
                 "oldest": None if oldest is None else oldest.isoformat(),
                 "newest": None if newest is None else newest.isoformat(),
                 "types": per_type,
+                **({} if stale is None else {"stale": len(stale)}),
             }
         )
         return 0
     print(f"entries:    {len(entries)}")
     print(f"components: {components}")
     print(f"size:       {fmt.human_size(total)}")
+    if stale is not None:
+        print(f"stale:      {len(stale)} (made by other code than their type's now)")
     if oldest is not None and newest is not None:
         print(f"oldest:     {oldest:%Y-%m-%d %H:%M:%S} UTC")
         print(f"newest:     {newest:%Y-%m-%d %H:%M:%S} UTC")
@@ -388,8 +421,17 @@ async def _prune(args: argparse.Namespace) -> int:
     if args.older_than is None and args.max_size is None:
         raise UsageError("say what to prune: --older-than, --max-size, or both")
     now = datetime.now(UTC)
+    if args.lru and args.max_size is None:
+        raise UsageError("--lru orders what --max-size deletes: give --max-size too")
     async with await _open(args.url) as store:
-        entries = sorted(await store.list_contents(), key=lambda entry: entry.stored_at)
+        used = await store.backend.last_used() if args.lru else {}
+
+        def last_use(entry: Entry) -> float:  # read, or stored when later
+            return max(
+                entry.stored_at.timestamp(), used.get((entry.key, entry.attribute_name), 0.0)
+            )
+
+        entries = sorted(await store.list_contents(), key=last_use)
         doomed: list[tuple[Entry, str]] = []
         kept = []
         for entry in entries:
@@ -403,7 +445,7 @@ async def _prune(args: argparse.Namespace) -> int:
             # With --type, the limit is for the entries of that type; else for the store.
             matching = [entry for entry in kept if _matches_type(entry.full_type, args.type)]
             total = sum(entry.size for entry in matching)
-            for entry in matching:  # oldest first
+            for entry in matching:  # least recently stored (or used, --lru) first
                 if total <= args.max_size:
                     break
                 doomed.append((entry, f"over {fmt.human_size(args.max_size)}"))
@@ -498,9 +540,9 @@ async def _explain(args: argparse.Namespace) -> int:
         raise UsageError("--parameters must be a JSON object (a mapping of names to values)")
     async with await _open(args.url) as store:
         records = await store.backend.components(None)
-        kind = _resolve_type(args.type, {record.full_type for record in records})
+        kind = resolve_type(args.type, {record.full_type for record in records})
         known = {record.key: record for record in records} if args.input else {}
-        inputs = [_rebuild(known, _find_component(known, key)) for key in args.input]
+        inputs = [rebuild(known, _find_component(known, key)) for key in args.input]
         if args.version is not None:
             versions = [args.version]
         else:
@@ -509,7 +551,7 @@ async def _explain(args: argparse.Namespace) -> int:
                 print(f"no --version given: {kind} is stored at versions {', '.join(versions)}")
         explanations = []
         for version in versions:
-            component = _Described.make(kind, version, parameters, inputs)
+            component = Described.make(kind, version, parameters, inputs)
             explanations.append(await store.explain(component, args.attribute, limit=args.limit))
     if args.json:
         documents = [fmt.explanation_json(explanation) for explanation in explanations]
@@ -520,68 +562,6 @@ async def _explain(args: argparse.Namespace) -> int:
                 print(f"version {version}:")
             print(explanation)
     return 0 if any(explanation.hit for explanation in explanations) else 1
-
-
-def _resolve_type(wanted: str, stored: set[str]) -> str:
-    """The stored type `wanted` names: itself, or the one stored type ending in it (as
-    ``ls --type`` matches); several candidates are an error that lists them."""
-    if wanted in stored:
-        return wanted
-    matches = sorted(kind for kind in stored if kind.endswith("." + wanted))
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise UsageError(f"--type {wanted!r} matches several stored types: {', '.join(matches)}")
-    return wanted
-
-
-class _Described:
-    """A component rebuilt from a description: its type name, version, parameters, inputs."""
-
-    parameters: Any
-    input: Any
-    version: Any
-
-    @staticmethod
-    def make(full_type: str, version: str, parameters: Any, inputs: list[Any]) -> Any:
-        module, _, name = full_type.rpartition(".")
-        kind = type(name, (_Described,), {"__module__": module, "__qualname__": name})
-        component = kind()
-        component.parameters = parameters
-        component.version = version
-        component.input = None if not inputs else inputs[0] if len(inputs) == 1 else inputs
-        return component
-
-
-def _rebuild(known: dict[str, ComponentRecord], record: ComponentRecord) -> Any:
-    """A component standing for a stored record, its inputs rebuilt from theirs.
-
-    Iterative and memoised: a chain of thousands of time steps does not recurse, and an
-    input shared by several components is rebuilt once (a DAG stays a DAG).
-    """
-    built: dict[str, Any] = {}
-    visiting: set[str] = set()
-    stack: list[tuple[ComponentRecord, bool]] = [(record, False)]
-    while stack:
-        current, inputs_ready = stack.pop()
-        if current.key in built:
-            continue
-        if not inputs_ready:
-            if current.key in visiting:
-                raise UsageError(f"the stored inputs of {current.key[:12]} form a cycle")
-            visiting.add(current.key)
-            stack.append((current, True))
-            for key in current.input_keys:
-                if key not in known:
-                    raise UsageError(f"input {key[:12]} of {current.key[:12]} is not stored here")
-                if key not in built:
-                    stack.append((known[key], False))
-            continue
-        inputs = [built[key] for key in current.input_keys]
-        built[current.key] = _Described.make(
-            current.full_type, current.version, current.parameters, inputs
-        )
-    return built[record.key]
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {

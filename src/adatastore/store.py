@@ -116,6 +116,7 @@ class AsyncDataStore(StoreSettings):
         runs the same operations with it."""
         self.compute_host = StoreHost(backend, self.context)
         self.lifecycle = Lifecycle(backend, self, self.compute_host.forget_flights)
+        self.lifecycle.limiter = self.context.limiter
 
     # -- lifecycle ------------------------------------------------------------------------------
 
