@@ -120,10 +120,11 @@ async def test_delete_removes_a_planted_link_not_its_target(tmp_path: Path, sent
 async def test_a_record_replaced_by_something_else(
     tmp_path: Path, sentinel: Path, kind: str
 ) -> None:
-    """A FIFO used to hang every reader forever; a link was followed."""
-    c = SimpleComponent({"c": 1})
-    async with AsyncShelveDataStore(tmp_path / "store") as store:
-        await store.store(c, "v", "value")
+    """A FIFO used to hang every reader forever; a link was followed. Reads report it;
+    `get_or_compute` computes the value again in its place (a FIFO or link replaced, its
+    target untouched), or raises where it cannot (a directory) or is told to."""
+
+    def plant(store: AsyncShelveDataStore) -> Path:
         path = record_file(store, c, "v")
         path.unlink()
         if kind == "fifo":
@@ -134,6 +135,12 @@ async def test_a_record_replaced_by_something_else(
             path.symlink_to(sentinel / "nothing-here")
         else:
             path.mkdir()
+        return path
+
+    c = SimpleComponent({"c": 1})
+    async with AsyncShelveDataStore(tmp_path / "store", on_bad_entry="raise") as store:
+        await store.store(c, "v", "value")
+        path = plant(store)
         with anyio.fail_after(DEADLINE):
             with pytest.raises(CorruptEntryError):
                 await store.retrieve(c, "v")
@@ -143,6 +150,19 @@ async def test_a_record_replaced_by_something_else(
         assert [item.attribute_name for item in report.damaged] == ["v"]
         if kind != "directory":  # the link or FIFO itself is gone
             assert not os.path.lexists(path)
+    async with AsyncShelveDataStore(tmp_path / "again") as store:
+        await store.store(c, "v", "value")
+        path = plant(store)
+        with anyio.fail_after(DEADLINE):
+            if kind == "directory":
+                with pytest.raises(DataStoreError):
+                    await store.get_or_compute(c, "v", lambda: "recomputed")
+            else:
+                assert await store.get_or_compute(c, "v", lambda: "recomputed") == "recomputed"
+                assert await store.retrieve(c, "v") == "recomputed"
+                assert path.is_file()
+                assert not path.is_symlink()
+                assert store.stats.recomputed_bad == 1
 
 
 @pytest.mark.anyio
