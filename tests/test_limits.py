@@ -7,14 +7,19 @@ recently used first, never of a locked entry. Time is moved on with the stores' 
 from __future__ import annotations
 
 import functools
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio.to_thread
 import pytest
 from components import PlainComponent
-from helpers import StoreFactory
+from faults import SHARED_BACKENDS, store_url
+from helpers import StoreFactory, subprocess_env
 
-from adatastore import AsyncDataStore, open_store
+from adatastore import AsyncDataStore, open_store, open_store_sync
 from adatastore._policy import clock
 from adatastore.backends.objects import ENTRIES, ObjectBackend
 from adatastore.errors import ConfigurationError
@@ -199,3 +204,107 @@ async def test_a_bad_expire_is_a_configuration_error(make_store: StoreFactory) -
         with pytest.raises(ConfigurationError, match="expire"):
             await store.store(item(1), "v", 1, expire="soon")
         assert not await store.contains(item(1), "v")
+
+
+WORKER = """
+import json, random, sys
+from adatastore import open_store_sync
+from components import PlainComponent
+from faults import expected, is_whole
+
+url, role, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+options = {"max_entries": 20} if role == "evictor" else {}
+writer = 0 if role == "evictor" else 1
+whole = missing = 0
+with open_store_sync(url, **options) as store:
+    for sequence in range(count):
+        mine = PlainComponent({"w": writer, "s": sequence})
+        store.store(mine, "v", expected(writer, sequence, big=False))
+        other = PlainComponent({"w": random.choice((0, 1)), "s": random.randrange(sequence + 1)})
+        value = store.retrieve(other, "v")
+        if value is None:
+            missing += 1
+        elif is_whole(value):
+            whole += 1
+        else:
+            raise SystemExit(f"torn or mixed value: {value!r:.200}")
+    print(json.dumps({"whole": whole, "missing": missing, "evicted": store.stats.evicted}))
+"""
+
+
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
+def test_eviction_beside_another_process_reading_and_writing(tmp_path: Path, backend: str) -> None:
+    """One process keeps its store at 20 entries while another writes and reads the same
+    storage: neither fails, every value read is whole (or a miss)."""
+    count = 60 if backend == "s3" else 300
+    with store_url(backend, tmp_path) as url:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, url, role, str(count)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=subprocess_env(),
+            )
+            for role in ("evictor", "other")
+        ]
+        results = []
+        for process in processes:
+            out, err = process.communicate(timeout=600)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.splitlines()[-1]))
+        evictor, other = results
+        assert evictor["evicted"] > 0
+        assert evictor["whole"] + other["whole"] > 0
+        with open_store_sync(url) as store:
+            assert len(store.list_contents()) <= 20 + count  # the other's writes since
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "files", "memory"])
+def test_the_blocking_api_keeps_the_limits_too(
+    tmp_path: Path, kind: str, moving_clock: list[float]
+) -> None:
+    """The blocking classes run the same operations (reads noted, trims after writes)
+    in the calling thread; the last read times are written when the store closes."""
+    from adatastore import MemoryDataStore, ShelveDataStore, SQLiteDataStore
+
+    make = {
+        "sqlite": lambda: SQLiteDataStore(str(tmp_path / "s.db"), max_entries=5),
+        "files": lambda: ShelveDataStore(str(tmp_path / "files"), max_entries=5),
+        "memory": lambda: MemoryDataStore(max_entries=5),
+    }[kind]
+    with make() as store:
+        for n in range(5):
+            at(n * 100.0)
+            store.store(item(n), "v", n)
+        at(1_000.0)
+        assert store.retrieve(item(0), "v") == 0
+        at(2_000.0)
+        store.store(item(5), "v", 5)
+        left = {entry.key for entry in store.list_contents()}
+        assert len(left) == 4
+        assert store.key_of(item(0)) in left
+        assert store.key_of(item(1)) not in left
+        assert store.async_store.stats.evicted == 2
+        at(3_000.0)
+        assert store.retrieve(item(3), "v") == 3  # noted; written when the store closes
+    if kind == "memory":
+        return
+    with make() as store:  # item 3 was read after 4 and 0 were last used: they go first
+        at(4_000.0)
+        store.store(item(6), "v", 6)
+        store.store(item(7), "v", 7)
+        left = {entry.key for entry in store.list_contents()}
+        assert store.key_of(item(3)) in left
+        assert store.key_of(item(4)) not in left
+        assert store.key_of(item(0)) not in left
+
+
+async def test_warm_keeps_the_store_within_its_limits(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    async with make_store(max_entries=10) as store:
+        report = await store.warm([item(n) for n in range(30)], "v", lambda c: c.parameters)
+        assert report.computed == 30
+        assert len(await store.list_contents()) <= 10
+        assert store.stats.evicted >= 20
