@@ -159,7 +159,7 @@ def test_a_changed_compute_function_is_warned_about(package: Path, tmp_path: Pat
     computed = run(package, url, "compute")
     assert computed["values"] == [2, 4]
     [message] = computed["warnings"]
-    assert "its compute function changed" in str(message)
+    assert "its compute function model.simulate changed" in str(message)
     assert "the code of model.Network" not in str(message)
     silent = run(package, url, "compute", warn_stale_code=False)
     assert silent["warnings"] == []

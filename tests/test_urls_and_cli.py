@@ -102,7 +102,8 @@ async def test_options_from_query_and_keywords(tmp_path: Path) -> None:
         ("memory://somewhere", "takes no path"),
         (
             "sqlite:///x.db?colour=blue",
-            "unknown option 'colour'.*busy_timeout, compression, create, durable, mmap",
+            "unknown option 'colour'.*busy_timeout, compression, create, durable, "
+            "key_includes_code, max_age, max_entries, max_size, mmap, on_bad_entry",
         ),
         ("sqlite:///x.db?durable=maybe", "'durable' must be a bool"),
         ("sqlite:///x.db?busy_timeout=soon", "'busy_timeout' must be a non-negative finite number"),
@@ -175,3 +176,28 @@ def test_cli_errors_are_messages_not_tracebacks() -> None:
     assert run_cli("--help").returncode == 0
     assert run_cli("demo", "--help").returncode == 0
     assert run_cli().returncode == 2
+
+
+def test_urls_take_the_policy_options(tmp_path: Path) -> None:
+    url = (
+        f"sqlite:///{tmp_path}/p.db?max_size=50MB&max_entries=1000&max_age=30d"
+        "&on_bad_entry=raise&key_includes_code=1&warn_stale_code=0"
+    )
+    store = open_store_sync(url)
+    try:
+        policy = store.async_store.policy
+        assert (policy.max_size, policy.max_entries, policy.max_age) == (
+            50_000_000,
+            1000,
+            2_592_000.0,
+        )
+        assert (policy.on_bad_entry, policy.key_includes_code, policy.warn_stale_code) == (
+            "raise",
+            True,
+            False,
+        )
+        store.store(SimpleComponent({"a": 1}), "v", 1)
+        assert store.spec is not None
+        assert store.spec.policy == policy  # workers follow it
+    finally:
+        store.close()

@@ -57,7 +57,7 @@ class CodePrint:
 
 _classes: dict[object, CodePrint | None] = {}
 """By class (or module, for a module used as a component); None: no source."""
-_functions: dict[object, str | None] = {}
+_functions: dict[object, tuple[str, str] | None] = {}
 """By code object; None: no source."""
 _commits: dict[str, str | None] = {}
 """By directory."""
@@ -122,8 +122,9 @@ def _function(compute: object) -> tuple[object, object]:
     return function, code
 
 
-def compute_print(compute: Callable[..., Any] | None) -> str | None:
-    """16 hex digits hashing a compute function's source, or None (none, no source)."""
+def compute_print(compute: Callable[..., Any] | None) -> tuple[str, str] | None:
+    """A compute function's name (``module.qualname``) and 16 hex digits hashing its
+    source, or None (no function, or no source)."""
     if compute is None:
         return None
     function, code = _function(compute)
@@ -134,9 +135,14 @@ def compute_print(compute: Callable[..., Any] | None) -> str | None:
     except KeyError:
         pass
     try:
-        found: str | None = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]  # type: ignore[arg-type]
+        source = inspect.getsource(function)  # type: ignore[arg-type]
     except (OSError, TypeError, SyntaxError):
         found = None
+    else:
+        name = f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+        if "<lambda>" in name:  # lambdas of one scope share a name: their line tells them apart
+            name += f":{getattr(code, 'co_firstlineno', 0)}"
+        found = (name[:512], hashlib.sha256(source.encode()).hexdigest()[:16])
     _functions[code] = found
     return found
 

@@ -68,10 +68,12 @@ def plan(
     now: float,
     *,
     target: float = TARGET,
+    pinned: frozenset[tuple[str, str]] = frozenset(),
 ) -> Plan:
     """The entries to evict for `policy`: those older than `max_age`, then least recently
     used (last read, or stored when later) until size and count are at `target` of their
-    limits — when a limit is exceeded (at or under it, nothing goes)."""
+    limits — when a limit is exceeded (at or under it, nothing goes). `pinned` entries
+    (found locked) count but are never chosen."""
     size = sum(entry.size for entry in entries)
     count = len(entries)
     victims: list[Entry] = []
@@ -79,6 +81,8 @@ def plan(
     kept: list[tuple[float, Entry]] = []
     for entry in entries:
         stored = entry.stored_at.timestamp()
+        if (entry.key, entry.attribute_name) in pinned:
+            continue
         if policy.max_age is not None and now - stored > policy.max_age:
             victims.append(entry)
             reasons.append("older than max_age")
@@ -120,6 +124,7 @@ class Limiter:
         self._added = 0
         self._looked = 0.0
         self._trimming = threading.Lock()
+        self._again = False
 
     # -- reads (the hot path) ---------------------------------------------------------------------
 
@@ -187,40 +192,61 @@ class Limiter:
 
     async def trim(self, backend: Backend) -> int:
         """Look at the store's usage and evict what the limits say; return how many went.
-        One trim at a time per store (another caller's returns at once)."""
+        One trim at a time per store: a caller arriving meanwhile makes the running one
+        look again when it is done (its writes may have crossed the limit)."""
         if not self._trimming.acquire(blocking=False):
+            self._again = True
             return 0
         try:
-            if self._pending:
-                await backend.touch_many(self.take())
-            written, added = self._written, self._added
-            entries = await backend.entries()
-            used = await backend.last_used()
-            found = plan(self.policy, entries, used, clock())
             removed = 0
-            for start in range(0, len(found.victims), EVICT_BATCH):
-                batch = found.victims[start : start + EVICT_BATCH]
-                removed += await evict(backend, [(e.key, e.attribute_name) for e in batch])
-            gone = {(e.key, e.attribute_name) for e in found.victims}
-            freed = sum(e.size for e in found.victims)
-            self._size, self._count = found.size - freed, found.entries - len(gone)
-            self._written -= written  # writes during the look are counted next time
-            self._added -= added
-            self._looked = clock()
-            if removed:
-                self.stats.evicted += removed
-                logger.info("evicted %d entries (%d bytes listed)", removed, freed)
+            self._again = True
+            while self._again:
+                self._again = False
+                removed += await self._trim_once(backend)
             return removed
         finally:
             self._trimming.release()
 
+    async def _trim_once(self, backend: Backend) -> int:
+        if self._pending:
+            await backend.touch_many(self.take())
+        written, added = self._written, self._added
+        entries = await backend.entries()
+        used = await backend.last_used()
+        now, pinned = clock(), frozenset[tuple[str, str]]()
+        removed: list[Entry] = []
+        size, count = sum(entry.size for entry in entries), len(entries)
+        while True:  # victims found locked are pinned, and others chosen in their place
+            found = plan(self.policy, entries, used, now, pinned=pinned)
+            if not found.victims:
+                break
+            gone: list[Entry] = []
+            for start in range(0, len(found.victims), EVICT_BATCH):
+                gone += await evict(backend, found.victims[start : start + EVICT_BATCH])
+            removed += gone
+            left = {(entry.key, entry.attribute_name) for entry in gone}
+            pinned |= {(e.key, e.attribute_name) for e in found.victims} - left
+            entries = [e for e in entries if (e.key, e.attribute_name) not in left]
+        freed = sum(entry.size for entry in removed)
+        self._size, self._count = size - freed, count - len(removed)
+        self._written -= written  # writes during the look are counted next time
+        self._added -= added
+        self._looked = clock()
+        if removed:
+            self.stats.evicted += len(removed)
+            logger.info("evicted %d entries (%d bytes)", len(removed), freed)
+        return len(removed)
 
-async def evict(backend: Backend, pairs: Sequence[tuple[str, str]]) -> int:
+
+async def evict(backend: Backend, victims: Sequence[Entry]) -> list[Entry]:
     """Delete the entries whose lock can be taken at once; the others (being computed or
-    replaced by someone) stay. Returns how many were deleted."""
+    replaced by someone) stay. Returns those deleted."""
     async with contextlib.AsyncExitStack() as held:
         free = []
-        for key, name in pairs:
-            if await held.enter_async_context(backend.lock(key, name, 0)):
-                free.append((key, name))
-        return await backend.delete_many(free) if free else 0
+        for entry in victims:
+            lock = backend.lock(entry.key, entry.attribute_name, 0)
+            if await held.enter_async_context(lock):
+                free.append(entry)
+        if free:
+            await backend.delete_many([(entry.key, entry.attribute_name) for entry in free])
+        return free

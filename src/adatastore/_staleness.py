@@ -88,7 +88,7 @@ def warn_if_stale(
     printed = class_print(component_class(component))
     computed = compute_print(compute)
     if (printed is None or f'"code":"{printed.source}"'.encode() in provenance_json) and (
-        computed is None or f'"compute_code":"{computed}"'.encode() in provenance_json
+        computed is None or f'"compute_code":"{computed[1]}"'.encode() in provenance_json
     ):
         return
     try:
@@ -114,10 +114,10 @@ def stale_reason(
         what.append(f"the code of {full_type(component)}")
     if (
         computed is not None
-        and provenance.compute_code is not None
-        and provenance.compute_code != computed
+        and provenance.compute_name == computed[0]
+        and provenance.compute_code not in (None, computed[1])
     ):
-        what.append("its compute function")
+        what.append(f"its compute function {computed[0]}")
     if not what:
         return None
     when = f"{provenance.stored_at:%Y-%m-%d}"

@@ -45,6 +45,9 @@ class Provenance:
     """A hash of the component type's source when it was stored (None: unknown)."""
     compute_code: str | None = None
     """A hash of the compute function's source (`get_or_compute`, `warm`, ``@cached``)."""
+    compute_name: str | None = None
+    """The compute function's ``module.qualname``: a change of its source under the same
+    name is a code change (another function is just another caller)."""
     commit: str | None = None
     """The git commit checked out where the component's module lived, if any."""
     expires: float | None = None
@@ -59,7 +62,7 @@ class Provenance:
             "adatastore": self.adatastore,
             "compute_seconds": self.compute_seconds,
         }
-        for name in ("code", "compute_code", "commit", "expires"):
+        for name in ("code", "compute_code", "compute_name", "commit", "expires"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
         return fields
@@ -86,6 +89,11 @@ class Provenance:
             if value is not None and not (isinstance(value, str) and _HEX.fullmatch(value)):
                 raise ValueError(f"provenance: {name!r} is not a hash")
             hashes[name] = value
+        compute_name: Any = fields.get("compute_name")
+        if compute_name is not None and not (
+            isinstance(compute_name, str) and len(compute_name) <= 1024
+        ):
+            raise ValueError("provenance: 'compute_name' is not a short text")
         expires: Any = fields.get("expires")
         if expires is not None and not _number(expires):
             raise ValueError(f"provenance: 'expires' is not a time: {expires!r}")
@@ -93,6 +101,7 @@ class Provenance:
             stored_at=datetime.fromtimestamp(float(stored_at), UTC),
             compute_seconds=None if seconds is None else float(seconds),
             expires=None if expires is None else float(expires),
+            compute_name=compute_name,
             **texts,
             **hashes,
         )
@@ -130,15 +139,17 @@ def provenance_now(
 ) -> Provenance:
     """The provenance of an entry stored now, by this process."""
     host, user, python, version = _here()
-    source, compute, commit = code or (None, None, None)
+    source, computed, commit = code or (None, None, None)
+    name, compute = computed or (None, None)
     now = datetime.fromtimestamp(clock(), UTC)
     return Provenance(
-        now, host, user, python, version, compute_seconds, source, compute, commit, expires
+        now, host, user, python, version, compute_seconds, source, compute, name, commit, expires
     )
 
 
-CodeOrigin = tuple[str | None, str | None, str | None]
-"""(hash of the component type's source, of the compute function's, git commit)."""
+CodeOrigin = tuple[str | None, tuple[str, str] | None, str | None]
+"""(hash of the component type's source, the compute function's name and source hash,
+git commit)."""
 
 
 _ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
