@@ -86,9 +86,7 @@ async def per_operation(kind: str, count: int, rounds: int) -> list[list[str]]:
                         results.setdefault((operation, name), []).append(
                             await micros(function, count)
                         )
-                    results.setdefault(("cold hit", name), []).append(
-                        await micros(cold_hit, count)
-                    )
+                    results.setdefault(("cold hit", name), []).append(await micros(cold_hit, count))
             for operation in ("hit", "cold hit", "store"):
                 unlimited = statistics.median(results[operation, "unlimited"])
                 limited_us = statistics.median(results[operation, "max_size"])
@@ -117,7 +115,8 @@ async def eviction(kind: str, count: int) -> list[str]:
             seconds = time.perf_counter() - started
             evicted = store.stats.evicted
             left = len(await store.list_contents())
-    return [kind, f"{count:,}", f"{evicted:,}", f"{left}", f"{seconds:.2f}", f"{evicted / seconds:,.0f}"]
+    rate = evicted / seconds
+    return [kind, f"{count:,}", f"{evicted:,}", f"{left}", f"{seconds:.2f}", f"{rate:,.0f}"]
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 import pytest
@@ -19,7 +20,7 @@ from components import PlainComponent
 from faults import SHARED_BACKENDS, store_url
 from helpers import StoreFactory, subprocess_env
 
-from adatastore import AsyncDataStore, open_store, open_store_sync
+from adatastore import AsyncDataStore, SyncDataStore, open_store, open_store_sync
 from adatastore._policy import clock
 from adatastore.backends.objects import ENTRIES, ObjectBackend
 from adatastore.errors import ConfigurationError
@@ -268,11 +269,13 @@ def test_the_blocking_api_keeps_the_limits_too(
     in the calling thread; the last read times are written when the store closes."""
     from adatastore import MemoryDataStore, ShelveDataStore, SQLiteDataStore
 
-    make = {
-        "sqlite": lambda: SQLiteDataStore(str(tmp_path / "s.db"), max_entries=5),
-        "files": lambda: ShelveDataStore(str(tmp_path / "files"), max_entries=5),
-        "memory": lambda: MemoryDataStore(max_entries=5),
-    }[kind]
+    def make() -> SyncDataStore[Any]:
+        if kind == "sqlite":
+            return SQLiteDataStore(str(tmp_path / "s.db"), max_entries=5)
+        if kind == "files":
+            return ShelveDataStore(str(tmp_path / "files"), max_entries=5)
+        return MemoryDataStore(max_entries=5)
+
     with make() as store:
         for n in range(5):
             at(n * 100.0)
