@@ -1,6 +1,7 @@
 """Two checkouts side by side in instructions, not seconds: callgrind counts per operation.
 
     python benchmarks/instructions.py OLD_SRC NEW_SRC [--count 500] [--loops 4]
+        [--only async,sqlite] [--new-options '{"max_size": "10GB"}']
 
 Wall-clock ratios on this shared 2-core machine move by ±10% from run to run
 (`checkouts.py`); instruction counts under ``valgrind --tool=callgrind`` repeat to the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -45,13 +47,14 @@ def work(api: str, kind: str, op: str, path: str, count: int, loops: int) -> Non
 
     import adatastore
 
+    options = json.loads(os.environ.get("INSTRUCTIONS_OPTIONS", "{}"))
     components = [Component({"i": i}) for i in range(count)]
     value = b"x" * 1000
     if api == "blocking":
         blocking: Any = (
-            adatastore.SQLiteDataStore(path)
+            adatastore.SQLiteDataStore(path, **options)
             if kind == "sqlite"
-            else adatastore.ShelveDataStore(path)
+            else adatastore.ShelveDataStore(path, **options)
         )
         if op == "setup":
             for component in components:
@@ -71,11 +74,11 @@ def work(api: str, kind: str, op: str, path: str, count: int, loops: int) -> Non
     async def run() -> None:
         store: Any
         if kind == "sqlite":
-            store = adatastore.AsyncSQLiteDataStore(path)
+            store = adatastore.AsyncSQLiteDataStore(path, **options)
         elif kind == "files":
-            store = adatastore.AsyncShelveDataStore(path)
+            store = adatastore.AsyncShelveDataStore(path, **options)
         else:
-            store = adatastore.AsyncMemoryDataStore()
+            store = adatastore.AsyncMemoryDataStore(**options)
         async with store:
             if op == "setup" or kind == "memory":
                 for component in components:
@@ -94,9 +97,13 @@ def work(api: str, kind: str, op: str, path: str, count: int, loops: int) -> Non
     asyncio.run(run())
 
 
-def counted(src: Path, row: tuple[str, str, str], path: str, count: int, loops: int) -> int:
-    """Instructions of one worker process under callgrind."""
+def counted(
+    src: Path, row: tuple[str, str, str], path: str, count: int, loops: int, options: str = "{}"
+) -> int:
+    """Instructions of one worker process under callgrind (`options`: JSON of the store's
+    keyword arguments)."""
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
+    env["INSTRUCTIONS_OPTIONS"] = options
     command = [sys.executable, __file__, "--worker", str(src), *row, path]
     command += ["--count", str(count), "--loops", str(loops)]
     done = subprocess.run(
@@ -111,13 +118,15 @@ def counted(src: Path, row: tuple[str, str, str], path: str, count: int, loops: 
     return int(match.group(1))
 
 
-def per_operation(src: Path, row: tuple[str, str, str], count: int, loops: int) -> float:
+def per_operation(
+    src: Path, row: tuple[str, str, str], count: int, loops: int, options: str = "{}"
+) -> float:
     with tempfile.TemporaryDirectory(prefix="adatastore-instructions-") as name:
         path = str(Path(name) / ("store.db" if row[1] == "sqlite" else "store"))
         setup = [sys.executable, __file__, "--worker", str(src), row[0], row[1], "setup", path]
         subprocess.run([*setup, "--count", str(count)], check=True)
-        idle = counted(src, row, path, count, 0)
-        busy = counted(src, row, path, count, loops)
+        idle = counted(src, row, path, count, 0, options)
+        busy = counted(src, row, path, count, loops, options)
     return (busy - idle) / (loops * count)
 
 
@@ -127,6 +136,8 @@ def main() -> None:
     parser.add_argument("new", type=Path, help="src directory of the new checkout")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--loops", type=int, default=4)
+    parser.add_argument("--only", default="", help="rows whose words include all of these")
+    parser.add_argument("--new-options", default="{}", help="JSON: the new side's options")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -140,9 +151,12 @@ def main() -> None:
     print()
     print("| operation | old | new | new / old |")
     print("|---|---:|---:|---:|")
-    for row in ROWS:
+    wanted = [word for word in arguments.only.split(",") if word]
+    for row in [row for row in ROWS if all(word in row for word in wanted)]:
         old = per_operation(arguments.old.resolve(), row, arguments.count, arguments.loops)
-        new = per_operation(arguments.new.resolve(), row, arguments.count, arguments.loops)
+        new = per_operation(
+            arguments.new.resolve(), row, arguments.count, arguments.loops, arguments.new_options
+        )
         label = f"{row[0]} {row[2]}: {row[1]}"
         print(f"| {label} | {old:,.0f} | {new:,.0f} | {new / old:.3f} |", flush=True)
 

@@ -32,14 +32,17 @@ from typing import Any
 from .component import walk_inputs
 
 __all__ = [
+    "UNKNOWN",
     "CodePrint",
     "class_print",
     "code_key",
     "code_version",
     "compute_print",
+    "compute_token",
     "git_commit",
     "is_compute_known",
     "is_known",
+    "token",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -68,6 +71,12 @@ def is_known(cls: object) -> bool:
     return cls in _classes
 
 
+UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
+_tokens: dict[object, bytes | None] = {}
+"""By class (or code object of a compute function): what a record's provenance JSON
+holds when that code made it, or None (no source); filled with the fingerprints."""
+
+
 def class_print(cls: object) -> CodePrint | None:
     """The fingerprint of a component type (a class, or a module), or None."""
     try:
@@ -76,7 +85,20 @@ def class_print(cls: object) -> CodePrint | None:
         pass
     found = _class_print(cls)
     _classes[cls] = found
+    _tokens[cls] = None if found is None else f'"code":"{found.source}"'.encode()
     return found
+
+
+def token(key: object) -> bytes | None:
+    """`_tokens[key]`, or `UNKNOWN` when its fingerprint was not computed yet (a dict
+    lookup: what a hit pays to check its code)."""
+    return _tokens.get(key, UNKNOWN)
+
+
+def compute_token(compute: Callable[..., Any]) -> bytes | None:
+    """The token of a compute function (`UNKNOWN` before `compute_print`)."""
+    code = _function(compute)[1]
+    return None if code is None else _tokens.get(code, UNKNOWN)
 
 
 def _class_print(cls: object) -> CodePrint | None:
@@ -144,6 +166,7 @@ def compute_print(compute: Callable[..., Any] | None) -> tuple[str, str] | None:
             name += f":{getattr(code, 'co_firstlineno', 0)}"
         found = (name[:512], hashlib.sha256(source.encode()).hexdigest()[:16])
     _functions[code] = found
+    _tokens[code] = None if found is None else f'"compute_code":"{found[1]}"'.encode()
     return found
 
 

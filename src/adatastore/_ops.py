@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from types import ModuleType
 from typing import Any, TypeVar
 
 import anyio.to_thread
 
 from . import _record
 from ._codec import OFFLOAD_BYTES, Codec, is_mapped
-from ._fingerprints import is_compute_known, is_known
 from ._identity import Identity, check_attribute_name
 from ._limits import Limiter
 from ._policy import Policy, clock
-from ._staleness import all_known, code_origin, is_expired, learn, warn_if_stale, was_warned
+from ._staleness import EXPIRED, LEARN, code_known, code_origin, hit_state, learn
 from .backend import Backend, MapMode, RecordWrite
 from .errors import ConfigurationError
 from .serializers import Buffer
@@ -210,7 +208,9 @@ def seal(
     """(key, name, sealed record, component record) of a value; large ones offloaded.
     Its provenance names the code (`compute`: the function that computed it) and when it
     expires (`expire` seconds from now)."""
-    yield from _fingerprinted(context, component, compute)
+    graph = context.policy.key_includes_code  # the inputs' types are keyed by code too
+    if not code_known(component, compute, graph):
+        yield OFFLOAD, learn, component, compute, graph  # file I/O, once per class
     key, record = context.identity.keyed(component)
     origin = code_origin(component, compute)
     expires = None if expire is None else clock() + expire
@@ -219,22 +219,8 @@ def seal(
     return key, attribute_name, sealed, record
 
 
-def _fingerprinted(
-    context: Context, component: object, compute: Callable[..., Any] | None = None
-) -> Operation[None]:
-    """Make sure the code fingerprints `component` needs are cached: the first time a
-    type is met its source is read and hashed, file I/O done off the event loop."""
-    graph = context.policy.key_includes_code  # the inputs' types are keyed by code too
-    cls = component if isinstance(component, ModuleType) else type(component)
-    known = is_known(cls) and (compute is None or is_compute_known(compute))
-    if not (known and (not graph or all_known(component))):
-        yield OFFLOAD, learn, component, compute, graph
-
-
-def _count_stores(
-    context: Context, writes: Sequence[RecordWrite], seconds: float
-) -> Operation[None]:
-    """Count what was written; then keep the store within its limits (when due)."""
+def _count_stores(context: Context, writes: Sequence[RecordWrite], seconds: float) -> bool:
+    """Count what was written; True when the store's limits are due a look (`TRIM`)."""
     stats = context.stats
     share = seconds / max(len(writes), 1)  # a bulk write's time shared out
     sizes = []
@@ -246,8 +232,7 @@ def _count_stores(
         stats.write_seconds += share
         logger.debug("stored %s of %s (%d bytes)", name, key, size)
     limiter = context.limiter
-    if limiter is not None and limiter.wrote(sizes):
-        yield TRIM, limiter
+    return limiter is not None and limiter.wrote(sizes)
 
 
 def store(
@@ -266,7 +251,8 @@ def store(
         context, component, attribute_name, data, compute_seconds, compute, expire
     )
     yield (WRITE, *write)
-    yield from _count_stores(context, [write], time.perf_counter() - start)
+    if _count_stores(context, [write], time.perf_counter() - start):
+        yield TRIM, context.limiter
 
 
 def store_many(
@@ -284,14 +270,16 @@ def store_many(
             (yield from seal(context, component, attribute_name, data, None, None, expire))
         )
     yield WRITE_MANY, writes
-    yield from _count_stores(context, writes, time.perf_counter() - start)
+    if _count_stores(context, writes, time.perf_counter() - start):
+        yield TRIM, context.limiter
 
 
 def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[None]:
     """Write records `seal` made (warm seals as results arrive), in one go."""
     start = time.perf_counter()
     yield WRITE_MANY, writes
-    yield from _count_stores(context, writes, time.perf_counter() - start)
+    if _count_stores(context, writes, time.perf_counter() - start):
+        yield TRIM, context.limiter
 
 
 def _decoded(
@@ -361,8 +349,8 @@ def _reading(
     retrieving = key is None
     if key is None:
         check_attribute_name(attribute_name)
-        if context.policy.key_includes_code:
-            yield from _fingerprinted(context, component)
+        if context.policy.key_includes_code and not code_known(component, None, True):
+            yield OFFLOAD, learn, component, None, True
         key = context.identity.key(component)
     start = time.perf_counter()
     if mode is None:
@@ -385,7 +373,11 @@ def _reading(
             value = codec.loads(key, attribute_name, header, parts)
     else:
         header, value = yield from _decoded(context, key, attribute_name, data, mode)
-    if not (yield from _hit_checks(context, component, compute, header)):
+    state = hit_state(context.policy, component, compute, header)
+    if state == LEARN:
+        yield OFFLOAD, learn, component, compute, False
+        state = hit_state(context.policy, component, compute, header)
+    if state == EXPIRED:
         if retrieving:
             stats.misses += 1
             logger.debug("miss (expired): %s of %s", attribute_name, key)
@@ -411,7 +403,8 @@ def retrieve_many(
     requests = list(requests)
     if context.policy.key_includes_code:
         for component, _ in requests:
-            yield from _fingerprinted(context, component)
+            if not code_known(component, None, True):
+                yield OFFLOAD, learn, component, None, True
     pairs = context.identity.pairs(requests)
     start = time.perf_counter()
     if mode is None:
@@ -422,8 +415,12 @@ def retrieve_many(
     for (component, _), (key, attribute_name), data in zip(requests, pairs, records, strict=True):
         if data is not None:
             header, value = yield from _decoded(context, key, attribute_name, data, mode)
-            if not (yield from _hit_checks(context, component, None, header)):
-                data = None  # expired
+            state = hit_state(context.policy, component, None, header)
+            if state == LEARN:
+                yield OFFLOAD, learn, component, None, False
+                state = hit_state(context.policy, component, None, header)
+            if state == EXPIRED:
+                data = None
         if data is None:
             stats.misses += 1
             values.append(default)
@@ -440,32 +437,7 @@ def retrieve_many(
 def contains(context: Context, component: object, attribute_name: str) -> Operation[bool]:
     """Whether the attribute of `component` is stored."""
     check_attribute_name(attribute_name)
-    if context.policy.key_includes_code:
-        yield from _fingerprinted(context, component)
+    if context.policy.key_includes_code and not code_known(component, None, True):
+        yield OFFLOAD, learn, component, None, True
     found: bool = yield CONTAINS, context.identity.key(component), attribute_name
     return found
-
-
-def _hit_checks(
-    context: Context,
-    component: object,
-    compute: Callable[..., Any] | None,
-    header: _record.Header,
-) -> Operation[bool]:
-    """Whether a hit stands: False when the entry has expired (its own `expire`, or the
-    store's `max_age`). Warns once per type when it was made by other code
-    (`StaleCodeWarning`). The common case costs two substring tests of the provenance."""
-    policy, provenance = context.policy, header.provenance_json
-    if provenance is None:
-        return True
-    if (policy.max_age is not None or b'"expires"' in provenance) and is_expired(
-        header, policy.max_age
-    ):
-        return False
-    if policy.warn_stale_code and component is not None:
-        cls = component if isinstance(component, ModuleType) else type(component)
-        if not was_warned(cls):
-            if not (is_known(cls) and (compute is None or is_compute_known(compute))):
-                yield OFFLOAD, learn, component, compute, False
-            warn_if_stale(component, compute, provenance)
-    return True

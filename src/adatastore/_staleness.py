@@ -18,17 +18,30 @@ from typing import Any
 import anyio.to_thread
 
 from . import _record
-from ._fingerprints import CodePrint, class_print, compute_print, is_known
-from ._policy import clock
+from ._fingerprints import (
+    UNKNOWN,
+    CodePrint,
+    class_print,
+    compute_print,
+    compute_token,
+    is_known,
+    token,
+)
+from ._policy import Policy, clock
 from .component import full_type, walk_inputs
 from .errors import StaleCodeWarning
 from .provenance import CodeOrigin, Provenance
 from .records import Entry
 
 __all__ = [
+    "EXPIRED",
+    "LEARN",
+    "STANDS",
     "all_known",
+    "code_known",
     "code_origin",
     "current_print",
+    "hit_state",
     "is_expired",
     "learn",
     "learn_all",
@@ -79,6 +92,55 @@ def code_origin(component: object, compute: Callable[..., Any] | None) -> CodeOr
 
 def was_warned(cls: object) -> bool:
     return cls in _warned
+
+
+STANDS, EXPIRED, LEARN = 0, 1, 2
+"""What `hit_state` says of a hit: it stands, it has expired, or a fingerprint must be
+computed first (file I/O: off the event loop, then ask again)."""
+
+
+def hit_state(
+    policy: Policy,
+    component: object,
+    compute: Callable[..., Any] | None,
+    header: _record.Header,
+) -> int:
+    """Whether a hit stands (`STANDS`; warning once per type when it was made by other
+    code: `StaleCodeWarning`), has `EXPIRED` (its own expiry, or the store's `max_age`),
+    or needs a fingerprint first (`LEARN`). A plain function, not a generator step: the
+    common case is two substring tests of the provenance JSON and a few dict lookups."""
+    provenance = header.provenance_json
+    if provenance is None:
+        return STANDS
+    if (policy.max_age is not None or b'"expires"' in provenance) and is_expired(
+        header, policy.max_age
+    ):
+        return EXPIRED
+    if not policy.warn_stale_code or component is None:
+        return STANDS
+    cls = type(component)
+    if cls is ModuleType:
+        cls = component  # type: ignore[assignment]
+    if cls in _warned:
+        return STANDS
+    found = token(cls)
+    computed = None if compute is None else compute_token(compute)
+    if found is UNKNOWN or computed is UNKNOWN:
+        return LEARN
+    if (found is None or found in provenance) and (computed is None or computed in provenance):
+        return STANDS
+    warn_if_stale(component, compute, provenance)
+    return STANDS
+
+
+def code_known(component: object, compute: Callable[..., Any] | None, graph: bool) -> bool:
+    """Whether what a write (or a code-keyed read: `graph`) needs of the code is cached."""
+    cls = type(component)
+    if cls is ModuleType:
+        cls = component  # type: ignore[assignment]
+    if token(cls) is UNKNOWN or (compute is not None and compute_token(compute) is UNKNOWN):
+        return False
+    return not graph or all_known(component)
 
 
 def warn_if_stale(
