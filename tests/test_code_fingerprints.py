@@ -220,6 +220,10 @@ async def test_classes_without_source_have_no_fingerprint_and_no_error(tmp_path:
     module = types.ModuleType("a_module_component")  # a module as a component
     module.parameters, module.input, module.version = {"n": 2}, None, 1  # type: ignore[attr-defined]
     components = [namespace["Typed"](), made({"n": 3}), module]  # type: ignore[operator]
+    import _bisect  # a C extension module: no source to read
+
+    assert code_version(_bisect) == "code:unknown"
+    assert code_version(type(iter([]))) == "code:unknown"  # a C type
     async with AsyncSQLiteDataStore(tmp_path / "s.db") as store:
         with warnings.catch_warnings():
             warnings.simplefilter("error", StaleCodeWarning)
