@@ -43,6 +43,7 @@ __all__ = [
     "is_compute_known",
     "is_known",
     "token",
+    "tokens",
 ]
 
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -87,6 +88,11 @@ def class_print(cls: object) -> CodePrint | None:
     _classes[cls] = found
     _tokens[cls] = None if found is None else f'"code":"{found.source}"'.encode()
     return found
+
+
+def tokens() -> dict[object, bytes | None]:
+    """The tokens by class and code object (the dict itself: hits look up in it)."""
+    return _tokens
 
 
 def token(key: object) -> bytes | None:

@@ -54,7 +54,14 @@ class Provenance:
     """When the entry expires (``store(..., expire=...)``), in seconds since the epoch."""
 
     def to_json(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
+        """The fields as JSON, in an order hits rely on: ``expires`` first, then ``code``
+        and ``compute_code``, when present (a hit checks them with ``startswith`` at
+        known offsets: ~70 ns, where a substring search took ~450 ns)."""
+        fields: dict[str, Any] = {}
+        for name in ("expires", "code", "compute_code"):
+            if getattr(self, name) is not None:
+                fields[name] = getattr(self, name)
+        fields |= {
             "stored_at": self.stored_at.timestamp(),
             "host": self.host,
             "user": self.user,
@@ -62,7 +69,7 @@ class Provenance:
             "adatastore": self.adatastore,
             "compute_seconds": self.compute_seconds,
         }
-        for name in ("code", "compute_code", "compute_name", "commit", "expires"):
+        for name in ("compute_name", "commit"):
             if getattr(self, name) is not None:
                 fields[name] = getattr(self, name)
         return fields
