@@ -226,6 +226,26 @@ async def test_a_store_written_by_0_2_reads_and_writes_awaited(tmp_path: Path, k
         assert len(await store.list_contents()) == 3
 
 
+@pytest.mark.asyncio_only
+@pytest.mark.anyio
+async def test_an_older_standalone_django_store_is_migrated_even_opened_to_look(
+    tmp_path: Path,
+) -> None:
+    """Tools open stores with ``create=False`` (the command line): an existing standalone
+    Django store is still migrated forward (0003 adds the read-time column), not refused."""
+    from adatastore import AsyncDjangoORMDataStore
+
+    shutil.copytree(V0_2, tmp_path / "copy")
+    database = {"ENGINE": "sqlite3", "NAME": str(tmp_path / "copy" / "django.db")}
+    files = tmp_path / "copy" / "django-files"
+    async with AsyncDjangoORMDataStore(database, data_root_dir=files, create=False) as store:
+        assert len(await store.list_contents()) == 4
+    async with AsyncDjangoORMDataStore(database, data_root_dir=files, max_entries=3) as store:
+        await store.store(UP, "more", 1)
+        assert len(await store.list_contents()) <= 3
+        assert await store.retrieve(UP, "more") == 1
+
+
 @pytest.mark.parametrize("kind", ["files", "sqlite", "django-sqlite"])
 def test_a_store_written_by_0_2_reads_and_writes_blocking(tmp_path: Path, kind: str) -> None:
     with SyncDataStore(open_v0_2(kind, tmp_path / "copy")) as store:

@@ -126,7 +126,6 @@ class DjangoBackend(ReadTimes, Backend):
         self.alias, self._migrate = await anyio.to_thread.run_sync(
             setup_django, self.requested_alias, self._database
         )
-        self._migrate = self._migrate and self.create
         if self._files.enabled:
             await anyio.to_thread.run_sync(self._files.prepare)
         uid = await self._orm(self._prepare_tables)
@@ -141,14 +140,16 @@ class DjangoBackend(ReadTimes, Backend):
             self._lock_file = _locks.LockFile(Path(str(settings["NAME"]) + "-lock"))
 
     def _prepare_tables(self) -> str:
-        """Migrate (standalone) or check the tables; return the store marker's uid."""
+        """Migrate (standalone: a new store with `create`, an existing one forward even
+        without) or check the tables; return the store marker's uid."""
         from django.core.management import call_command
         from django.db import DatabaseError, connections
 
         connection = connections[self.alias]
         self._vendor = connection.vendor
         try:
-            if self._migrate:
+            tables = connection.introspection.table_names()
+            if self._migrate and (self.create or "adatastore_dataitem" in tables):
                 with migration_lock(connection):
                     call_command(
                         "migrate",
