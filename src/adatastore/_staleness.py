@@ -83,12 +83,27 @@ def all_known(component: object) -> bool:
     return all(is_known(component_class(node)) for node in walk_inputs(component))
 
 
+_ORIGINS: dict[object, CodeOrigin] = {}
+"""`code_origin` of stores without a compute function, by component type."""
+
+
 def code_origin(component: object, compute: Callable[..., Any] | None) -> CodeOrigin:
-    """What a new entry's provenance says of its code (fingerprints cached: `learn`)."""
-    printed = class_print(component_class(component))
-    if printed is None:
-        return None, compute_print(compute), None
-    return printed.source, compute_print(compute), printed.commit
+    """What a new entry's provenance says of its code (fingerprints cached: `learn`);
+    for a plain store one dict lookup."""
+    if compute is None:
+        found = _ORIGINS.get(type(component))
+        if found is not None:
+            return found
+    cls = component_class(component)
+    printed = class_print(cls)
+    origin: CodeOrigin = (
+        (None, compute_print(compute), None)
+        if printed is None
+        else (printed.source, compute_print(compute), printed.commit)
+    )
+    if compute is None and cls is type(component):
+        _ORIGINS[cls] = origin
+    return origin
 
 
 def was_warned(cls: object) -> bool:

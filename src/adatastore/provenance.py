@@ -58,20 +58,22 @@ class Provenance:
         and ``compute_code``, when present (a hit checks them with ``startswith`` at
         known offsets: ~70 ns, where a substring search took ~450 ns)."""
         fields: dict[str, Any] = {}
-        for name in ("expires", "code", "compute_code"):
-            if getattr(self, name) is not None:
-                fields[name] = getattr(self, name)
-        fields |= {
-            "stored_at": self.stored_at.timestamp(),
-            "host": self.host,
-            "user": self.user,
-            "python": self.python,
-            "adatastore": self.adatastore,
-            "compute_seconds": self.compute_seconds,
-        }
-        for name in ("compute_name", "commit"):
-            if getattr(self, name) is not None:
-                fields[name] = getattr(self, name)
+        if self.expires is not None:
+            fields["expires"] = self.expires
+        if self.code is not None:
+            fields["code"] = self.code
+        if self.compute_code is not None:
+            fields["compute_code"] = self.compute_code
+        fields["stored_at"] = self.stored_at.timestamp()
+        fields["host"] = self.host
+        fields["user"] = self.user
+        fields["python"] = self.python
+        fields["adatastore"] = self.adatastore
+        fields["compute_seconds"] = self.compute_seconds
+        if self.compute_name is not None:
+            fields["compute_name"] = self.compute_name
+        if self.commit is not None:
+            fields["commit"] = self.commit
         return fields
 
     @classmethod

@@ -160,7 +160,7 @@ class AsyncDataStore(StoreSettings):
     ) -> None:
         """Store `data` as the attribute `attribute_name` of `component`, replacing any.
         With `expire` (seconds, or ``"12h"``) reads miss it after that long."""
-        seconds = parse_duration(expire, "expire")
+        seconds = None if expire is None else parse_duration(expire, "expire")
         await self.__drive(
             _ops.store(self.context, component, attribute_name, data, None, None, seconds)
         )
