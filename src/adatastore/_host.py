@@ -19,9 +19,15 @@ from ._compute import Flights
 from ._policy import BAD_ENTRY_ERRORS, BadEntry
 from ._staleness import all_known, learn_all
 from .backend import Backend, MapMode, RecordWrite
+from .serializers import Buffer
 from .stats import Stats
 
-__all__ = ["StoreHost"]
+__all__ = ["CHECK_GROUP", "StoreHost"]
+
+CHECK_GROUP = 16
+"""Stored entries a warm-up reads at a time to check them: one round trip (a thread hop
+on files: 209 µs an entry one by one, 52 in groups of 16), and at most this many
+records in memory on back-ends that do not map."""
 
 
 class StoreHost:
@@ -106,29 +112,40 @@ class StoreHost:
         data = await self.backend.read_mapped(key, attribute_name, "r")
         if data is None:
             return False
+        await self._checked(key, attribute_name, data)
+        return True
+
+    async def _checked(self, key: str, attribute_name: str, data: Buffer) -> None:
         if memoryview(data).nbytes < OFFLOAD_BYTES:
             self.context.codec.check(key, attribute_name, data)
         else:
             await anyio.to_thread.run_sync(self.context.codec.check, key, attribute_name, data)
-        return True
 
     async def sound_many(
         self, pairs: list[tuple[str, str]], check: bool
     ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Exception]]:
         """Which entries are stored (and, with `check`, sound), and the bad ones with
-        their errors; with `check` each stored entry is read and decoded, one at a time
-        (bounded memory), without: existence is enough."""
+        their errors. With `check` each stored entry is read (mapped where the back-end
+        maps; `CHECK_GROUP` at a time: one round trip, bounded memory) and decoded;
+        without, existence is enough."""
         stored = await self.backend.contains_many(pairs)
         if not check or not stored:
             return stored, {}
         bad: dict[tuple[str, str], Exception] = {}
-        for pair in [pair for pair in pairs if pair in stored]:
-            try:
-                if not await self.check(*pair):
+        present = [pair for pair in pairs if pair in stored]
+        for start in range(0, len(present), CHECK_GROUP):
+            group = present[start : start + CHECK_GROUP]
+            records = await self.backend.read_many_mapped(group, "r")
+            for pair, data in zip(group, records, strict=True):
+                if data is None:
                     stored.discard(pair)  # deleted since
-            except BAD_ENTRY_ERRORS as error:
-                bad[pair] = error
-                stored.discard(pair)
+                    continue
+                try:
+                    await self._checked(*pair, data)
+                except BAD_ENTRY_ERRORS as error:
+                    bad[pair] = error
+                    stored.discard(pair)
+            del records
         return stored, bad
 
     async def put(
