@@ -12,9 +12,10 @@ limit.
   per write. When the estimate crosses a limit, or this process has written a tenth of
   it since it last looked (other processes write too), `trim` lists the entries once,
   and when over a limit evicts least recently used first (last read, or stored when
-  later) down to `TARGET` of the limit; entries older than `max_age` go too. In one
-  process the store is therefore within its limits whenever a write returns; several
-  processes see each other's writes at their next look.
+  later) down to `TARGET` of the limit; entries older than `max_age` go too. A store
+  written by one task is therefore within its limits whenever a write returns; writes
+  of other tasks (whose trim found one running: it looks again when done) and of other
+  processes are seen at the next look.
 - **Eviction** takes each victim's cross-process lock without waiting: an entry being
   computed or replaced (its lock held) is skipped, never evicted. Deletion is atomic per
   back-end (a rename, a row), so a concurrent reader gets the whole value or a miss; a
@@ -24,6 +25,7 @@ limit.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,8 +49,8 @@ RESYNC = 0.1
 """This process looks at the store's usage again after writing this fraction of a limit."""
 EVICT_BATCH = 256
 """Victims locked and deleted at a time."""
-_SEEN_MOST = 1 << 18
-"""Entries whose last note is remembered (~30 MB at most)."""
+_SEEN_MOST = 1 << 16
+"""Entries whose last note is remembered (~20 MB at most; then forgotten and noted anew)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ class Limiter:
         self._added = 0
         self._looked = 0.0
         self._trimming = threading.Lock()
+        self._pid = os.getpid()
         self._again = False
 
     # -- reads (the hot path) ---------------------------------------------------------------------
@@ -194,6 +197,8 @@ class Limiter:
         """Look at the store's usage and evict what the limits say; return how many went.
         One trim at a time per store: a caller arriving meanwhile makes the running one
         look again when it is done (its writes may have crossed the limit)."""
+        if self._pid != os.getpid():  # a forked child: the parent's lock may be held
+            self._pid, self._trimming = os.getpid(), threading.Lock()
         if not self._trimming.acquire(blocking=False):
             self._again = True
             return 0
