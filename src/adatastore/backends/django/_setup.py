@@ -311,11 +311,18 @@ def backend_spec(
 def check_schema(connection: Any, alias: str, tables: list[str]) -> None:
     """Refuse tables older than this release's models (a project that upgraded adatastore
     and has not migrated: its writes would fail on the missing column)."""
+    from django.db import DatabaseError
+
     current = "adatastore_storemarker" in tables
     if current:
-        with connection.cursor() as cursor:
-            columns = connection.introspection.get_table_description(cursor, "adatastore_dataitem")
-        current = any(column.name == "used_at" for column in columns)
+        # A plain query, in no transaction: Django's introspection probes SQLite's JSON
+        # support in one, and the store's SQLite transactions are IMMEDIATE: opening a
+        # store would wait for any other process's write.
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT used_at FROM adatastore_dataitem WHERE 1 = 0")
+        except DatabaseError:
+            current = False
     if not current:
         raise ConfigurationError(
             f"database {alias!r} has no (or old) adatastore tables: run "
