@@ -1,9 +1,11 @@
 """Whether a stored entry still stands: made by the code there is now (`StaleCodeWarning`,
 `stale_reason`), and not past its expiry or the store's `max_age` (`is_expired`).
 
-Both look at the provenance in the record's header. On a hit the code check is a
-substring test of the provenance JSON for the current source hash (~0.1 µs); the JSON is
-parsed only when the hash is not there (another code, or none recorded).
+Both look at the provenance in the record's header. On a hit (`hit_state`) they read it
+at the offsets `Provenance.to_json` writes ``expires``, ``code`` and ``compute_code`` at
+(0.43 µs a hit; substring searches took 0.84); the JSON is parsed only for an entry with
+an expiry, in a store with `max_age`, or when the hashes differ (other code, or another
+compute function: `stale_reason` tells which).
 """
 
 from __future__ import annotations
@@ -136,9 +138,7 @@ def hit_state(
         return EXPIRED
     if not policy.warn_stale_code or component is None:
         return STANDS
-    cls = type(component)
-    if cls is ModuleType:
-        cls = component  # type: ignore[assignment]
+    cls = component if isinstance(component, ModuleType) else type(component)
     if cls in _warned:
         return STANDS
     found = _TOKENS.get(cls, UNKNOWN)
@@ -170,9 +170,7 @@ def _checked(component: object, compute: Callable[..., Any] | None, provenance: 
 
 def code_known(component: object, compute: Callable[..., Any] | None, graph: bool) -> bool:
     """Whether what a write (or a code-keyed read: `graph`) needs of the code is cached."""
-    cls = type(component)
-    if cls is ModuleType:
-        cls = component  # type: ignore[assignment]
+    cls = component if isinstance(component, ModuleType) else type(component)
     if token(cls) is UNKNOWN or (compute is not None and compute_token(compute) is UNKNOWN):
         return False
     return not graph or all_known(component)
