@@ -311,3 +311,26 @@ async def test_warm_keeps_the_store_within_its_limits(
         assert report.computed == 30
         assert len(await store.list_contents()) <= 10
         assert store.stats.evicted >= 20
+
+
+async def test_warm_computes_expired_entries_again(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    """An expired entry is a miss for `warm` too (it reads what it finds stored)."""
+    lists_by_server_time(make_store)  # (its trims would evict by the server's clock)
+    async with make_store(max_age="1h") as store:
+        at(0.0)
+        await store.store(item(1), "v", "old")
+        await store.store(item(2), "v", "brief", expire=60)
+        await store.store(item(3), "v", "fresh")
+        at(120.0)
+        await store.store(item(3), "v", "fresh")
+        at(3_700.0)
+        await store.store(item(3), "v", "fresh")  # stored at 3700: within the hour
+        report = await store.warm([item(n) for n in (1, 2, 3)], "v", lambda c: "new")
+        assert (report.computed, report.already_stored) == (2, 1)
+        assert await store.retrieve_many([(item(n), "v") for n in (1, 2, 3)]) == [
+            "new",
+            "new",
+            "fresh",
+        ]

@@ -210,14 +210,15 @@ class Codec:
         header, parts = self.open(key, attribute_name, data)
         return header, self.loads(key, attribute_name, header, parts, read_only)
 
-    def check(self, key: str, attribute_name: str, data: Buffer) -> None:
+    def check(self, key: str, attribute_name: str, data: Buffer) -> _record.Header:
         """Raise what reading the record would raise (damage, signature, unreadable
-        value); the value is decoded and dropped. A map of `OFFLOAD_BYTES` or more is not
-        digested: `warm` checks what it skips this way, and hashing a large map reads it
-        all (see the module docstring)."""
+        value); the value is decoded and dropped, the header returned. A map of
+        `OFFLOAD_BYTES` or more is not digested: `warm` checks what it skips this way,
+        and hashing a large map reads it all (see the module docstring)."""
         verify = True if self.verify_on_read and memoryview(data).nbytes < OFFLOAD_BYTES else None
         header, parts = self.open(key, attribute_name, data, verify)
         self.loads(key, attribute_name, header, parts, read_only=True)
+        return header
 
     @staticmethod
     def header(key: str, attribute_name: str, data: Buffer) -> _record.Header:

@@ -17,7 +17,7 @@ from . import _ops
 from ._codec import OFFLOAD_BYTES
 from ._compute import Flights
 from ._policy import BAD_ENTRY_ERRORS, BadEntry
-from ._staleness import all_known, learn_all
+from ._staleness import all_known, is_expired, learn_all
 from .backend import Backend, MapMode, RecordWrite
 from .serializers import Buffer
 from .stats import Stats
@@ -84,42 +84,42 @@ class StoreHost:
         component: object = None,
         compute: Callable[..., Any] | None = None,
     ) -> Any:
-        """The value, `MISSING`, or a `BadEntry` when the store recomputes bad entries.
+        """The value, `MISSING` (an expired entry too), or a `BadEntry` when the store
+        recomputes bad entries.
 
-        Without `value_needed` the entry is still checked (`check`) when bad ones are
-        recomputed; the callers asking so (a warm-up's entries held elsewhere, executor
+        Without `value_needed` the entry is still read and checked (`check`: bad or
+        expired?); the callers asking so (a warm-up's entries held elsewhere, executor
         workers) ask about entries found missing or bad a moment ago.
         """
-        recompute_bad = self.context.policy.recompute_bad
         try:
             if value_needed:
                 context = self.context
                 operation = _ops.fetch(context, key, attribute_name, mode, component, compute)
                 return await _ops.drive(operation, self.backend)
-            if recompute_bad:
-                return None if await self.check(key, attribute_name) else _ops.MISSING
+            return None if await self.check(key, attribute_name) else _ops.MISSING
         except BAD_ENTRY_ERRORS as error:
-            if not recompute_bad:
+            if not self.context.policy.recompute_bad:
                 raise
             return BadEntry(error)
-        found = await self.backend.contains(key, attribute_name)
-        return None if found else _ops.MISSING
 
     async def check(self, key: str, attribute_name: str) -> bool:
-        """Whether the entry is stored, after reading and decoding it (raising what a
-        bad entry raises). It is read mapped where the back-end maps, and its digest is
-        checked when it is smaller than `OFFLOAD_BYTES` or not a map (`Codec.check`)."""
+        """Whether the entry is stored and not expired, after reading and decoding it
+        (raising what a bad entry raises). It is read mapped where the back-end maps, and
+        its digest is checked when it is smaller than `OFFLOAD_BYTES` or not a map
+        (`Codec.check`)."""
         data = await self.backend.read_mapped(key, attribute_name, "r")
         if data is None:
             return False
-        await self._checked(key, attribute_name, data)
-        return True
+        return await self._checked(key, attribute_name, data)
 
-    async def _checked(self, key: str, attribute_name: str, data: Buffer) -> None:
+    async def _checked(self, key: str, attribute_name: str, data: Buffer) -> bool:
+        """False for an expired entry (a miss); raises for a bad one."""
+        codec = self.context.codec
         if memoryview(data).nbytes < OFFLOAD_BYTES:
-            self.context.codec.check(key, attribute_name, data)
+            header = codec.check(key, attribute_name, data)
         else:
-            await anyio.to_thread.run_sync(self.context.codec.check, key, attribute_name, data)
+            header = await anyio.to_thread.run_sync(codec.check, key, attribute_name, data)
+        return not is_expired(header, self.context.policy.max_age)
 
     async def sound_many(
         self, pairs: list[tuple[str, str]], check: bool
@@ -141,7 +141,8 @@ class StoreHost:
                     stored.discard(pair)  # deleted since
                     continue
                 try:
-                    await self._checked(*pair, data)
+                    if not await self._checked(*pair, data):
+                        stored.discard(pair)  # expired: computed again
                 except BAD_ENTRY_ERRORS as error:
                     bad[pair] = error
                     stored.discard(pair)
