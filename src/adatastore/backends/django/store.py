@@ -148,16 +148,17 @@ class DjangoBackend(ReadTimes, Backend):
         connection = connections[self.alias]
         self._vendor = connection.vendor
         try:
-            tables = connection.introspection.table_names()
-            if self._migrate and (self.create or "adatastore_dataitem" in tables):
+            if self._migrate:  # connecting (SQLite's journal mode set) under the lock too
                 with migration_lock(connection):
-                    call_command(
-                        "migrate",
-                        "adatastore",
-                        database=self.alias,
-                        verbosity=0,
-                        interactive=False,
-                    )
+                    tables = connection.introspection.table_names()
+                    if self.create or "adatastore_dataitem" in tables:
+                        call_command(
+                            "migrate",
+                            "adatastore",
+                            database=self.alias,
+                            verbosity=0,
+                            interactive=False,
+                        )
             tables = connection.introspection.table_names()
         except DatabaseError as error:
             raise ConfigurationError(
