@@ -40,7 +40,6 @@ __all__ = [
     "compute_print",
     "compute_token",
     "git_commit",
-    "is_compute_known",
     "is_known",
     "token",
     "tokens",
@@ -174,14 +173,6 @@ def compute_print(compute: Callable[..., Any] | None) -> tuple[str, str] | None:
     _functions[code] = found
     _tokens[code] = None if found is None else f'"compute_code":"{found[1]}"'.encode()
     return found
-
-
-def is_compute_known(compute: Callable[..., Any] | None) -> bool:
-    """Whether `compute_print(compute)` needs no file I/O."""
-    if compute is None:
-        return True
-    _, code = _function(compute)
-    return code is None or code in _functions
 
 
 def git_commit(directory: str) -> str | None:

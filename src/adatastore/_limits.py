@@ -60,7 +60,6 @@ class Plan:
     size: int
     entries: int
     victims: tuple[Entry, ...]
-    reasons: tuple[str, ...]
 
 
 def plan(
@@ -79,7 +78,6 @@ def plan(
     size = sum(entry.size for entry in entries)
     count = len(entries)
     victims: list[Entry] = []
-    reasons: list[str] = []
     kept: list[tuple[float, Entry]] = []
     for entry in entries:
         stored = entry.stored_at.timestamp()
@@ -87,7 +85,6 @@ def plan(
             continue
         if policy.max_age is not None and now - stored > policy.max_age:
             victims.append(entry)
-            reasons.append("older than max_age")
         else:
             last = max(stored, used.get((entry.key, entry.attribute_name), 0.0))
             kept.append((last, entry))
@@ -105,10 +102,9 @@ def plan(
             ):
                 break
             victims.append(entry)
-            reasons.append("least recently used")
             left_size -= entry.size
             left_count -= 1
-    return Plan(size, count, tuple(victims), tuple(reasons))
+    return Plan(size, count, tuple(victims))
 
 
 class Limiter:

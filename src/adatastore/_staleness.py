@@ -51,7 +51,6 @@ __all__ = [
     "stale_entries",
     "stale_reason",
     "warn_if_stale",
-    "was_warned",
 ]
 
 _warned: set[object] = set()
@@ -106,10 +105,6 @@ def code_origin(component: object, compute: Callable[..., Any] | None) -> CodeOr
     if compute is None and cls is type(component):
         _ORIGINS[cls] = origin
     return origin
-
-
-def was_warned(cls: object) -> bool:
-    return cls in _warned
 
 
 STANDS, EXPIRED, LEARN = 0, 1, 2
