@@ -280,3 +280,34 @@ def test_a_reader_without_write_permission(backend: str, shared_directory: Path)
         "get_or_compute True True",
         "warm True True",
     ]
+
+
+def test_a_files_batch_killed_while_writing_its_plan_leaves_nothing(tmp_path: Path) -> None:
+    """SIGKILL right after the plan's bytes are written, before it is renamed into place
+    (the commit point): nothing of the batch is stored and the next open removes every
+    file the writer made. (CI once killed a writer there by chance and found its plan's
+    temporary file left in ``.batches``.)"""
+    code = BATCH.replace(
+        'print("started", flush=True)',
+        textwrap.dedent(
+            """
+            import os, signal
+            from adatastore import _fsio
+            original = _fsio.write_new
+            def write_new(name, parts, **options):
+                original(name, parts, **options)
+                if parts and bytes(parts[0]).startswith(b'[["'):  # the batch's plan
+                    os.kill(os.getpid(), signal.SIGKILL)
+            _fsio.write_new = write_new
+            print("started", flush=True)
+            """
+        ),
+    )
+    url = f"file://{tmp_path}/files"
+    assert run(BATCH, url, "warm-up", "10").returncode == 0
+    killed = run(code, url, "killed", "50")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    result = run(COUNT, url, "killed")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["killed", "0"]
+    assert leftovers(tmp_path) == []

@@ -67,6 +67,7 @@ RECORD_SUFFIX = ".rec"
 LOCK_DIR = ".locks"  # one flock file per entry, where OFD locks are missing
 LOCK_FILE = ".lock"
 BATCH_DIR = ".batches"  # store_many's staging directories and plans
+_PLAN = "plan.json"  # a batch's plan, written in its staging directory first
 _HOST = socket.gethostname().replace("-", "_") or "localhost"
 _RETRIES = 100  # a store racing deletes of the same entry tries again this often
 _MAX_JSON = 1 << 26  # a component.json or plan larger than this is not ours
@@ -250,8 +251,8 @@ class FilesBackend(ThreadedBackend):
 
         Every record (and its component's metadata) is written first into a staging
         directory ``.batches/<host>-<pid>-<random>/``: a failure there (a full disk)
-        removes it, and nothing was stored. Then the plan ``<staging>.json`` is written,
-        atomically: the commit point. Then the records move into place, each as a
+        removes it, and nothing was stored. Then the plan is written there too and renamed
+        to ``<staging>.json``: the commit point. Then the records move into place, each as a
         single store would. A writer that dies before the plan leaves a staging
         directory that the next open removes; one that dies after it leaves a plan that
         the next open carries out.
@@ -271,10 +272,14 @@ class FilesBackend(ThreadedBackend):
                             f"{number}.json", [component.to_json()], durable=self.durable
                         )
                         plan.append(list(self._names(key, attribute_name)))
-                batches.atomic_write(
-                    name + ".json", [json.dumps(plan).encode()], durable=self.durable
-                )
+                    # written inside the staging directory, then renamed out: a writer
+                    # killed before the rename leaves nothing outside what recovery removes
+                    staging.write_new(_PLAN, [json.dumps(plan).encode()], durable=self.durable)
+                    batches.move_in(staging, _PLAN, name + ".json")
+                if self.durable:
+                    batches.fsync()
             except BaseException:
+                batches.unlink(name + ".json")
                 _remove_tree(batches, name)
                 raise
             self._carry_out(batches, name, plan)
