@@ -418,6 +418,81 @@ def test_ctrl_c_in_a_blocking_call(tmp_path: Path, backend: str) -> None:
     assert count in (1, 151)
 
 
+CTRL_C_SMALL = """
+import faulthandler, os, signal, sys, threading, time
+import adatastore
+faulthandler.dump_traceback_later(25, exit=True)
+from components import SimpleComponent
+
+store = adatastore.open_store_sync(sys.argv[1])
+print("started", flush=True)
+# fault injection, not synchronisation: the store below cannot finish while the test
+# holds SQLite's write lock, so the signal finds it waiting whenever it comes
+sent = []
+def interrupt():
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Timer(0.3, interrupt).start()
+try:
+    store.store(SimpleComponent({"small": 1}), "v", 1)
+    print("not interrupted", flush=True)
+except KeyboardInterrupt:
+    print(f"interrupted {time.monotonic() - sent[0]:.2f}", flush=True)
+sys.stdin.readline()  # the test releases the lock, then says go on
+store.store(SimpleComponent({"after": 1}), "v", "usable")
+print("after", store.retrieve(SimpleComponent({"after": 1}), "v"), flush=True)
+"""
+
+
+def test_ctrl_c_reaches_a_small_blocking_store_waiting_for_another_writer(
+    tmp_path: Path,
+) -> None:
+    """A small store of the blocking API runs in the caller's thread (no hand-off) only
+    while SQLite's write lock is free: held by another process, the store waits where
+    Ctrl-C reaches it at once, not inside SQLite's busy wait (60 s here)."""
+    database = tmp_path / "store.db"
+    url = f"sqlite:///{database}"
+    adatastore_close = "import adatastore,sys; adatastore.open_store_sync(sys.argv[1]).close()"
+    setup = subprocess.run(
+        [sys.executable, "-c", adatastore_close, url],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert setup.returncode == 0, setup.stderr
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CTRL_C_SMALL), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdin is not None
+            assert child.stdout.readline().strip() == "started"
+            word, seconds = child.stdout.readline().split()
+            assert word == "interrupted", child.stderr.read() if child.stderr else ""
+            assert float(seconds) < 1.0
+            holder.execute("COMMIT")
+            child.stdin.write("\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "after usable"
+            assert child.wait(timeout=10) == 0
+        finally:
+            if child.poll() is None:
+                child.kill()
+            holder.close()
+    with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
+        (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
+    assert count in (1, 2)  # the interrupted store whole (finished by the thread) or not
+
+
 def _interrupt_and_go_on(
     child: subprocess.Popen[str], database: Path, tmp_path: Path, holder: sqlite3.Connection
 ) -> None:

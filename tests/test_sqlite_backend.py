@@ -17,6 +17,7 @@ from components import SimpleComponent
 from helpers import run_python, subprocess_env
 
 from adatastore import AsyncSQLiteDataStore, SQLiteDataStore
+from adatastore._connection import ConnectionThread
 from adatastore.backends import sqlite as sqlite_backend
 from adatastore.errors import ConfigurationError, CorruptEntryError, StoreClosedError
 
@@ -331,3 +332,30 @@ async def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert {"store_entry", "store_entry_insert", "entries_delete"} <= names
     async with AsyncSQLiteDataStore(path) as store:  # opening again changes nothing
         assert await store.retrieve(down, "note") == "replaced"
+
+
+def test_a_unit_interrupted_in_the_callers_thread_leaves_no_transaction(tmp_path: Path) -> None:
+    """`run_here` runs a unit in the caller's thread, where Ctrl-C can stop it anywhere: a
+    transaction it leaves open is rolled back, so the next writer is not locked out."""
+    path = tmp_path / "units.db"
+    thread = ConnectionThread(
+        lambda: sqlite3.connect(path, isolation_level=None, check_same_thread=False), "units"
+    )
+
+    def interrupted(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("CREATE TABLE half (x)")
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            thread.run_here(interrupted, 5)
+        with contextlib.closing(sqlite3.connect(path, timeout=0)) as other:
+            other.execute("CREATE TABLE other (x)")  # SQLite's write lock is free
+            tables = {name for (name,) in other.execute("SELECT name FROM sqlite_master")}
+        assert tables == {"other"}
+        assert thread.run_here(lambda c: c.execute("SELECT 41 + 1").fetchone(), 5) == (42,)
+        assert thread.run(lambda c: c.in_transaction) is False
+    finally:
+        thread.close()
+        thread.join(10)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 import anyio.to_thread
 
 from .. import _forks, _fsio, _locks, _record
-from .._connection import ConnectionThread
+from .._connection import ConnectionThread, is_busy
 from .._payloads import PayloadStore
 from ..errors import ConfigurationError, NetworkFilesystemWarning
 from ..records import ComponentRecord, json_text
@@ -319,7 +319,13 @@ def write_unit(
             for name in moved:
                 payloads.remove(name)
             raise
-    collect(payloads, connection)
+    try:
+        collect(payloads, connection)
+    except sqlite3.OperationalError as error:
+        if not is_busy(error):
+            raise
+        # another writer holds the lock (a unit run without waiting, `run_here`): the
+        # queued files stay for the next collection; the rows are written
 
 
 def delete_unit(

@@ -321,7 +321,7 @@ class SQLiteBackend(Backend):
         unit, with_files = write_plan(records, self._payloads, self.durable, writer)
         try:
             if unit is not None:
-                writer.run(unit)
+                writer.run_here(unit, self.busy_timeout)  # rows only: short
             else:
                 assert with_files is not None
                 with_files()
