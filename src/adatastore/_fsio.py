@@ -125,6 +125,8 @@ def preallocate(fd: int, size: int) -> None:
             _fallocate = None  # not on this file system: do not ask again
         elif code == errno.ENOSPC:
             raise OSError(code, os.strerror(code))
+
+
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 

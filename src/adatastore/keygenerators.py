@@ -18,6 +18,7 @@ import enum
 import fractions
 import functools
 import hashlib
+import operator
 import pickle
 import sys
 import uuid
@@ -131,12 +132,11 @@ def _encode_container(
 
 
 def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) -> None:
-    items = list(value.items())
-    out.append(f"{{{len(items)}:")
-    if all(type(key) is str for key, _ in items):
-        # The common case: string keys, sorted as strings.
-        items.sort(key=_first)
-        for key, item in items:
+    out.append(f"{{{len(value)}:")
+    if set(map(type, value)) <= _STR_ONLY:
+        # The common case: string keys, sorted as strings (C-level key type check and
+        # sort key: a Python key function and a generator cost ~1 µs more for 10 leaves)
+        for key, item in sorted(value.items(), key=_KEY):
             kind = type(item)
             if kind is str:
                 out.append(f"s{len(key)}:{key}s{len(item)}:{item}")
@@ -154,7 +154,7 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) 
     else:
         # Mixed key types: sort by the keys' canonical tokens.
         encoded: list[tuple[str, list[str]]] = []
-        for key, item in items:
+        for key, item in list(value.items()):
             key_tokens: list[str] = []
             item_tokens: list[str] = []
             try:
@@ -173,6 +173,10 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) 
 
 def _first(pair: tuple[Any, Any]) -> Any:
     return pair[0]
+
+
+_STR_ONLY = frozenset({str})
+_KEY = operator.itemgetter(0)
 
 
 def _encode_sequence(value: Any, out: list[str], active: set[int]) -> None:
