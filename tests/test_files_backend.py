@@ -14,7 +14,7 @@ import pytest
 from components import SimpleComponent
 from helpers import run_python, subprocess_env
 
-from adatastore import AsyncShelveDataStore, JSONSerializer, keygenerators
+from adatastore import AsyncShelveDataStore, JSONSerializer, _fsio, keygenerators
 from adatastore.errors import (
     ConfigurationError,
     CorruptEntryError,
@@ -316,3 +316,30 @@ async def test_verify_on_read_false_skips_the_digest_but_verify_does_not(
     async with AsyncShelveDataStore(tmp_path) as checking:
         with pytest.raises(CorruptEntryError):
             await checking.retrieve(c, "v")
+
+
+@pytest.mark.parametrize("first_write", [0, 1, 3, 7, 10, None])
+def test_every_byte_is_written_whatever_writev_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_write: int | None
+) -> None:
+    """A record's parts go out in one writev; a short one (a signal, a nearly full disk)
+    is finished part by part from where it stopped, across part boundaries."""
+    parts: list[bytes | bytearray | memoryview] = [
+        b"abc",
+        b"",
+        b"defg",
+        memoryview(b"hij"),
+        bytearray(b"k" * 70_000),
+    ]
+    whole = b"".join(bytes(part) for part in parts)
+    if first_write is not None:
+        writev = os.writev
+
+        def short_writev(fd: int, views: list[memoryview]) -> int:
+            joined = b"".join(bytes(view) for view in views)
+            return writev(fd, [joined[:first_write]])
+
+        monkeypatch.setattr(os, "writev", short_writev)
+    path = tmp_path / "record"
+    _fsio.write_new(str(path), parts, durable=False)
+    assert path.read_bytes() == whole
