@@ -50,7 +50,7 @@ def available() -> str | None:
         import psycopg
 
         psycopg.connect(
-            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=15
         ).close()
     except Exception as error:  # any failure to connect means absent
         return f"PostgreSQL on 127.0.0.1:5432 is not reachable ({type(error).__name__})"

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from . import _fsio
+from . import _fsio, _reaper
 from ._fsio import MapMode
 from .serializers import Buffer
 
@@ -278,7 +278,11 @@ class Directory:
         self.write_new(temp, parts, durable=durable)
         try:
             if not fresh and _fsio.exchange(self.fd, temp, self.fd, name):
-                os.unlink(temp, dir_fd=self.fd)  # now the old contents
+                # `temp` now holds the old contents: as large as the new, most likely
+                if sum(memoryview(part).nbytes for part in parts) >= _reaper.LARGE:
+                    _reaper.remove(self.fd, temp)
+                else:
+                    os.unlink(temp, dir_fd=self.fd)
             else:
                 os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
