@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 import zlib
 from typing import Any
@@ -179,3 +180,58 @@ def test_nesting_and_its_flattening_never_share_a_key(parameters: dict[Any, Any]
         first = key_or_refused(generator, parameters)
         second = key_or_refused(generator, flat)
         assert first is None or first != second, (generator.__name__, parameters, flat)
+
+
+def _read_header_or_error(data: bytes) -> object:
+    try:
+        return _record.read_header(data)
+    except _record.DamagedRecord as error:
+        return ("damaged", str(error))
+
+
+names = st.sampled_from(["pickle", "v", "rates.e", 'a"b', "a\\b", "é", ""]) | st.text(max_size=12)
+numbers = st.integers(min_value=-5, max_value=2**65) | st.sampled_from([0, 2**64 - 1, 2**64])
+
+
+@FUZZ
+@given(
+    serializer=names,
+    attribute=names,
+    lengths=st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=3)
+    | st.lists(numbers, max_size=66),
+    digest=numbers,
+    signature=st.none()
+    | st.text("0123456789abcdef", min_size=64, max_size=64)
+    | st.text("0123456789abcdefABCDEF", min_size=63, max_size=65),
+    ascii_only=st.booleans(),
+    payload=st.binary(max_size=300),
+)
+def test_the_fast_header_path_reads_what_the_json_path_reads(
+    serializer: str,
+    attribute: str,
+    lengths: list[int],
+    digest: int,
+    signature: str | None,
+    ascii_only: bool,
+    payload: bytes,
+) -> None:
+    """Headers laid out as `seal` writes them, with any field values: the regular
+    expression's reading equals the JSON decoder's, header or error."""
+    fields: dict[str, Any] = {
+        "serializer": serializer,
+        "attribute": attribute,
+        "lengths": lengths,
+        "xxh3": digest,
+    }
+    if signature is not None:
+        fields["hmac2"] = signature
+    header = json.dumps(fields, ensure_ascii=ascii_only, separators=(",", ":")).encode()
+    data = seal_raw(header, payload)
+    fast = _read_header_or_error(data)
+    common = _record._COMMON_HEADER
+    _record._COMMON_HEADER = re.compile(b"(?!)")  # never matches: the JSON path alone
+    try:
+        slow = _read_header_or_error(data)
+    finally:
+        _record._COMMON_HEADER = common
+    assert fast == slow

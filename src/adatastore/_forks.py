@@ -38,12 +38,15 @@ class _Gate:
     """Many threads inside at once; a fork waits until none is, and keeps them out."""
 
     def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._inside = 0
         self._forking = False
 
+    # Entered around every SQLite call: the lock itself (a C context manager) is taken,
+    # not the condition (whose __enter__ is Python); the condition only when waiting.
     def __enter__(self) -> None:
-        with self._condition:
+        with self._lock:
             while self._forking:
                 self._condition.wait()
             self._inside += 1
@@ -54,9 +57,9 @@ class _Gate:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        with self._condition:
+        with self._lock:
             self._inside -= 1
-            if not self._inside:
+            if not self._inside and self._forking:
                 self._condition.notify_all()
 
     def before_fork(self) -> None:

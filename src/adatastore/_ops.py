@@ -414,7 +414,15 @@ def retrieve_many(
     stats, values = context.stats, []
     for (component, _), (key, attribute_name), data in zip(requests, pairs, records, strict=True):
         if data is not None:
-            header, value = yield from _decoded(context, key, attribute_name, data, mode)
+            if mode is None and memoryview(data).nbytes < OFFLOAD_BYTES:
+                # the common small record decoded here, without a generator per entry
+                header, parts = context.codec.open(key, attribute_name, data)
+                if header.compression:
+                    value = yield OFFLOAD, context.codec.loads, key, attribute_name, header, parts
+                else:
+                    value = context.codec.loads(key, attribute_name, header, parts)
+            else:
+                header, value = yield from _decoded(context, key, attribute_name, data, mode)
             state = hit_state(context.policy, component, None, header)
             if state == LEARN:
                 yield OFFLOAD, learn, component, None, False

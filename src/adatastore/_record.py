@@ -16,6 +16,7 @@ numpy arrays rebuilt from out-of-band buffers are aligned. A damaged envelope ra
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -31,6 +32,24 @@ MAGIC = b"ADS1"
 ALIGNMENT = 64
 _PREFIX = struct.Struct("<4sII")
 _json_decode = json.JSONDecoder().decode
+# The header `seal` writes (its fields in its order; strings of printable ASCII without
+# quote or backslash, numbers without leading zeros), matched at once: 1.2 µs less a read
+# than decoding the JSON and checking the fields. Any other header (escapes, other fields
+# or order, a planted one) is decoded and checked field by field below, as before.
+_NAME = rb'"([\x20\x21\x23-\x5b\x5d-\x7e]{1,1024})"'
+_NUMBER = rb"(?:0|[1-9][0-9]{0,18})"
+_COMMON_HEADER = re.compile(
+    rb'\{"serializer":'
+    + _NAME
+    + rb',"attribute":'
+    + _NAME
+    + rb',"lengths":\[('
+    + _NUMBER
+    + rb"(?:,"
+    + _NUMBER
+    + rb"){0,63})\]"
+    + rb',"xxh3":(0|[1-9][0-9]{0,19})(?:,"hmac2":"([0-9a-f]{64})")?\}'
+)
 _ZEROS = bytes(ALIGNMENT)
 _HEX = "0123456789abcdef"
 _U64 = 2**64 - 1
@@ -188,6 +207,24 @@ def read_header(data: Buffer) -> tuple[Header, int]:
     if zlib.crc32(raw) != header_crc:
         raise DamagedRecord("header checksum mismatch")
     main, _, provenance_json = bytes(raw).partition(b"\0")
+    common = _COMMON_HEADER.fullmatch(main)
+    if common is not None:
+        serializer, attribute, lengths, digest, signature2 = common.groups()
+        sizes = tuple(map(int, lengths.split(b",")))
+        checksum = int(digest)
+        if checksum <= _U64 and max(sizes) <= view.nbytes:
+            return (
+                Header(
+                    serializer.decode(),
+                    attribute.decode(),
+                    sizes,
+                    ("xxh3", checksum),
+                    None,
+                    provenance_json or None,
+                    None if signature2 is None else signature2.decode(),
+                ),
+                end,
+            )
     try:
         # UTF-8 as we write it, decoded here: json.loads of bytes first guesses among
         # UTF-8/16/32 (1.0 of its 2.4 µs; a UnicodeDecodeError is a ValueError)

@@ -142,12 +142,15 @@ def _encode_mapping(value: Mapping[Any, Any], out: list[str], active: set[int]) 
                 out.append(f"s{len(key)}:{key}s{len(item)}:{item}")
             elif kind is float and item == item:
                 out.append(f"s{len(key)}:{key}f{item.hex()};")
-            elif kind is int:
-                out.append(f"s{len(key)}:{key}{_int_token(item)}")
+            elif kind is int and -_SHORT_INT < item < _SHORT_INT:
+                out.append(f"s{len(key)}:{key}i{item};")
             else:
                 out.append(f"s{len(key)}:{key}")
                 try:
-                    _encode(item, out, active)
+                    if isinstance(item, dict):  # a nested group: no type dispatch first
+                        _encode_container(item, out, active, _encode_mapping)
+                    else:
+                        _encode(item, out, active)
                 except _Unhashable as error:
                     error.segments.append(_segment(key))
                     raise
@@ -176,6 +179,7 @@ def _first(pair: tuple[Any, Any]) -> Any:
 
 
 _STR_ONLY = frozenset({str})
+_SHORT_INT = 10**4000  # ints written in decimal inline (Python's limit is 4,300 digits)
 _KEY = operator.itemgetter(0)
 
 
