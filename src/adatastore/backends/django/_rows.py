@@ -56,7 +56,7 @@ def upsert(alias: str | None, item: Item) -> str | None:
     # Writers and deleters of one component take its row in turn (PostgreSQL,
     # MariaDB; SQLite's transactions are serial anyway): the replaced file is known.
     # A state already there (every store but a component's first) is found and locked
-    # in one query: a round trip less, 3.1 -> 2.7 ms a store on PostgreSQL here.
+    # in one query: a round trip less (a 1 KB store on PostgreSQL: 3.15 -> 3.04 ms here).
     states = ComponentState.objects.using(alias).select_for_update()
     state = states.filter(key_digest=digest(item.key)).first()
     if state is None:
