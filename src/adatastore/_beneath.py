@@ -266,20 +266,21 @@ class Directory:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def write_new(self, name: str, parts: Sequence[Buffer], *, durable: bool) -> None:
-        """Create `name` (it must not exist) holding `parts`; removed again on any error."""
-        _fsio.write_new(name, parts, durable=durable, dir_fd=self.fd)
+    def write_new(self, name: str, parts: Sequence[Buffer], *, durable: bool) -> int:
+        """Create `name` (it must not exist) holding `parts`; removed again on any error.
+        Returns its size."""
+        return _fsio.write_new(name, parts, durable=durable, dir_fd=self.fd)
 
     def atomic_write(
         self, name: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False
     ) -> None:
         """Replace `name` by a file holding `parts`, atomically (see `_fsio.atomic_write`)."""
         temp = f"{_fsio.TEMP_PREFIX}{secrets.token_hex(8)}"
-        self.write_new(temp, parts, durable=durable)
+        size = self.write_new(temp, parts, durable=durable)
         try:
             if not fresh and _fsio.exchange(self.fd, temp, self.fd, name):
                 # `temp` now holds the old contents: as large as the new, most likely
-                if sum(memoryview(part).nbytes for part in parts) >= _reaper.LARGE:
+                if size >= _reaper.LARGE:
                     _reaper.remove(self.fd, temp)
                 else:
                     os.unlink(temp, dir_fd=self.fd)
