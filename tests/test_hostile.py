@@ -490,13 +490,15 @@ def test_an_existing_mariadb_store_is_converted() -> None:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
-                    "TABLE_NAME = 'adatastore_dataitem' AND COLUMN_NAME = 'attribute'")
+                    "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'adatastore_dataitem' "
+                    "AND COLUMN_NAME = 'attribute'")
                 print(cursor.fetchone()[0])
             call_command("migrate", "adatastore", verbosity=0)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
-                    "TABLE_NAME = 'adatastore_dataitem' AND COLUMN_NAME = 'attribute'")
+                    "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'adatastore_dataitem' "
+                    "AND COLUMN_NAME = 'attribute'")
                 print(cursor.fetchone()[0])
             """
         )
