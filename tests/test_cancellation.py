@@ -380,30 +380,8 @@ def test_ctrl_c_in_a_blocking_call(tmp_path: Path, backend: str) -> None:
         else f"django+sqlite:///{database}?data_root_dir={tmp_path / 'data'}"
     )
     # create the store, then hold its write lock from here
-    setup = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import adatastore,sys; adatastore.open_store_sync(sys.argv[1]).close()",
-            url,
-        ],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert setup.returncode == 0, setup.stderr
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CTRL_C), url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    ) as child:
+    holder = _create_and_hold_the_write_lock(url, database)
+    with _child(CTRL_C, url) as child:
         try:
             _interrupt_and_go_on(child, database, tmp_path, holder)
         finally:
@@ -452,26 +430,8 @@ def test_ctrl_c_reaches_a_small_blocking_store_waiting_for_another_writer(
     Ctrl-C reaches it at once, not inside SQLite's busy wait (60 s here)."""
     database = tmp_path / "store.db"
     url = f"sqlite:///{database}"
-    adatastore_close = "import adatastore,sys; adatastore.open_store_sync(sys.argv[1]).close()"
-    setup = subprocess.run(
-        [sys.executable, "-c", adatastore_close, url],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert setup.returncode == 0, setup.stderr
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    with subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CTRL_C_SMALL), url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    ) as child:
+    holder = _create_and_hold_the_write_lock(url, database)
+    with _child(CTRL_C_SMALL, url) as child:
         try:
             assert child.stdout is not None
             assert child.stdin is not None
@@ -491,6 +451,38 @@ def test_ctrl_c_reaches_a_small_blocking_store_waiting_for_another_writer(
     with contextlib.closing(sqlite3.connect(database, timeout=5)) as connection:
         (count,) = connection.execute("SELECT count(*) FROM entries").fetchone()
     assert count in (1, 2)  # the interrupted store whole (finished by the thread) or not
+
+
+def _create_and_hold_the_write_lock(url: str, database: Path) -> sqlite3.Connection:
+    """Create the store at `url` in another process, then hold SQLite's write lock."""
+    setup = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import adatastore,sys; adatastore.open_store_sync(sys.argv[1]).close()",
+            url,
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert setup.returncode == 0, setup.stderr
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def _child(code: str, url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
 
 
 def _interrupt_and_go_on(
