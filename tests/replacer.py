@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from typing import Any
-
 from components import SimpleComponent
 
 import adatastore
 
 
 def replace_with_d(url: str) -> None:
-    """Replace a 9 MB record, with a reaper slower than the worker (fault injection)."""
-    unlink = os.unlink
-
-    def slow_unlink(*args: Any, **kwargs: Any) -> None:
-        if threading.current_thread().name == "adatastore-reaper":
-            time.sleep(0.3)
-        unlink(*args, **kwargs)
-
-    os.unlink = slow_unlink
+    """Replace a 9 MB record, leaving the store unclosed as the worker exits."""
     store = adatastore.open_store_sync(url)
-    KEPT.append(store)  # never closed: the worker's exit must still wait for the reaper
+    KEPT.append(store)  # never closed
     store.store(SimpleComponent({"large": True}), "v", b"d" * 9_000_000)
 
 

@@ -346,19 +346,13 @@ def test_every_byte_is_written_whatever_writev_takes(
 
 
 REPLACER = """
-import os, sys, threading, time
+import os, sys
 import adatastore
 from components import SimpleComponent
 url, how = sys.argv[1], sys.argv[2]
-unlink = os.unlink
-def slow_unlink(*args, **kwargs):  # fault injection: a reaper slower than the process
-    if threading.current_thread().name == "adatastore-reaper":
-        time.sleep(0.3)
-    return unlink(*args, **kwargs)
-os.unlink = slow_unlink
 store = adatastore.open_store_sync(url)
 component = SimpleComponent({"large": True})
-for fill in b"abc":  # 9 MB records replaced: the old ones go to the reaper's thread
+for fill in b"abc":  # 9 MB records replaced
     store.store(component, "v", bytes([fill]) * 9_000_000)
 if how == "forkserver":  # a multiprocessing worker leaves by os._exit, past atexit
     import multiprocessing, replacer
@@ -379,17 +373,15 @@ elif how == "fork":
 print(store.retrieve(component, "v")[:1].decode(), flush=True)
 if how == "close":
     store.close()
-# "exit": the interpreter's exit waits for the reaper
 """
 
 
 @pytest.mark.parametrize("backend", ["files", "sqlite", "django-sqlite"])
 @pytest.mark.parametrize("how", ["close", "exit", "fork", "forkserver"])
 def test_large_replaced_records_are_all_removed(tmp_path: Path, backend: str, how: str) -> None:
-    """On files a replaced record of 9 MB or more is removed by a thread, off the caller's
-    path (100 MB: 6 of 27 ms a store): once the store is closed, or the process has exited
-    (also a forked child, and a multiprocessing worker, which leaves by os._exit), not one
-    is left. (SQLite's and Django's payload files go before the call returns.)"""
+    """Replaced large records leave no file behind, whether the store is closed or the
+    process just exits (also a forked child, and a multiprocessing worker, which leaves by
+    os._exit): each is removed before the store that replaced it returns."""
     url = {
         "files": f"file://{tmp_path}/files",
         "sqlite": f"sqlite:///{tmp_path}/store.db",

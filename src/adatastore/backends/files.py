@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar, Unpack
 
-from .. import _fsio, _locks, _naming, _reaper, _record
+from .. import _fsio, _locks, _naming, _record
 from .._beneath import Directory, UnsafePath
 from .._options import StoreOptions
 from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend, Used
@@ -195,7 +195,6 @@ class FilesBackend(ThreadedBackend):
             weakref.finalize(self, self._lock_file.close).atexit = False
 
     def blocking_close(self) -> None:
-        _reaper.drain()  # replaced records handed to the reaper: gone when closed
         if self._lock_file is not None:
             self._lock_file.close()
         if self._root is not None:
