@@ -112,6 +112,28 @@ async def test_max_entries_evicts_least_recently_used_first_down_to_ninety_perce
         assert store.key_of(item(2)) not in left
 
 
+async def test_entries_read_again_and_again_within_a_minute_stay_the_most_recent(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    """A hot entry read after every store, a second apart, is never the least recently
+    used: each read counts, not only the first in a minute (which ranked it behind every
+    entry stored since, and evicted it)."""
+    lists_by_server_time(make_store)
+    async with make_store(max_entries=10) as store:
+        hot = [item(n) for n in range(3)]
+        for n, component in enumerate(hot):
+            at(float(n))
+            await store.store(component, "v", n)
+        for n in range(3, 40):
+            at(float(n))
+            await store.store(item(n), "v", n)
+            for number, component in enumerate(hot):
+                assert await store.retrieve(component, "v") == number
+        assert store.stats.evicted > 0
+        for component in hot:
+            assert await store.contains(component, "v")
+
+
 async def test_max_age_and_expire_make_misses_after_their_time(
     make_store: StoreFactory, moving_clock: list[float]
 ) -> None:

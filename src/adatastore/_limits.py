@@ -2,12 +2,15 @@
 cheaply, least recently used entries evicted in batches after the writes that cross a
 limit.
 
-- **Reads** are noted in memory (a dict) and written to the back-end in batches
-  (`Backend.touch_many`): when `TOUCH_BATCH` distinct entries were read, or
-  `TOUCH_SECONDS` after the last batch. An entry read again within `GRANULARITY`
-  seconds is not noted again, so re-reading a hot entry costs a dict lookup and a clock
-  read. The last batch of a process that exits unflushed is lost: those reads count as
-  older than they were (eviction order, never correctness).
+- **Reads** are noted in memory (a dict of each entry's last read) and written to the
+  back-end in batches (`Backend.touch_many`): when `TOUCH_BATCH` distinct entries were
+  read, or `TOUCH_SECONDS` after the last batch, and before this process's own trim. Every
+  read counts: re-reading a hot entry costs a clock read and a dict store, and its row is
+  written once a batch however often it was read. (Counting only the first read in a
+  minute ranked an entry read after every store behind all stored since: evicted while
+  hot.) The last batch of a process that exits unflushed is lost: those reads count as
+  older than they were (eviction order, never correctness); another process's trim sees
+  this one's reads once their batch is written.
 - **Writes** add their sizes to this process's estimate of the store's usage; no scan
   per write. When the estimate crosses a limit, or this process has written a tenth of
   it since it last looked (other processes write too), `trim` lists the entries once,
@@ -35,22 +38,18 @@ from .backend import Backend, Used
 from .records import Entry
 from .stats import Stats, logger
 
-__all__ = ["GRANULARITY", "TARGET", "TOUCH_BATCH", "TOUCH_SECONDS", "Limiter", "Plan", "plan"]
+__all__ = ["TARGET", "TOUCH_BATCH", "TOUCH_SECONDS", "Limiter", "Plan", "plan"]
 
 TOUCH_BATCH = 1024
 """Distinct entries read before their read times are written."""
 TOUCH_SECONDS = 60.0
 """Read times are written at least this often (at the next read)."""
-GRANULARITY = 60.0
-"""Seconds within which reads of one entry count as one."""
 TARGET = 0.9
 """Eviction goes down to this fraction of a limit, so it runs once per tenth, not per write."""
 RESYNC = 0.1
 """This process looks at the store's usage again after writing this fraction of a limit."""
 EVICT_BATCH = 256
 """Victims locked and deleted at a time."""
-_SEEN_MOST = 1 << 16
-"""Entries whose last note is remembered (~20 MB at most; then forgotten and noted anew)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +113,6 @@ class Limiter:
         self.policy = policy
         self.stats = stats
         self._pending: dict[tuple[str, str], float] = {}
-        self._seen: dict[tuple[str, str], float] = {}
         self._flushed = clock()
         self._size: int | None = None  # as of the last look; None: not looked yet
         self._count = 0
@@ -130,14 +128,9 @@ class Limiter:
     def touch(self, key: str, attribute_name: str) -> bool:
         """Note a read; True when the notes are due to be written (`take`)."""
         now = clock()
-        pair = (key, attribute_name)
-        last = self._seen.get(pair)
-        if last is not None and now - last < GRANULARITY:
-            return False
-        if len(self._seen) >= _SEEN_MOST:
-            self._seen.clear()  # bounded memory: a forgotten entry is noted again
-        self._seen[pair] = self._pending[pair] = now
-        return len(self._pending) >= TOUCH_BATCH or now - self._flushed >= TOUCH_SECONDS
+        pending = self._pending
+        pending[(key, attribute_name)] = now
+        return len(pending) >= TOUCH_BATCH or now - self._flushed >= TOUCH_SECONDS
 
     def take(self) -> list[Used]:
         """The read notes to write, forgotten here."""
