@@ -103,7 +103,10 @@ def parse_duration(value: object, what: str = "max_age") -> float | None:
     elif isinstance(value, str) and (match := _DURATION.fullmatch(value)) is not None:
         seconds = float(match.group(1)) * _SECONDS[match.group(2)]
     else:
-        raise ConfigurationError(f"{what} must be a duration such as '30d', not {value!r}")
+        raise ConfigurationError(
+            f"{what} must be seconds or a number with a unit s, m, h, d or w "
+            f"('30d', '12h', '0.5s'), not {value!r}"
+        )
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigurationError(f"{what} must be a positive, finite duration, not {value!r}")
     return seconds
