@@ -1,7 +1,7 @@
 """Two checkouts side by side in instructions, not seconds: callgrind counts per operation.
 
     python benchmarks/instructions.py OLD_SRC NEW_SRC [--count 500] [--loops 4]
-        [--only async,sqlite] [--new-options '{"max_size": "10GB"}']
+        [--only async,sqlite] [--new-options '{"max_size": "10GB"}'] [--old-options '{}']
 
 Wall-clock ratios on this shared 2-core machine move by ±10% from run to run
 (`checkouts.py`); instruction counts under ``valgrind --tool=callgrind`` repeat to the
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=4)
     parser.add_argument("--only", default="", help="rows whose words include all of these")
     parser.add_argument("--new-options", default="{}", help="JSON: the new side's options")
+    parser.add_argument("--old-options", default="{}", help="JSON: the old side's options")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -153,7 +154,9 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     wanted = [word for word in arguments.only.split(",") if word]
     for row in [row for row in ROWS if all(word in row for word in wanted)]:
-        old = per_operation(arguments.old.resolve(), row, arguments.count, arguments.loops)
+        old = per_operation(
+            arguments.old.resolve(), row, arguments.count, arguments.loops, arguments.old_options
+        )
         new = per_operation(
             arguments.new.resolve(), row, arguments.count, arguments.loops, arguments.new_options
         )
