@@ -22,10 +22,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = TESTS_DIR.parent / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver)",
+    ),
+    # one test process runs them all (``--dist loadgroup``): one server, one browser
+    pytest.mark.xdist_group("browser"),
+]
 
 
 @pytest.fixture(scope="module")
