@@ -47,7 +47,9 @@ def client() -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             protocol="tcp",
-            dashboard_address=None,
+            # None still serves HTTP on 8787: a second cluster (the other test process)
+            # warns, and warnings are errors here
+            dashboard_address="127.0.0.1:0",
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
