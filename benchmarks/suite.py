@@ -156,7 +156,14 @@ def targets(tables: list[Table]) -> list[Target]:
 def _small_targets(tables: list[Table]) -> list[Target]:
     found: list[Target] = []
     by_operation = {
-        operation: next((t for t in tables if t.title.endswith(f"keys: {operation}")), None)
+        operation: next(
+            (
+                t
+                for t in tables  # not Django's tables, which end the same way
+                if t.title.startswith("Small values") and t.title.endswith(f"keys: {operation}")
+            ),
+            None,
+        )
         for operation in ("store", "retrieve hit", "retrieve miss")
     }
     for operation, table in by_operation.items():
