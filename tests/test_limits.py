@@ -79,7 +79,7 @@ async def test_max_size_holds_after_every_store_and_the_recently_read_survive(
             at(n)
             await store.store(component, "v", value)
         for n in range(hot_count, count):
-            at(n * 120.0)  # two minutes a step: every read is noted (60 s granularity)
+            at(n * 120.0)  # two minutes a step
             await store.store(item(n), "v", value)
             assert await total_size(store) <= limit * MB  # (records are ~1 MB + a header)
             if n % 5 == 0:  # keep the first ones in use
