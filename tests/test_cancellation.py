@@ -281,15 +281,21 @@ async def test_cancelled_write_leaves_old_or_new(
 
 
 def _temporary_files(store: AsyncDataStore) -> list[Path]:
+    """The temporary files under the store's directories. A directory that goes while it
+    is listed (a cancelled batch still finishing in its thread removes its staging
+    directory) counts as one: the store has not settled yet."""
     roots = [getattr(store, name, None) for name in ("root_dir", "payload_dir", "data_root_dir")]
     found: list[Path] = []
     for root in roots:
         if root is not None and Path(root).exists():
-            found += [
-                p
-                for p in Path(root).rglob("*")
-                if p.is_file() and (".tmp" in str(p) or ".batches" in str(p))  # files' batches
-            ]
+            try:
+                found += [
+                    p
+                    for p in Path(root).rglob("*")
+                    if p.is_file() and (".tmp" in str(p) or ".batches" in str(p))
+                ]
+            except FileNotFoundError as gone:
+                found.append(Path(gone.filename or root))
     return found
 
 
@@ -512,7 +518,10 @@ def _interrupt_and_go_on(
 
 
 def _count_files(root: Path) -> int:
-    return sum(1 for p in root.rglob("*.rec")) if root.exists() else 0
+    try:
+        return sum(1 for p in root.rglob("*.rec")) if root.exists() else 0
+    except FileNotFoundError:  # a directory went while it was listed: look again
+        return 0
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
