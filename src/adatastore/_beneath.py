@@ -266,10 +266,9 @@ class Directory:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def write_new(self, name: str, parts: Sequence[Buffer], *, durable: bool) -> int:
-        """Create `name` (it must not exist) holding `parts`; removed again on any error.
-        Returns its size."""
-        return _fsio.write_new(name, parts, durable=durable, dir_fd=self.fd)
+    def write_new(self, name: str, parts: Sequence[Buffer], *, durable: bool) -> None:
+        """Create `name` (it must not exist) holding `parts`; removed again on any error."""
+        _fsio.write_new(name, parts, durable=durable, dir_fd=self.fd)
 
     def atomic_write(
         self, name: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False

@@ -153,14 +153,13 @@ def preallocate(fd: int, size: int) -> None:
             raise OSError(code, os.strerror(code))
 
 
-def write_all(fd: int, parts: Sequence[Buffer]) -> int:
-    """Write every byte of `parts` to a new file `fd`; return how many. Files of
-    `_PREALLOCATE_FROM` bytes or more get their blocks reserved first (`preallocate`).
-    One ``writev`` for a few parts (a small record is 3-5 parts: a system call each cost
-    ~3 µs apiece here), then whatever a short write left, part by part."""
+def write_all(fd: int, parts: Sequence[Buffer]) -> None:
+    """Write every byte of `parts` to a new file `fd`. Files of `_PREALLOCATE_FROM`
+    bytes or more get their blocks reserved first (`preallocate`). One ``writev`` for a
+    few parts (a small record is 3-5 parts: a system call each cost ~3 µs apiece here),
+    then whatever a short write left, part by part."""
     views = [memoryview(part).cast("B") for part in parts]
-    size = sum([view.nbytes for view in views])
-    preallocate(fd, size)
+    preallocate(fd, sum([view.nbytes for view in views]))
     if 1 < len(views) <= _WRITEV_PARTS:
         written = os.writev(fd, views)
         while views and written >= views[0].nbytes:
@@ -171,20 +170,19 @@ def write_all(fd: int, parts: Sequence[Buffer]) -> int:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-    return size
 
 
 def write_new(
     path: str, parts: Sequence[Buffer], *, durable: bool, dir_fd: int | None = None
-) -> int:
+) -> None:
     """Create `path` (it must not exist; relative to `dir_fd` if given) holding the
-    concatenation of `parts`; return its size. On any error the file is removed again.
-    With `durable` its data is fsynced."""
+    concatenation of `parts`. On any error the file is removed again. With `durable` its
+    data is fsynced."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o666, dir_fd=dir_fd)
     try:
         try:
-            size = write_all(fd, parts)
+            write_all(fd, parts)
             if durable:
                 os.fsync(fd)
         finally:
@@ -193,7 +191,6 @@ def write_new(
         with contextlib.suppress(OSError):
             os.unlink(path, dir_fd=dir_fd)
         raise
-    return size
 
 
 def atomic_write(path: str, parts: Sequence[Buffer], *, durable: bool, fresh: bool = False) -> None:

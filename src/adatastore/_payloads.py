@@ -179,7 +179,7 @@ class PayloadFiles:
             contextlib.suppress(FileNotFoundError, UnsafePath),
             root.subdirectory(name[:2]) as fan,
         ):
-            fan.unlink(name)  # now: a write or delete frees its space before it returns
+            fan.unlink(name)  # before the call returns: a write or delete frees its space
 
     def remove_temp(self, temp: str) -> None:
         root = self._existing()
