@@ -281,7 +281,11 @@ class Directory:
                 # `temp` now holds the old contents. Removed here, not by a thread: 100 MB
                 # freed in the background while the next large retrieve allocated made that
                 # retrieve 0.4 instead of 5-7 GB/s in a fifth of the rounds (RESULTS.md)
-                os.unlink(temp, dir_fd=self.fd)
+                try:
+                    os.unlink(temp, dir_fd=self.fd)
+                except IsADirectoryError:  # a directory was planted there: swap it back
+                    _fsio.exchange(self.fd, temp, self.fd, name)
+                    raise UnsafePath(name, "a directory") from None
             else:
                 os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:

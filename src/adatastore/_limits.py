@@ -20,7 +20,10 @@ limit.
   of other tasks (whose trim found one running: it looks again when done) and of other
   processes are seen at the next look.
 - **Eviction** takes each victim's cross-process lock without waiting: an entry being
-  computed or replaced (its lock held) is skipped, never evicted. Deletion is atomic per
+  computed or replaced (its lock held) is skipped, never evicted; and it deletes a
+  victim only while it is still the record the plan chose (`Backend.delete_listed`,
+  compare-and-delete): a value stored in its place since the listing — by a writer that
+  takes no lock — is kept. Deletion is atomic per
   back-end (a rename, a row), so a concurrent reader gets the whole value or a miss; a
   mapped array keeps its pages (files are unlinked, not truncated).
 """
@@ -233,14 +236,13 @@ class Limiter:
 
 
 async def evict(backend: Backend, victims: Sequence[Entry]) -> list[Entry]:
-    """Delete the entries whose lock can be taken at once; the others (being computed or
-    replaced by someone) stay. Returns those deleted."""
+    """Delete the entries whose lock can be taken at once and that are still the records
+    planned (`Backend.delete_listed`); the others (being computed, or stored again since
+    the plan) stay. Returns those deleted."""
     async with contextlib.AsyncExitStack() as held:
         free = []
         for entry in victims:
             lock = backend.lock(entry.key, entry.attribute_name, 0)
             if await held.enter_async_context(lock):
                 free.append(entry)
-        if free:
-            await backend.delete_many([(entry.key, entry.attribute_name) for entry in free])
-        return free
+        return await backend.delete_listed(free) if free else []

@@ -30,11 +30,19 @@ from typing import Any, Protocol
 from . import _fsio
 from ._beneath import Directory, UnsafePath
 from ._fsio import MapMode
-from .errors import CorruptEntryError
+from .errors import ConfigurationError, CorruptEntryError, DataStoreError
 from .serializers import Buffer
 from .stats import logger
 
-__all__ = ["TEMP_DIR", "NotOurs", "PayloadFiles", "PayloadStore", "foreign_name", "is_name"]
+__all__ = [
+    "TEMP_DIR",
+    "NotOurs",
+    "PayloadFiles",
+    "PayloadStore",
+    "foreign_name",
+    "is_name",
+    "missing",
+]
 
 TEMP_DIR = ".tmp"
 HOST = socket.gethostname().replace("-", "_") or "localhost"
@@ -62,10 +70,29 @@ class PayloadStore(Protocol):
         self, key: str, attribute_name: str, name: str, mapped: MapMode | None = None
     ) -> Buffer | None: ...
     def read_head_or_none(self, name: str, size: int) -> bytes | None: ...
+    def place_exists(self) -> bool: ...
     def remove_dead_temps(self, older_than: float | None = None) -> int: ...
     def remove_unreferenced(
         self, referenced: set[str], older_than: float
     ) -> tuple[int, list[str]]: ...
+
+
+def missing(payloads: PayloadStore, key: str, attribute_name: str, what: str) -> DataStoreError:
+    """The error of a row whose record file (or object) is not there: damage when the
+    store's place for records is there (the file was deleted by hand), a
+    `ConfigurationError` when the place itself is not: the store was opened with the
+    wrong directory or bucket, and nothing may be judged damaged (``verify --repair``
+    would delete every row)."""
+    place = str(payloads.path)
+    if not payloads.place_exists():
+        return ConfigurationError(
+            f"entry {attribute_name!r} of component {key!r}: its {what} is in {place!r}, "
+            "which is not there: was the store opened with the wrong data_root_dir or "
+            "payloads location?"
+        )
+    return CorruptEntryError(
+        key, attribute_name, f"its {what} is missing from {place!r} (deleted by hand?)"
+    )
 
 
 def foreign_name(key: str, attribute_name: str, name: str) -> CorruptEntryError:
@@ -225,6 +252,12 @@ class PayloadFiles:
         relative = self.relative(name)
         root = self.directory()
         return None if root is None else root.read_head(relative, size)
+
+    def place_exists(self) -> bool:
+        """Whether the directory is there (asked when a record file is missing: made with
+        the store's first record file, it is not there when the store was opened with
+        the wrong directory)."""
+        return self._existing() is not None
 
     def exists(self, name: str) -> bool:
         """Whether anything is at a record's place (a link or special file included)."""

@@ -1,4 +1,13 @@
-"""`verify`: every record's checksum and signature checked, nothing deserialized."""
+"""`verify`: every record's checksum and signature checked, nothing deserialized.
+
+Repair removes only what is *proved* damaged: a record that fails its checksum or
+signature, or something planted where a record or directory of the store belongs. What
+merely cannot be reached is never judged: a `StorageError` on a read (a mount that is
+down, a bucket that does not answer) lists the entry as unreadable and keeps it, and a
+`ConfigurationError` (a store opened without the data_root_dir or bucket its records are
+in, or with the wrong one) stops the whole run before anything is removed — every entry
+would look damaged, and ``--repair`` would have deleted the index.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,8 @@ import anyio.to_thread
 
 from ._codec import OFFLOAD_BYTES, Codec
 from .backend import Backend
-from .errors import CorruptEntryError, DataStoreError, IntegrityError
-from .records import DamagedEntry, VerifyReport
+from .errors import CorruptEntryError, IntegrityError, StorageError
+from .records import DamagedEntry, Entry, VerifyReport
 
 __all__ = ["verify"]
 
@@ -19,7 +28,8 @@ async def verify(
     backend: Backend, codec: Codec, repair: bool, progress: Callable[[int, int], None] | None
 ) -> VerifyReport:
     """See `AsyncDataStore.verify`."""
-    damaged: list[DamagedEntry] = []
+    damaged: list[tuple[DamagedEntry, Entry]] = []
+    unreadable: list[DamagedEntry] = []
     checked = 0
     entries = await backend.entries()
     for done, entry in enumerate(entries, 1):
@@ -27,8 +37,11 @@ async def verify(
             progress(done, len(entries))
         try:
             data = await backend.read(entry.key, entry.attribute_name)
-        except DataStoreError as error:
-            damaged.append(DamagedEntry(entry.key, entry.attribute_name, str(error)))
+        except (CorruptEntryError, IntegrityError) as error:
+            damaged.append((DamagedEntry(entry.key, entry.attribute_name, error.reason), entry))
+            continue
+        except StorageError as error:
+            unreadable.append(DamagedEntry(entry.key, entry.attribute_name, str(error)))
             continue
         if data is None:
             continue  # deleted meanwhile
@@ -40,13 +53,13 @@ async def verify(
             else:
                 check()
         except (CorruptEntryError, IntegrityError) as error:
-            damaged.append(DamagedEntry(entry.key, entry.attribute_name, error.reason))
+            damaged.append((DamagedEntry(entry.key, entry.attribute_name, error.reason), entry))
     planted = await backend.planted()
     removed = 0
     if repair:
-        for item in damaged:
-            removed += await backend.delete(item.key, item.attribute_name)
+        # only records still as they were read: one stored again since is not damaged
+        removed += len(await backend.delete_listed([entry for _, entry in damaged]))
         for item in planted:
             removed += await backend.remove_planted(item)
-    damaged += planted
-    return VerifyReport(checked, tuple(damaged), removed)
+    found = tuple(item for item, _ in damaged) + tuple(planted)
+    return VerifyReport(checked, found, removed, tuple(unreadable))

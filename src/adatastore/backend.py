@@ -10,7 +10,8 @@ Required: `write`, `read`, `contains`, `delete`, `entries`. Optional, with defau
 `open`/`close`, the bulk methods (one call per item by default; back-ends answer in one
 round trip where they can), `read_head` (for tools that need only a header), `components`
 (for `explain` and the command), `lock` (cross-process locks for `get_or_compute`),
-`cleanup`, `planted`/`remove_planted` (for `verify`), `forget` (after a fork),
+`cleanup`, `planted`/`remove_planted` (for `verify`), `delete_listed` (compare-and-delete,
+for eviction and repair), `forget` (after a fork),
 `read_mapped`/`read_many_mapped` (``retrieve(mmap=True)``: a map of the record's file
 where there is one; by default a plain read).
 
@@ -31,7 +32,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio.to_thread
 
 from ._fsio import MapMode
-from .records import ComponentRecord, DamagedEntry, Entry
+from .records import ComponentRecord, DamagedEntry, Entry, same_record
 from .serializers import Buffer
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "ThreadedBackend",
     "Used",
     "no_lock",
+    "unchanged",
 ]
 
 T = TypeVar("T")
@@ -79,6 +81,17 @@ class BackendSpec:
 
     def __repr__(self) -> str:
         return f"BackendSpec({self.url!r})"
+
+
+def unchanged(entries: Sequence[Entry], listing: Sequence[Entry]) -> list[Entry]:
+    """Those of `entries` that `listing` (a newer look at the store) shows unchanged."""
+    current = {(entry.key, entry.attribute_name): entry for entry in listing}
+    return [
+        entry
+        for entry in entries
+        if (now := current.get((entry.key, entry.attribute_name))) is not None
+        and same_record(entry, now)
+    ]
 
 
 class Backend(abc.ABC):
@@ -158,10 +171,21 @@ class Backend(abc.ABC):
         """When each entry was last read, as `touch_many` recorded ({} when not kept)."""
         return {}
 
-    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
-        """Delete several records (evicted ones), in one go where the storage allows;
-        return how many went."""
-        return sum([await self.delete(key, name) for key, name in pairs])
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Delete each of `entries` (as `entries()` listed them) only while it is still
+        that very record (`records.same_record`): one stored again in its place since —
+        by another process that recomputed it, say — is kept. Return those deleted.
+
+        Eviction, ``prune`` and ``verify --repair`` delete through this, so they never
+        remove a value written after they looked. The built-in back-ends check and
+        delete in one atomic step (a transaction, S3's ``If-Match``, a rename aside);
+        this default lists the store again and deletes what is unchanged, which narrows
+        the race but cannot close it: a back-end shared between processes overrides it.
+        """
+        listing = await self.entries()
+        return [
+            e for e in unchanged(entries, listing) if await self.delete(e.key, e.attribute_name)
+        ]
 
     async def contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (key, name) pairs are stored."""
@@ -316,8 +340,8 @@ class ThreadedBackend(Backend):
     async def last_used(self) -> dict[tuple[str, str], float]:
         return await self.in_thread(self.blocking_last_used)
 
-    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
-        return await self.in_thread(self.blocking_delete_many, pairs)
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        return await self.in_thread(self.blocking_delete_listed, entries)
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
         return await self.in_thread(self.blocking_components, full_type)
@@ -363,8 +387,12 @@ class ThreadedBackend(Backend):
     def blocking_last_used(self) -> dict[tuple[str, str], float]:
         return {}
 
-    def blocking_delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
-        return sum(self.blocking_delete(key, name) for key, name in pairs)
+    def blocking_delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        """`delete_listed` (the same default: list again, delete what is unchanged)."""
+        listing = self.blocking_entries()
+        return [
+            e for e in unchanged(entries, listing) if self.blocking_delete(e.key, e.attribute_name)
+        ]
 
     def blocking_components(self, full_type: str | None) -> list[ComponentRecord]:
         raise NotImplementedError(f"{type(self).__name__} cannot list its components")

@@ -405,14 +405,26 @@ async def _verify(args: argparse.Namespace) -> int:
                     for d in report.damaged
                 ],
                 "removed": report.removed,
+                "unreadable": [
+                    {"key": d.key, "attribute": d.attribute_name, "reason": d.reason}
+                    for d in report.unreadable
+                ],
             }
         )
     else:
         for damaged in report.damaged:
             print(f"damaged: {damaged.attribute_name!r} of {damaged.key[:12]}: {damaged.reason}")
+        for item in report.unreadable:
+            print(f"unreadable: {item.attribute_name!r} of {item.key[:12]}: {item.reason}")
         removed = f", {report.removed} removed" if args.repair else ""
+        unreadable = (
+            f", {len(report.unreadable)} unreadable (kept: verify again when the storage answers)"
+            if report.unreadable
+            else ""
+        )
         print(
-            f"{fmt.count(report.checked, 'entry')} checked, {len(report.damaged)} damaged{removed}"
+            f"{fmt.count(report.checked, 'entry')} checked, {len(report.damaged)} damaged"
+            f"{removed}{unreadable}"
         )
     return 0 if report.ok else 1
 
@@ -452,10 +464,13 @@ async def _prune(args: argparse.Namespace) -> int:
                 total -= entry.size
         if not args.dry_run:
             bar = fmt.progress_bar(args.progress, len(doomed), "pruning")
-            for done, (entry, _) in enumerate(doomed, 1):
-                await store.backend.delete(entry.key, entry.attribute_name)
-                bar(done)
+            gone: set[Entry] = set()
+            for start in range(0, len(doomed), 64):  # only entries still as listed go
+                batch = [entry for entry, _ in doomed[start : start + 64]]
+                gone.update(await store.backend.delete_listed(batch))
+                bar(start + len(batch))
             bar(None)
+            doomed = [(entry, why) for entry, why in doomed if entry in gone]
     verb = "would delete" if args.dry_run else "deleted"
     if args.json:
         fmt.print_json(

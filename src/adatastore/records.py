@@ -23,6 +23,7 @@ __all__ = [
     "WarmReport",
     "WorkerTally",
     "json_text",
+    "same_record",
     "storable_text",
 ]
 
@@ -39,6 +40,21 @@ class Entry:
     """Bytes the entry takes in storage (its record, envelope included)."""
     stored_at: datetime
     """When the entry was last written (timezone-aware, UTC)."""
+    generation: str | None = field(default=None, compare=False, repr=False)
+    """What tells this very record from one written in its place since, where the
+    back-end has more than `stored_at` (a bucket's ETag, a file's inode); opaque. Eviction,
+    ``prune`` and ``verify --repair`` delete an entry only while it is unchanged
+    (`same_record`)."""
+
+
+def same_record(listed: Entry, now: Entry) -> bool:
+    """Whether `now` is still the record `listed` was: same time stored, size and
+    generation (a value stored again in its place since differs in all three)."""
+    return (
+        listed.stored_at == now.stored_at
+        and listed.size == now.size
+        and listed.generation == now.generation
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +139,15 @@ class VerifyReport:
     damaged: tuple[DamagedEntry, ...]
     removed: int
     """Damaged entries deleted (with ``repair=True``)."""
+    unreadable: tuple[DamagedEntry, ...] = ()
+    """Entries whose storage refused the read (a `StorageError`: a mount that is down, a
+    server that does not answer): not judged, never removed; verify again when it is
+    back."""
 
     @property
     def ok(self) -> bool:
-        """Whether no damage was found."""
-        return not self.damaged
+        """Whether every entry was read and none was damaged."""
+        return not self.damaged and not self.unreadable
 
 
 @dataclass

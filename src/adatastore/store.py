@@ -359,7 +359,11 @@ class AsyncDataStore(StoreSettings):
         """Check every entry's checksum (and signature, with a signing key).
 
         Nothing is deserialized. With `repair`, damaged entries are deleted (they are
-        caches: the next computation stores them again). `progress(done, total)` is
+        caches: the next computation stores them again) — only those proved damaged and
+        still as they were read: an entry the storage could not be read from (a
+        `StorageError`) is reported in ``unreadable`` and kept, and a store opened
+        without (or with the wrong) data_root_dir or payload bucket raises
+        `ConfigurationError` before anything is removed. `progress(done, total)` is
         called after each entry.
         """
         await self.lifecycle.ready()

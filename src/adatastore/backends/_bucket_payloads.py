@@ -154,6 +154,18 @@ class BucketPayloads:
             raise self.bucket.translate(error) from None
         return None if found is None else bytes(found["Body"].read())
 
+    def place_exists(self) -> bool:
+        """Whether any object is under the prefix (asked when a record is missing: none
+        at all, and the store was opened with the wrong bucket or prefix)."""
+        under = self.prefix + "/" if self.prefix else ""
+        try:
+            found = self.bucket.client.list_objects_v2(
+                Bucket=self.bucket.name, Prefix=under, MaxKeys=1
+            )
+        except Exception as error:
+            raise self.bucket.translate(error) from None
+        return bool(found.get("KeyCount") or found.get("Contents"))
+
     # -- clean-up --------------------------------------------------------------------------------
 
     def remove_unreferenced(self, referenced: set[str], older_than: float) -> tuple[int, list[str]]:

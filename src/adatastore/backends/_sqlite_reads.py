@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._fsio import MapMode
-from .._payloads import PayloadStore
-from ..errors import CorruptEntryError
+from .._payloads import PayloadStore, missing
+from ..errors import DataStoreError
 from ..serializers import Buffer
 from ._sqlite_sql import READ, Offload, Query, Steps, in_row, pair_queries
 
@@ -35,11 +35,8 @@ def reading(
         if data is not None:
             return data  # type: ignore[no-any-return]
         rows = None  # replaced, its old file removed after we read the row: read again
-    raise CorruptEntryError(
-        key,
-        attribute_name,
-        f"its payload file is missing from {str(payloads.path)!r} (deleted by hand?)",
-    )
+    error: DataStoreError = yield Offload(missing, (payloads, key, attribute_name, "payload file"))
+    raise error
 
 
 def reading_many(

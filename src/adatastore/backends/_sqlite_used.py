@@ -7,15 +7,18 @@ table they do not know), where a new column would have needed version 3.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .._payloads import PayloadStore
 from ..backend import Used
+from ..records import Entry, same_record
 from ._sqlite_sql import collect, pair_queries
 
-__all__ = ["LAST_USED", "delete_many_unit", "last_used_rows", "touch_unit"]
+__all__ = ["LAST_USED", "delete_listed_unit", "last_used_rows", "touch_unit"]
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS used (
@@ -57,29 +60,40 @@ def last_used_rows(connection: sqlite3.Connection) -> list[Any]:
         raise
 
 
-def delete_many_unit(
-    pairs: Sequence[tuple[str, str]], payloads: PayloadStore, connection: sqlite3.Connection
-) -> int:
-    """Delete several entries and their read notes in one transaction; then their files."""
-    count = 0
+def delete_listed_unit(
+    entries: Sequence[Entry], payloads: PayloadStore, connection: sqlite3.Connection
+) -> list[Entry]:
+    """Delete the entries still as listed (`same_record`: a value stored in an entry's
+    place since is kept) and their read notes, in one transaction; then their files."""
+    gone = []
     connection.execute("BEGIN IMMEDIATE")
     try:
         has_used = connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'used'"
         ).fetchall()
-        for sql, arguments in pair_queries("1", pairs):
-            condition = sql.partition(" WHERE ")[2]
-            count += len(
-                connection.execute(
-                    f"DELETE FROM entries WHERE {condition} RETURNING 1", arguments
-                ).fetchall()
+        wanted = {(entry.key, entry.attribute_name): entry for entry in entries}
+        doomed = []
+        for sql, arguments in pair_queries("size, stored_at", list(wanted)):
+            for key, attribute, size, stored_at in connection.execute(sql, arguments):
+                listed = wanted[key, attribute]
+                now = dataclasses.replace(
+                    listed, size=size, stored_at=datetime.fromtimestamp(stored_at, UTC)
+                )
+                if same_record(listed, now):
+                    doomed.append((key, attribute, stored_at))
+                    gone.append(listed)
+        connection.executemany(
+            "DELETE FROM entries WHERE key = ? AND attribute = ? AND stored_at = ?", doomed
+        )
+        if has_used:
+            connection.executemany(
+                "DELETE FROM used WHERE key = ? AND attribute = ?",
+                [(key, attribute) for key, attribute, _ in doomed],
             )
-            if has_used:
-                connection.execute(f"DELETE FROM used WHERE {condition}", arguments)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
     collect(payloads, connection)
-    return count
+    return gone

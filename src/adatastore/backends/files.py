@@ -45,8 +45,9 @@ from .._options import StoreOptions
 from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, DamagedEntry, Entry
+from ..records import ComponentRecord, DamagedEntry, Entry, same_record
 from ..serializers import Buffer, Serializer
+from ..stats import logger
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._used_logs import UsedLogs
@@ -71,6 +72,7 @@ _PLAN = "plan.json"  # a batch's plan, written in its staging directory first
 _HOST = socket.gethostname().replace("-", "_") or "localhost"
 _RETRIES = 100  # a store racing deletes of the same entry tries again this often
 _MAX_JSON = 1 << 26  # a component.json or plan larger than this is not ours
+_ANY = ComponentRecord("", "", "", None, ())  # for facts of a record that name no component
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -217,6 +219,12 @@ class FilesBackend(ThreadedBackend):
         for attempt in itertools.count():
             try:
                 self._write_once(key, attribute_name, record, component)
+            except UnsafePath as error:  # planted where the record belongs: left unchanged
+                entry = _naming.encode_name(key)
+                relative = UnsafePath(f"{entry}/{error.relative}", error.what)
+                raise StorageError(
+                    f"store under {str(self.root_dir)!r}: {_planted(relative)}"
+                ) from None
             except FileNotFoundError:
                 # A concurrent delete removed the entry directory between our steps,
                 # or root_dir itself is gone: try again, then report.
@@ -399,11 +407,7 @@ class FilesBackend(ThreadedBackend):
             self.root.unlink(entry_name)
             return 0
         with entry:
-            try:
-                meta = entry.read(COMPONENT_FILE)
-            except UnsafePath:
-                meta = None
-            saved = None if meta is None else bytes(meta)
+            saved = _saved_meta(entry)
             doomed = (
                 [name]
                 if attribute_name is not None
@@ -412,6 +416,78 @@ class FilesBackend(ThreadedBackend):
             deleted = sum(_remove(entry, item) for item in doomed)
             self._remove_if_empty(entry, saved)
         return deleted
+
+    @_storage_errors
+    def blocking_delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        return [listed for listed in entries if self._delete_if_unchanged(listed)]
+
+    def _delete_if_unchanged(self, listed: Entry) -> bool:
+        """Delete the record of `listed` if it is still that file (`same_record`, its
+        inode held open throughout). A store may replace it between that check and the
+        rename that takes it away: the rename then took the new record, which is linked
+        back at once (unless a newer one has arrived since) and the entry kept."""
+        entry_name, name = self._names(listed.key, listed.attribute_name)
+        try:
+            entry = self.root.subdirectory(entry_name)
+        except (FileNotFoundError, UnsafePath):
+            return False
+        with entry:
+            try:
+                fd = entry.open_file(name)
+            except FileNotFoundError:
+                return False
+            except UnsafePath:  # planted where the record belongs: damage, whatever is listed
+                return self._remove_planted_record(entry, name)
+            try:
+                held = os.fstat(fd)
+                if not same_record(listed, _record_entry(_ANY, name, held, os.pread(fd, 4096, 0))):
+                    return False
+                aside = f"{_fsio.TEMP_PREFIX}{secrets.token_hex(8)}"
+                os.rename(name, aside, src_dir_fd=entry.fd, dst_dir_fd=entry.fd)
+                moved = os.stat(aside, dir_fd=entry.fd, follow_symlinks=False)
+                if (moved.st_dev, moved.st_ino) != (held.st_dev, held.st_ino):
+                    with contextlib.suppress(FileExistsError):  # a newer one came: keep it
+                        os.link(aside, name, src_dir_fd=entry.fd, dst_dir_fd=entry.fd)
+                    entry.unlink(aside)
+                    return False
+                entry.unlink(aside)
+            finally:
+                os.close(fd)
+            self._remove_if_empty(entry, _saved_meta(entry))
+        return True
+
+    def _remove_planted_record(self, entry: Directory, name: str) -> bool:
+        """Remove what was planted in a record's place: a link or special file itself (set
+        aside first and looked at again, so a record stored there meanwhile is put back),
+        an empty directory; a directory with something in it is reported and left."""
+        if entry.kind(name) == "a directory":
+            try:
+                entry.rmdir(name)
+            except FileNotFoundError:
+                return False
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                logger.warning(
+                    "%s is a directory planted where a record belongs, and not empty: "
+                    "left alone; remove it by hand",
+                    os.path.join(entry.path, name),
+                )
+                return False
+        else:
+            aside = f"{_fsio.TEMP_PREFIX}{secrets.token_hex(8)}"
+            try:
+                os.rename(name, aside, src_dir_fd=entry.fd, dst_dir_fd=entry.fd)
+            except FileNotFoundError:
+                return False
+            if entry.kind(aside) == "a regular file":  # a store's record arrived meanwhile
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, name, src_dir_fd=entry.fd, dst_dir_fd=entry.fd)
+                entry.unlink(aside)
+                return False
+            entry.unlink(aside)
+        self._remove_if_empty(entry, _saved_meta(entry))
+        return True
 
     def _remove_if_empty(self, entry: Directory, saved_meta: bytes | None = None) -> None:
         """Remove the entry directory once no record is left in it."""
@@ -490,23 +566,12 @@ class FilesBackend(ThreadedBackend):
                 return entries
             for file_name, stat in found:
                 try:
-                    name, seconds = _record_facts(entry, file_name)
-                except FileNotFoundError:
-                    continue
-                entries.append(
-                    Entry(
-                        key=component.key,
-                        attribute_name=name,
-                        full_type=component.full_type,
-                        version=component.version,
-                        size=stat.st_size,
-                        # when the record says it was first stored (a copy or `cp` keeps
-                        # it); the file's mtime only for records that do not say
-                        stored_at=datetime.fromtimestamp(
-                            stat.st_mtime if seconds is None else seconds, UTC
-                        ),
-                    )
-                )
+                    head = entry.read_head(file_name, 4096)
+                except OSError:  # a link or special file: verify reports it
+                    head = b""
+                if head is None:
+                    continue  # deleted meanwhile
+                entries.append(_record_entry(component, file_name, stat, head))
         return entries
 
     # -- read times, for limits (see `_used_logs`) -----------------------------------------------
@@ -613,10 +678,24 @@ class FilesBackend(ThreadedBackend):
 
 
 def _planted(error: UnsafePath) -> str:
+    removes = (
+        "removes it if it is empty"
+        if error.what == "a directory"
+        else "removes it (the link, not its target)"
+    )
     return (
         f"{error.relative!r} is {error.what}, not a record (planted, or damage): never "
-        "followed or read; 'adatastore verify --repair' removes it (the link, not its target)"
+        f"followed or read; 'adatastore verify --repair' {removes}"
     )
+
+
+def _saved_meta(entry: Directory) -> bytes | None:
+    """The entry's component record as it is, to put back if a store races a delete."""
+    try:
+        meta = entry.read(COMPONENT_FILE)
+    except UnsafePath:
+        return None
+    return None if meta is None else bytes(meta)
 
 
 def _remove_stale_temps(directory: Directory, older_than: float, now: float) -> int:
@@ -702,16 +781,14 @@ def _decode_or(encoded: str) -> str:
         return encoded
 
 
-def _record_facts(entry: Directory, file_name: str) -> tuple[str, float | None]:
-    """A record file's attribute name (decoded, or from its header when the name was
-    shortened) and when it was first stored (its provenance), from its first 4 KiB."""
+def _record_entry(
+    component: ComponentRecord, file_name: str, stat: os.stat_result, head: bytes
+) -> Entry:
+    """The listing of one record file, from its `stat` and first 4 KiB: its attribute
+    name (decoded, or from its header when the name was shortened); when it was first
+    stored (its provenance: a copy or `cp` keeps it; the file's mtime only for records
+    that do not say); its inode as its generation (every write is a new file)."""
     encoded = file_name[: -len(RECORD_SUFFIX)]
-    try:
-        head = entry.read_head(file_name, 4096)
-    except OSError:  # a link or special file: verify reports it
-        head = b""
-    if head is None:
-        raise FileNotFoundError(file_name)
     name = _decode_or(encoded)
     if _naming.is_shortened(encoded):
         try:
@@ -719,7 +796,16 @@ def _record_facts(entry: Directory, file_name: str) -> tuple[str, float | None]:
             name = header.attribute_name
         except _record.DamagedRecord:
             name = encoded
-    return name, _record.stored_at([head])
+    seconds = _record.stored_at([head])
+    return Entry(
+        key=component.key,
+        attribute_name=name,
+        full_type=component.full_type,
+        version=component.version,
+        size=stat.st_size,
+        stored_at=datetime.fromtimestamp(stat.st_mtime if seconds is None else seconds, UTC),
+        generation=str(stat.st_ino),
+    )
 
 
 def _storage_error(error: OSError, root: Path) -> StorageError:

@@ -15,7 +15,7 @@ from .. import _record
 from .._options import StoreOptions
 from ..backend import Backend, Used
 from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, Entry
+from ..records import ComponentRecord, Entry, same_record
 from ..serializers import Buffer, Serializer
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
@@ -100,17 +100,26 @@ class MemoryBackend(Backend):
 
     async def entries(self) -> list[Entry]:
         return [
-            Entry(
-                key=key,
-                attribute_name=name,
-                full_type=self.component_records[key].full_type,
-                version=self.component_records[key].version,
-                size=len(data),
-                stored_at=stored_at,
-            )
+            self._entry(key, name, data, stored_at)
             for key, attributes in list(self.records.items())
             for name, (data, stored_at) in list(attributes.items())
         ]
+
+    def _entry(self, key: str, name: str, data: bytes, stored_at: datetime) -> Entry:
+        component = self.component_records[key]
+        return Entry(key, name, component.full_type, component.version, len(data), stored_at)
+
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Compare and delete with no await between: atomic on the loop (and the GIL)."""
+        gone = []
+        for entry in entries:
+            found = self.records.get(entry.key, {}).get(entry.attribute_name)
+            if found is not None and same_record(
+                entry, self._entry(entry.key, entry.attribute_name, *found)
+            ):
+                await self.delete(entry.key, entry.attribute_name)
+                gone.append(entry)
+        return gone
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
         return [

@@ -50,6 +50,7 @@ from ..serializers import Buffer, Serializer
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._bucket import (
+    CONFLICT,
     MIN_PART_SIZE,
     NOT_FOUND,
     PART_SIZE,
@@ -245,6 +246,12 @@ class ObjectBackend(ThreadedBackend):
         deleted: int = ending.unwrap()
         return deleted
 
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        gone: list[Entry] = (
+            await run_to_end(self.in_thread, self.blocking_delete_listed, entries)
+        ).unwrap()
+        return gone
+
     @_s3_errors
     def blocking_write(
         self, key: str, attribute_name: str, record: Sequence[Buffer], component: ComponentRecord
@@ -323,6 +330,32 @@ class ObjectBackend(ThreadedBackend):
         self.objects.delete_many(records)
         self._remove_if_empty(directory)
         return len(records)
+
+    @_s3_errors
+    def blocking_delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        """Each record deleted only while its ETag is the one listed (``If-Match``: the
+        check and the delete are one request), then emptied entries' component records."""
+        deleted = self.objects.many(
+            [functools.partial(self._delete_if_unchanged, entry) for entry in entries]
+        )
+        gone = [entry for entry, done in zip(entries, deleted, strict=True) if done]
+        for key in dict.fromkeys(entry.key for entry in gone):
+            self._remove_if_empty(self.name(ENTRIES + _naming.encode_name(key)) + "/")
+        return gone
+
+    def _delete_if_unchanged(self, listed: Entry) -> bool:
+        if listed.generation is None:
+            return False
+        name = self.record_name(listed.key, listed.attribute_name)
+        try:
+            self.objects.client.delete_object(
+                Bucket=self.bucket, Key=name, IfMatch=listed.generation
+            )
+        except Exception as error:
+            if error_code(error) in CONFLICT | NOT_FOUND:
+                return False  # stored again since it was listed, or gone
+            raise self.objects.translate(error) from None
+        return True
 
     def _remove_if_empty(self, directory: str) -> None:
         if any(item["Key"].endswith(RECORD_SUFFIX) for item in self.objects.listing(directory)):
@@ -407,6 +440,7 @@ class ObjectBackend(ThreadedBackend):
                         version=component.version,
                         size=int(item["Size"]),
                         stored_at=_utc(item["LastModified"]),
+                        generation=str(item["ETag"]),
                     )
                 )
         return entries

@@ -82,7 +82,7 @@ from ._sqlite_sql import (
     warn_if_on_a_network_filesystem,
     write_plan,
 )
-from ._sqlite_used import delete_many_unit, last_used_rows, touch_unit
+from ._sqlite_used import delete_listed_unit, last_used_rows, touch_unit
 
 __all__ = [
     "FILE_THRESHOLD",
@@ -380,10 +380,10 @@ class SQLiteBackend(Backend):
         count: int = await self._drive(one(Unit(unit)))
         return count
 
-    async def delete_many(self, pairs: Sequence[tuple[str, str]]) -> int:
-        unit = functools.partial(delete_many_unit, pairs, self._payloads)
-        count: int = await self._drive(one(Unit(unit)))
-        return count
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        unit = functools.partial(delete_listed_unit, entries, self._payloads)
+        gone: list[Entry] = await self._drive(one(Unit(unit)))
+        return gone
 
     async def touch_many(self, used: Sequence[Used]) -> None:
         await self._drive(one(Unit(functools.partial(touch_unit, used))))

@@ -18,7 +18,7 @@ from pathlib import Path
 from ... import _forks, _naming
 from ..._beneath import Directory, UnsafePath
 from ..._fsio import MapMode
-from ..._payloads import PayloadFiles, PayloadStore, is_name
+from ..._payloads import PayloadFiles, PayloadStore, is_name, missing
 from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...serializers import Buffer
 from ...stats import logger
@@ -149,6 +149,8 @@ class RecordFiles:
         except OSError as error:
             raise StorageError(f"data_root_dir {str(self.data_root_dir)!r}: {error}") from error
         if data is None:
+            if where[0] == "ours":
+                raise missing(self.payloads, key, attribute_name, f"record file {path!r}")
             raise CorruptEntryError(
                 key,
                 attribute_name,
@@ -187,8 +189,9 @@ class RecordFiles:
     def data_root(self) -> Directory:
         if self.root is None:
             raise ConfigurationError(
-                "an entry of this store is a file under a data_root_dir, but this store was "
-                "opened without one"
+                "the entries of this store are files under a data_root_dir, but it was "
+                "opened without one: give it (data_root_dir=..., or ?data_root_dir=... in "
+                "the store's URL); nothing was judged damaged"
             )
         return self.root
 

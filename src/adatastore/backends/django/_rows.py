@@ -4,6 +4,7 @@ upserted. Functions run in Django's ORM thread, inside the caller's transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,10 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ... import _record
-from ...records import ComponentRecord, json_text
+from ...records import ComponentRecord, Entry, json_text, same_record
 from ...serializers import Buffer
 
-__all__ = ["Item", "digest", "first_stored", "size_of", "state_row", "upsert"]
+__all__ = [
+    "Item",
+    "delete_items",
+    "delete_listed",
+    "digest",
+    "first_stored",
+    "size_of",
+    "state_row",
+    "upsert",
+]
 
 
 def digest(text: str) -> str:
@@ -130,3 +140,65 @@ def state_row(alias: str | None, key: str, component: ComponentRecord) -> Any:
         ignore_conflicts=True,
     )
     return state
+
+
+def delete_items(alias: str | None, key: str, attribute_name: str | None) -> tuple[int, list[str]]:
+    """Delete one item of a component (or all of them) in one transaction, the
+    component's row locked as `upsert` locks it; return how many went and the paths of
+    their record files (to remove)."""
+    from django.db import transaction
+
+    from .models import ComponentState, DataItem
+
+    with transaction.atomic(using=alias):
+        state = (
+            ComponentState.objects.using(alias)
+            .select_for_update()
+            .filter(key_digest=digest(key))
+            .first()
+        )
+        if state is None:
+            return 0, []
+        items = DataItem.objects.using(alias).filter(state=state)
+        if attribute_name is not None:
+            items = items.filter(attribute=attribute_name)
+        paths = [str(path) for path in items.values_list("path", flat=True) if path is not None]
+        count, _ = items.delete()
+        ComponentState.objects.using(alias).filter(pk=state.pk, items__isnull=True).delete()
+    return int(count), paths
+
+
+def delete_listed(alias: str | None, entries: Sequence[Entry]) -> tuple[list[Entry], list[str]]:
+    """Delete the items still as listed (`same_record`) in one transaction that locks each
+    component's row as `upsert` does, so an item stored again since it was listed is
+    kept. Returns the entries deleted and the paths of their record files (to remove)."""
+    from django.db import transaction
+
+    from .models import ComponentState, DataItem
+
+    gone, paths = [], []
+    states = ComponentState.objects.using(alias).select_for_update()
+    items = DataItem.objects.using(alias)
+    with transaction.atomic(using=alias):
+        for entry in entries:
+            state = states.filter(key_digest=digest(entry.key)).first()
+            found = (
+                None
+                if state is None
+                else items.filter(state=state, attribute=entry.attribute_name)
+                .values_list("pk", "path", "size", "stored_at")
+                .first()
+            )
+            if found is None:
+                continue
+            pk, path, size, stored_at = found
+            if stored_at.tzinfo is None:  # a project with USE_TZ = False stores UTC
+                stored_at = stored_at.replace(tzinfo=UTC)
+            if not same_record(entry, dataclasses.replace(entry, size=size, stored_at=stored_at)):
+                continue
+            items.filter(pk=pk).delete()
+            ComponentState.objects.using(alias).filter(pk=state.pk, items__isnull=True).delete()
+            gone.append(entry)
+            if path is not None:
+                paths.append(str(path))
+    return gone, paths

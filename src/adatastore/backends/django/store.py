@@ -44,7 +44,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     ) from error
 
 from ._record_files import RecordFiles
-from ._rows import Item, digest, first_stored, size_of, upsert
+from ._rows import Item, delete_items, delete_listed, digest, first_stored, size_of, upsert
 from ._setup import (
     APP,
     backend_spec,
@@ -101,6 +101,17 @@ class DjangoBackend(ReadTimes, Backend):
     def data_root_dir(self) -> Path | None:
         """Where records are files (absolute once open), or None: in the database."""
         return self._files.data_root_dir
+
+    @property
+    def shown(self) -> str:
+        """The database as the user named it, for messages: its name and host, or the
+        project's alias when they gave one (never the alias made up for them)."""
+        settings = self._database
+        if settings is None or self.requested_alias is not None:
+            return f"database alias {self.requested_alias or self.alias or 'default'!r}"
+        host = settings.get("HOST")
+        port = f":{settings['PORT']}" if host and settings.get("PORT") else ""
+        return f"database {str(settings.get('NAME'))!r}" + (f" on {host}{port}" if host else "")
 
     def __repr__(self) -> str:
         where = self.alias or self.requested_alias or "(not open)"
@@ -162,10 +173,10 @@ class DjangoBackend(ReadTimes, Backend):
             tables = connection.introspection.table_names()
         except DatabaseError as error:
             raise ConfigurationError(
-                f"cannot use database {self.alias!r} for adatastore: {error}"
+                f"cannot use the {self.shown} for adatastore: {error}"
             ) from error
         if not self.create and "adatastore_dataitem" not in tables:
-            raise ConfigurationError(f"no store in database {self.alias!r}: no adatastore tables")
+            raise ConfigurationError(f"no store in the {self.shown}: no adatastore tables")
         check_schema(connection, str(self.alias), tables)
         from .models import StoreMarker
 
@@ -176,7 +187,7 @@ class DjangoBackend(ReadTimes, Backend):
             )
         uid = str(marker.uid)
         if not re.fullmatch(r"[0-9a-f]{1,32}", uid):
-            raise ConfigurationError(f"database {self.alias!r}: a damaged store marker {uid!r}")
+            raise ConfigurationError(f"{self.shown}: a damaged store marker {uid!r}")
         self._max_payload = largest_value(connection)
         return uid
 
@@ -206,7 +217,7 @@ class DjangoBackend(ReadTimes, Backend):
         try:
             return await sync_to_async(gated)(function, *args)
         except DatabaseError as error:
-            raise StorageError(f"database {self.alias!r}: {error}") from error
+            raise StorageError(f"{self.shown}: {error}") from error
 
     def _check_size(self, key: str, attribute_name: str, size: int) -> None:
         """Refuse, before anything is sent, a record the database cannot take in a row."""
@@ -384,32 +395,22 @@ class DjangoBackend(ReadTimes, Backend):
         return count
 
     def _delete_items(self, key: str, attribute_name: str | None) -> int:
-        """Delete in one transaction, then remove the record files (in the ORM thread)."""
-        from django.db import transaction
-
-        from .models import ComponentState, DataItem
-
-        key_digest = digest(key)
-        with transaction.atomic(using=self.alias):
-            state = (
-                ComponentState.objects.using(self.alias)
-                .select_for_update()
-                .filter(key_digest=key_digest)
-                .first()
-            )
-            if state is None:
-                return 0
-            items = DataItem.objects.using(self.alias).filter(state=state)
-            if attribute_name is not None:
-                items = items.filter(attribute=attribute_name)
-            paths = [p for p in items.values_list("path", flat=True) if p is not None]
-            count, _ = items.delete()
-            ComponentState.objects.using(self.alias).filter(
-                pk=state.pk, items__isnull=True
-            ).delete()
+        """`_rows.delete_items`, then the record files of the items deleted."""
+        count, paths = delete_items(self.alias, key, attribute_name)
         for path in paths:
             self._files.remove(path)
-        return int(count)
+        return count
+
+    async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
+        gone: list[Entry] = await self._orm(self._delete_listed_items, entries)
+        return gone
+
+    def _delete_listed_items(self, entries: Sequence[Entry]) -> list[Entry]:
+        """`_rows.delete_listed`, then the record files of the items deleted."""
+        gone, paths = delete_listed(self.alias, entries)
+        for path in paths:
+            self._files.remove(path)
+        return gone
 
     def lock(
         self, key: str, attribute_name: str, timeout: float | None
