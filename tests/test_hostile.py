@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+import s3server
 from components import PlainComponent, SimpleComponent
 from helpers import StoreFactory, run_python, subprocess_env
 from servers import fresh_database
@@ -854,3 +855,133 @@ def test_verify_repair_on_every_kind_of_damage(tmp_path: Path, sentinel: Path) -
 def test_every_error_here_is_a_datastore_error() -> None:
     for error in (CorruptEntryError("k", "a", "r"), IntegrityError("k", "a", "r")):
         assert isinstance(error, DataStoreError)
+
+
+# -- planted read notes (limits): skipped, never fatal (issue 29, item 7) ------------------------
+
+HUGE = "1" + "0" * 400  # a 400-digit int: float() of it overflows
+
+
+async def _plant_read_notes(store: Any, key: str) -> None:
+    """Bad read notes where this store's back-end keeps them."""
+    backend = store.backend
+    name = type(backend).__name__
+    if name == "FilesBackend":
+        logs = Path(store.root_dir, ".used")
+        logs.mkdir(exist_ok=True)
+        lines = f'["{key}", "v", {HUGE}]\n["{key}", "v", "noon"]\n[1e999]\n'
+        (logs / "planted.log").write_text(lines + '["k", "v", Infinity]\n')
+    elif name == "ObjectBackend":
+        body = f'["{key}", "v", {HUGE}]\n["{key}", "v", NaN]\n'.encode()
+        await anyio.to_thread.run_sync(backend.objects.put, backend.name("u", "planted.log"), body)
+    elif name == "SQLiteBackend":
+
+        def plant() -> None:
+            with contextlib.closing(sqlite3.connect(backend.path)) as db, db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS used (key TEXT NOT NULL, attribute TEXT NOT "
+                    "NULL, used_at REAL NOT NULL, PRIMARY KEY (key, attribute)) WITHOUT ROWID"
+                )
+                db.execute("INSERT OR REPLACE INTO used VALUES (?, 'v', 'noon')", (key,))
+                db.execute("INSERT OR REPLACE INTO used VALUES ('other', 'v', 9e999)")
+
+        await anyio.to_thread.run_sync(plant)
+    else:  # Django: a value the column holds that Python cannot take
+
+        def plant_row() -> None:
+            from django.db import connections
+
+            connection = connections[backend.alias]
+            value = {"sqlite": "'noon'", "postgresql": "'20000-01-01 00:00:00'"}
+            with connection.cursor() as cursor:
+                if connection.vendor == "mysql":  # a zero date, which only lax modes take
+                    cursor.execute("SET SESSION sql_mode = ''")
+                cursor.execute(
+                    "UPDATE adatastore_dataitem SET used_at = "
+                    + value.get(connection.vendor, "'0000-00-00 00:00:00'")
+                )
+                if connection.vendor == "mysql":
+                    cursor.execute("SET SESSION sql_mode = DEFAULT")
+
+        await backend._orm(plant_row)
+
+
+@pytest.mark.anyio
+async def test_planted_read_notes_are_skipped_and_eviction_goes_on(
+    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad note made every later store to a limited store fail (OverflowError,
+    ValueError) after writing its value, and eviction never ran again."""
+    if make_store.backend == "memory":  # type: ignore[attr-defined]
+        pytest.skip("a memory store keeps its notes in this process only")
+    async with make_store(max_entries=5) as store:
+        components = [PlainComponent({"n": n}) for n in range(12)]
+        for component in components[:4]:
+            await store.store(component, "v", 1)
+            assert await store.retrieve(component, "v") == 1
+        await _plant_read_notes(store, store.key_of(components[0]))
+        with caplog.at_level("WARNING", logger="adatastore"):
+            for component in components[4:]:
+                await store.store(component, "v", 2)  # trims: no error
+        assert len(await store.list_contents()) <= 5
+        assert store.stats.evicted >= 7
+        assert "malformed read notes skipped" in caplog.text
+
+
+# -- a deeply nested component record (issue 29, item 8) ----------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _plant_deep_component(backend: str, url: str, key: str) -> None:
+    """100,000 nested ``[`` where the component's record (or its parameters) is kept."""
+    record = '{"key": "' + key + '", "parameters": ' + DEEP + "}"
+    location = url.split("://", 1)[1].split("?")[0]
+    if backend == "files":
+        Path(location, _naming.encode_name(key), "component.json").write_text(record)
+    elif backend == "s3":
+        bucket, prefix, endpoint = s3server.parse(url)
+        name = f"{prefix}/e/{_naming.encode_name(key)}/component.json"
+        s3server.S3Server(endpoint).client().put_object(Bucket=bucket, Key=name, Body=record)
+    else:
+        table = "components" if backend == "sqlite" else "adatastore_componentstate"
+        _sqlite_rows(Path(location), f"UPDATE {table} SET parameters = ? WHERE key = ?", DEEP, key)
+
+
+@pytest.mark.parametrize("backend", ["files", "sqlite", "s3", "django-sqlite"])
+def test_a_deeply_nested_component_record_is_damage_not_a_crash(
+    tmp_path: Path, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RecursionError came out of ls, stats, show, verify, verify --repair and prune, and
+    of every store to a limited store; now the record is damage, reported and repaired."""
+    from faults import store_url
+
+    from adatastore import cli, open_store_sync
+
+    with store_url(backend, tmp_path) as url:
+        components = [PlainComponent({"n": n}) for n in range(3)]
+        with open_store_sync(url) as store:
+            for component in components:
+                store.store(component, "v", 1)
+            key = store.key_of(components[0])
+        _plant_deep_component(backend, url, key)
+        limited = url + ("&" if "?" in url else "?") + "max_entries=10"
+        with open_store_sync(limited) as store:
+            store.store(PlainComponent({"n": 9}), "v", 9)  # a trim lists every entry
+            assert store.retrieve(components[1], "v") == 1
+        for command in (["ls"], ["stats"], ["show", key[:12]], ["prune", "--older-than", "99d"]):
+            code = cli.main([*command, "--url", url])
+            captured = capsys.readouterr()
+            assert code in (0, 2), (command, captured.err)
+            assert "Recursion" not in captured.err + captured.out
+        assert cli.main(["verify", "--url", url]) == 1
+        shown = capsys.readouterr().out
+        assert "component record" in shown
+        assert "damaged" in shown
+        assert cli.main(["verify", "--repair", "--url", url]) == 1
+        assert "1 removed" in capsys.readouterr().out
+        assert cli.main(["verify", "--url", url]) == 0, capsys.readouterr().out
+        with open_store_sync(url) as store:
+            assert store.retrieve(components[2], "v") == 1
+            store.store(components[0], "v", "again")
+            assert store.retrieve(components[0], "v") == "again"

@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "adatastore"
 MAX_LINES = 600
 LONGER = {
     "backends/files.py": "one storage format: paths beneath a descriptor, leases, records",
+    "backends/objects.py": "the bucket format and its repair; split with the layout (issue 31)",
 }
 
 

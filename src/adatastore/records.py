@@ -22,7 +22,9 @@ __all__ = [
     "WarmProgress",
     "WarmReport",
     "WorkerTally",
+    "damaged_component_reason",
     "json_text",
+    "parse_stored_json",
     "same_record",
     "storable_text",
 ]
@@ -83,9 +85,10 @@ class ComponentRecord:
 
     @classmethod
     def from_json(cls, data: Buffer) -> ComponentRecord:
-        """Parse what `to_json` wrote; raise `ValueError` when it is not that."""
+        """Parse what `to_json` wrote; raise `ValueError` when it is not that (bounded:
+        `parse_stored_json`)."""
+        fields = parse_stored_json(data)
         try:
-            fields = json.loads(bytes(data).decode("utf-8", "surrogatepass"))
             return cls(
                 key=str(fields["key"]),
                 full_type=str(fields["full_type"]),
@@ -95,6 +98,52 @@ class ComponentRecord:
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"not a component record: {error!r}") from None
+
+
+MOST_JSON_BYTES = 1 << 26
+"""A component record (or its parameters) larger than this (64 MiB) is not one we wrote."""
+MOST_JSON_DEPTH = 256
+"""Nesting deeper than this in a component record is not parameters but an attack: 100,000
+nested ``[`` made every listing, repair and limited store raise `RecursionError`."""
+
+
+def parse_stored_json(data: Buffer | str) -> Any:
+    """JSON read back from storage, where anyone with write access may have planted it:
+    `ValueError` when it is not JSON, larger than `MOST_JSON_BYTES` or nested deeper than
+    `MOST_JSON_DEPTH` (checked after parsing, without recursion; a nesting too deep for
+    the parser itself is refused too), so nothing that walks it later can recurse out."""
+    if isinstance(data, str):
+        text = data
+    else:
+        if memoryview(data).nbytes > MOST_JSON_BYTES:
+            raise ValueError("too large to be a component record")
+        text = bytes(data).decode("utf-8", "surrogatepass")
+    if len(text) > MOST_JSON_BYTES:
+        raise ValueError("too large to be a component record")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be a component record") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MOST_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MOST_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend(
+                (inner, depth + 1) for inner in item.values() if isinstance(inner, dict | list)
+            )
+        elif isinstance(item, list):
+            stack.extend((inner, depth + 1) for inner in item if isinstance(inner, dict | list))
+    return value
+
+
+def damaged_component_reason(where: str, why: str) -> str:
+    """What `verify` says of an entry whose component record does not parse."""
+    return (
+        f"its component record {where!r} is damaged ({why}): its records cannot be listed, "
+        "limited or explained; 'adatastore verify --repair' removes the entry"
+    )
 
 
 def json_text(value: Any, *, sort_keys: bool = False) -> str:

@@ -86,7 +86,7 @@ class JSONSerializer:
     def loads(self, parts: Sequence[memoryview]) -> Any:
         try:
             return json.loads(bytes(parts[0]).decode("utf-8", "surrogatepass"))
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nested too deeply
             raise SerializationError(f"the stored value is not valid JSON: {error}") from error
 
     def __repr__(self) -> str:

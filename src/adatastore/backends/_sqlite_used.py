@@ -17,8 +17,9 @@ from .._payloads import PayloadStore
 from ..backend import Used
 from ..records import Entry, same_record
 from ._sqlite_sql import collect, pair_queries
+from ._used_logs import note_time, skipped_notes
 
-__all__ = ["LAST_USED", "delete_listed_unit", "last_used_rows", "touch_unit"]
+__all__ = ["LAST_USED", "delete_listed_unit", "last_used_rows", "read_notes", "touch_unit"]
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS used (
@@ -58,6 +59,20 @@ def last_used_rows(connection: sqlite3.Connection) -> list[Any]:
         if "no such table" in str(error):
             return []
         raise
+
+
+def read_notes(rows: Sequence[Any], where: str) -> dict[tuple[str, str], float]:
+    """The ``used`` rows as read times; rows that are not (text, text, time) — planted or
+    damaged: a TEXT or 400-digit ``used_at`` — skipped and counted in the log."""
+    used, skipped = {}, 0
+    for key, name, when in rows:
+        seconds = note_time(when)
+        if isinstance(key, str) and isinstance(name, str) and seconds is not None:
+            used[key, name] = seconds
+        else:
+            skipped += 1
+    skipped_notes(skipped, where)
+    return used
 
 
 def delete_listed_unit(

@@ -26,9 +26,19 @@ from collections.abc import Sequence
 
 from .._beneath import Directory, UnsafePath
 from ..backend import Used
+from ..stats import logger
 from ._bucket import Bucket
 
-__all__ = ["LOG_MOST", "USED_DIR", "BucketLogs", "UsedLogs", "encode_lines", "merge_lines"]
+__all__ = [
+    "LOG_MOST",
+    "USED_DIR",
+    "BucketLogs",
+    "UsedLogs",
+    "encode_lines",
+    "merge_lines",
+    "note_time",
+    "skipped_notes",
+]
 
 USED_DIR = ".used"
 LOG_MOST = 1 << 25
@@ -72,7 +82,7 @@ class UsedLogs:
             logs = root.subdirectory(USED_DIR)
         except (FileNotFoundError, UnsafePath):
             return used, []
-        names = []
+        names, skipped = [], 0
         with logs:
             for item in logs.scan():
                 if not item.name.endswith(_SUFFIX) or not item.is_file(follow_symlinks=False):
@@ -84,7 +94,8 @@ class UsedLogs:
                     if data is None:
                         continue
                     names.append(item.name)
-                    merge_lines(bytes(data), used)
+                    skipped += merge_lines(bytes(data), used)
+        skipped_notes(skipped, logs.path)
         return used, names
 
     def compact(
@@ -110,21 +121,42 @@ def encode_lines(used: Sequence[Used]) -> bytes:
     ).encode("ascii")
 
 
-def merge_lines(data: bytes, used: dict[tuple[str, str], float]) -> None:
-    """Merge a log's lines into `used` (the latest time wins; malformed lines skipped)."""
+def merge_lines(data: bytes, used: dict[tuple[str, str], float]) -> int:
+    """Merge a log's lines into `used` (the latest time wins); return how many lines
+    were skipped as malformed (not ``[str, str, time]``: a time is a finite number of
+    seconds between 1970 and 9999 — a planted 400-digit int is skipped, not fatal)."""
+    skipped = 0
     for line in data.splitlines():
         try:
             key, name, when = json.loads(line)
         except (ValueError, TypeError, RecursionError):
+            skipped += 1
             continue
-        if (
-            isinstance(key, str)
-            and isinstance(name, str)
-            and type(when) in (int, float)
-            and when == when  # not NaN
-            and when > used.get((key, name), float("-inf"))
-        ):
-            used[key, name] = float(when)
+        seconds = note_time(when)
+        if not (isinstance(key, str) and isinstance(name, str) and seconds is not None):
+            skipped += 1
+        elif seconds > used.get((key, name), -1.0):
+            used[key, name] = seconds
+    return skipped
+
+
+def note_time(value: object) -> float | None:
+    """A read note's time as seconds since the epoch, or None when it is not a plausible
+    one (not a number, not finite, before 1970 or after 9999): notes are read from shared
+    storage, where anyone with write access can plant one."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return seconds if 0.0 <= seconds < 253402300800.0 else None  # NaN compares false
+
+
+def skipped_notes(skipped: int, where: str) -> None:
+    """Log read notes skipped as malformed (they order eviction only: never fatal)."""
+    if skipped:
+        logger.warning("%s: %d malformed read notes skipped (damaged or planted)", where, skipped)
 
 
 class BucketLogs:
@@ -150,7 +182,7 @@ class BucketLogs:
     def read(self) -> tuple[dict[tuple[str, str], float], list[str]]:
         """The latest read time of each entry in every log, and the logs' names."""
         used: dict[tuple[str, str], float] = {}
-        names = []
+        names, skipped = [], 0
         for item in self.objects.listing(self.under):
             name = str(item["Key"])
             if not name.endswith(_SUFFIX) or int(item.get("Size", 0)) > LOG_MOST:
@@ -159,7 +191,8 @@ class BucketLogs:
             if found is None:
                 continue
             names.append(name)
-            merge_lines(found["Body"].read(LOG_MOST), used)
+            skipped += merge_lines(found["Body"].read(LOG_MOST), used)
+        skipped_notes(skipped, self.under)
         return used, names
 
     def compact(self, kept: dict[tuple[str, str], float], read: list[str], noted: int) -> None:

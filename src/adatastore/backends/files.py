@@ -45,7 +45,7 @@ from .._options import StoreOptions
 from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, DamagedEntry, Entry, same_record
+from ..records import ComponentRecord, DamagedEntry, Entry, damaged_component_reason, same_record
 from ..serializers import Buffer, Serializer
 from ..stats import logger
 from ..store import AsyncDataStore
@@ -524,27 +524,14 @@ class FilesBackend(ThreadedBackend):
     def _component(self, entry: Directory) -> ComponentRecord | None:
         """The entry's component record; None when it is not there (not ours, or being
         written or deleted); a placeholder when it is damaged (verify reports it)."""
-        data: Buffer | None
         try:
-            data = entry.read(COMPONENT_FILE)
-        except UnsafePath:
-            data = b""
+            return ComponentRecord.from_json(_component_bytes(entry))
+        except (UnsafePath, ValueError):  # planted or damaged: listed with no type
+            return ComponentRecord(_decode_or(os.path.basename(entry.path)), "", "", None, ())
         except OSError:
-            # Not an entry of ours (root_dir may be shared, e.g. /tmp, with directories we
-            # cannot read), or one being created or deleted right now.
+            # Not there, not an entry of ours (root_dir may be shared, e.g. /tmp, with
+            # directories we cannot read), or one being created or deleted right now.
             return None
-        if data is None:
-            return None
-        try:
-            return ComponentRecord.from_json(data)
-        except ValueError:
-            return ComponentRecord(
-                key=_decode_or(os.path.basename(entry.path)),
-                full_type="",
-                version="",
-                parameters=None,
-                input_keys=(),
-            )
 
     def _list_entry(self, entry_name: str) -> list[Entry]:
         try:
@@ -593,10 +580,7 @@ class FilesBackend(ThreadedBackend):
         for name in self._entries():
             try:
                 with self.root.subdirectory(name) as entry:
-                    data = entry.read(COMPONENT_FILE)
-                if data is None:
-                    continue
-                record = ComponentRecord.from_json(data)
+                    record = ComponentRecord.from_json(_component_bytes(entry))
             except (OSError, ValueError):
                 continue  # not ours, being written, or damaged (verify reports it)
             if full_type is None or record.full_type == full_type:
@@ -621,23 +605,38 @@ class FilesBackend(ThreadedBackend):
                 continue
             with contextlib.suppress(OSError), self.root.subdirectory(name) as entry:
                 kind = entry.kind(COMPONENT_FILE)
+                relative = f"{name}/{COMPONENT_FILE}"
                 if kind is not None and kind != "a regular file":
-                    relative = f"{name}/{COMPONENT_FILE}"
                     found.append(
                         DamagedEntry(_decode_or(name), "*", f"{relative!r} is {kind}", relative)
                     )
+                elif kind is not None and (why := _damaged_component(entry)) is not None:
+                    reason = damaged_component_reason(relative, why)
+                    found.append(DamagedEntry(_decode_or(name), "*", reason, relative))
         return found
 
     @_storage_errors
     def blocking_remove_planted(self, item: DamagedEntry) -> int:
-        """Remove a planted link or special file itself (never what a link points to)."""
+        """Remove a planted link or special file itself (never what a link points to), or
+        the entry whose component record is damaged (still damaged when looked at again:
+        records without a record of their component cannot be listed, limited or
+        explained; the entry is a cache, computed again at its next use)."""
         if item.path is None:
             return 0
         parent, _, name = item.path.rpartition("/")
         if not parent:
             return int(self.root.unlink(name))
         with self.root.subdirectory(parent) as entry:
-            return int(entry.unlink(name))
+            if entry.kind(name) != "a regular file":
+                return int(entry.unlink(name))
+            if name != COMPONENT_FILE or _damaged_component(entry) is None:
+                return 0
+            entry.unlink(COMPONENT_FILE)
+            for record in [n for n in entry.names() if n.endswith(RECORD_SUFFIX)]:
+                _remove(entry, record)
+        with contextlib.suppress(OSError):
+            self.root.rmdir(parent)
+        return 1
 
     # -- locks and clean-up ---------------------------------------------------------------------
 
@@ -687,6 +686,30 @@ def _planted(error: UnsafePath) -> str:
         f"{error.relative!r} is {error.what}, not a record (planted, or damage): never "
         f"followed or read; 'adatastore verify --repair' {removes}"
     )
+
+
+def _component_bytes(entry: Directory) -> Buffer:
+    """The entry's component record file, read only when it is a regular file of at most
+    `_MAX_JSON` bytes (`ValueError` when larger; `OSError`s as they come)."""
+    fd = entry.open_file(COMPONENT_FILE)
+    try:
+        if os.fstat(fd).st_size > _MAX_JSON:
+            raise ValueError("too large to be a component record")
+        return _fsio.read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _damaged_component(entry: Directory) -> str | None:
+    """Why the entry's component record does not parse, or None when it does (or is not
+    there, or is not a regular file: reported as such)."""
+    try:
+        ComponentRecord.from_json(_component_bytes(entry))
+    except OSError:
+        return None
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _saved_meta(entry: Directory) -> bytes | None:

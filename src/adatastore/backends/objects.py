@@ -45,7 +45,7 @@ from .._waiting import run_to_end
 from ..backend import BackendSpec, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, Entry
+from ..records import ComponentRecord, DamagedEntry, Entry, damaged_component_reason
 from ..serializers import Buffer, Serializer
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
@@ -397,18 +397,67 @@ class ObjectBackend(ThreadedBackend):
                 found.setdefault(under + entry + "/", []).append({**item, "Name": name})
         return found
 
-    def _component(self, directory: str) -> ComponentRecord | None:
+    def _component_record(self, directory: str) -> ComponentRecord | None:
+        """The component record of an entry directory, None when there is none;
+        `ValueError` when it is damaged (does not parse, too large, nested too deep)."""
         found = self.objects.get(directory + COMPONENT)
         if found is None:
             return None
         data = found["Body"].read(_MAX_JSON + 1)
+        if len(data) > _MAX_JSON:
+            raise ValueError("too large to be a component record")
+        return ComponentRecord.from_json(data)
+
+    def _component(self, directory: str) -> ComponentRecord | None:
         try:
-            if len(data) > _MAX_JSON:
-                raise ValueError("too large")  # noqa: TRY301 - the same as unparsable
-            return ComponentRecord.from_json(data)
-        except ValueError:  # damaged or planted: verify reports its records
+            return self._component_record(directory)
+        except ValueError:  # damaged or planted: verify reports it (`blocking_planted`)
             encoded = directory.rstrip("/").rpartition("/")[2]
             return ComponentRecord(_decode_or(encoded), "", "", None, ())
+
+    def _damaged_component(self, directory: str) -> str | None:
+        try:
+            self._component_record(directory)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    @_s3_errors
+    def blocking_planted(self) -> list[DamagedEntry]:
+        """Entries whose component record is damaged (their records are listed, and
+        their reads report their own damage)."""
+        directories = [
+            directory
+            for directory, objects in self._entry_objects().items()
+            if any(item["Name"] == COMPONENT for item in objects)
+        ]
+        reasons = self.objects.many(
+            [functools.partial(self._damaged_component, directory) for directory in directories]
+        )
+        return [
+            DamagedEntry(
+                _decode_or(directory.rstrip("/").rpartition("/")[2]),
+                "*",
+                damaged_component_reason(directory + COMPONENT, why),
+                directory + COMPONENT,
+            )
+            for directory, why in zip(directories, reasons, strict=True)
+            if why is not None
+        ]
+
+    @_s3_errors
+    def blocking_remove_planted(self, item: DamagedEntry) -> int:
+        """Remove the entry whose component record is damaged (still, when looked at
+        again): its records and the record."""
+        if item.path is None or not item.path.endswith("/" + COMPONENT):
+            return 0
+        directory = item.path[: -len(COMPONENT)]
+        if self._damaged_component(directory) is None:
+            return 0
+        names = [str(found["Key"]) for found in self.objects.listing(directory)]
+        doomed = [name for name in names if name.endswith(RECORD_SUFFIX)]
+        self.objects.delete_many([*doomed, directory + COMPONENT])
+        return 1
 
     @_s3_errors
     def blocking_entries(self) -> list[Entry]:

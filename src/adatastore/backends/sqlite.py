@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sqlite3
 import threading
@@ -50,11 +49,12 @@ from ..errors import (
     StorageError,
 )
 from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, Entry
+from ..records import ComponentRecord, DamagedEntry, Entry
 from ..serializers import Buffer, Serializer
 from ..store import AsyncDataStore
 from ..sync import SyncDataStore
 from ._bucket_payloads import BucketPayloads
+from ._sqlite_damage import COMPONENTS, parse_components, remove_component_unit
 from ._sqlite_reads import reading, reading_many
 from ._sqlite_sql import (
     CONTAINS,
@@ -82,7 +82,8 @@ from ._sqlite_sql import (
     warn_if_on_a_network_filesystem,
     write_plan,
 )
-from ._sqlite_used import delete_listed_unit, last_used_rows, touch_unit
+from ._sqlite_used import delete_listed_unit, last_used_rows, read_notes, touch_unit
+from ._used_logs import note_time
 
 __all__ = [
     "FILE_THRESHOLD",
@@ -393,7 +394,7 @@ class SQLiteBackend(Backend):
 
     async def last_used(self) -> dict[tuple[str, str], float]:
         rows = await self._drive(one(Unit(last_used_rows)))
-        return {(str(key), str(name)): float(when) for key, name, when in rows}
+        return read_notes(rows, str(self.path))
 
     async def read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         query = "SELECT substr(payload, 1, ?), file FROM entries WHERE key = ? AND attribute = ?"
@@ -412,20 +413,19 @@ class SQLiteBackend(Backend):
         return {(str(key), str(name)) for key, name, _ in rows}
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
-        sql = "SELECT key, full_type, version, parameters, input_keys FROM components"
-        arguments: tuple[str, ...] = ()
+        sql, arguments = COMPONENTS, [] if full_type is None else [full_type]
         if full_type is not None:
-            sql, arguments = sql + " WHERE full_type = ?", (full_type,)
-        return [
-            ComponentRecord(
-                key=str(key),
-                full_type=str(kind),
-                version=str(version),
-                parameters=json.loads(parameters),
-                input_keys=tuple(json.loads(input_keys)),
-            )
-            for key, kind, version, parameters, input_keys in await self._query(sql, arguments)
-        ]
+            sql += " WHERE full_type = ?"
+        records, _ = parse_components(await self._query(sql, arguments))
+        return records  # a damaged row is passed over: verify reports it
+
+    async def planted(self) -> list[DamagedEntry]:
+        return parse_components(await self._query(COMPONENTS, ()))[1]
+
+    async def remove_planted(self, item: DamagedEntry) -> int:
+        unit = functools.partial(remove_component_unit, item.key, self._payloads)
+        removed: int = await self._drive(one(Unit(unit)))
+        return removed
 
     async def entries(self) -> list[Entry]:
         rows = await self._query(
@@ -439,8 +439,9 @@ class SQLiteBackend(Backend):
                 attribute_name=attribute,
                 full_type=full_type or "",
                 version=version or "",
-                size=size,
-                stored_at=datetime.fromtimestamp(stored_at, UTC),
+                size=size if type(size) is int else 0,
+                # a planted time that is not one lists as 1970: evicted first
+                stored_at=datetime.fromtimestamp(note_time(stored_at) or 0.0, UTC),
             )
             for key, attribute, full_type, version, size, stored_at in rows
         ]

@@ -12,15 +12,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ... import _record
-from ...records import ComponentRecord, Entry, json_text, same_record
+from ...records import (
+    ComponentRecord,
+    DamagedEntry,
+    Entry,
+    damaged_component_reason,
+    json_text,
+    parse_stored_json,
+    same_record,
+)
 from ...serializers import Buffer
 
 __all__ = [
     "Item",
+    "component_records",
     "delete_items",
     "delete_listed",
     "digest",
     "first_stored",
+    "remove_damaged_component",
     "size_of",
     "state_row",
     "upsert",
@@ -202,3 +212,62 @@ def delete_listed(alias: str | None, entries: Sequence[Entry]) -> tuple[list[Ent
             if path is not None:
                 paths.append(str(path))
     return gone, paths
+
+
+def component_records(
+    alias: str | None, full_type: str | None
+) -> tuple[list[ComponentRecord], list[DamagedEntry]]:
+    """The component records (of one type, or all), and the damage of the rows whose
+    parameters do not parse (planted or damaged: `parse_stored_json`)."""
+    from .models import ComponentState
+
+    states = ComponentState.objects.using(alias).select_related("component_type")
+    if full_type is not None:
+        states = states.filter(component_type__full_type=full_type)
+    records, damaged = [], []
+    for state in states:
+        try:
+            parameters = parse_stored_json(state.parameters)
+        except ValueError as error:
+            where = f"parameters of {state.key[:12]!r}"
+            reason = damaged_component_reason(where, str(error))
+            damaged.append(DamagedEntry(state.key, "*", reason))
+            continue
+        records.append(
+            ComponentRecord(
+                key=state.key,
+                full_type=state.component_type.full_type,
+                version=state.component_type.version,
+                parameters=parameters,
+                input_keys=tuple(item.input_key for item in state.inputs.order_by("position")),
+            )
+        )
+    return records, damaged
+
+
+def remove_damaged_component(alias: str | None, key: str) -> tuple[int, list[str]]:
+    """Delete a component whose parameters are damaged (still, looked at again under its
+    row's lock) and all its items; return 1 (0 when none was removed) and the paths of
+    their record files."""
+    from django.db import transaction
+
+    from .models import ComponentState, DataItem
+
+    with transaction.atomic(using=alias):
+        state = (
+            ComponentState.objects.using(alias)
+            .select_for_update()
+            .filter(key_digest=digest(key))
+            .first()
+        )
+        if state is None:
+            return 0, []
+        try:
+            parse_stored_json(state.parameters)
+        except ValueError:
+            items = DataItem.objects.using(alias).filter(state=state)
+            paths = [str(path) for path in items.values_list("path", flat=True) if path]
+            items.delete()
+            state.delete()
+            return 1, paths
+        return 0, []

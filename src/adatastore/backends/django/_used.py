@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ...backend import Used
+from .._used_logs import skipped_notes
 from ._rows import digest
 
 __all__ = ["ReadTimes"]
@@ -51,16 +52,47 @@ class ReadTimes:
                     ).update(used_at=when)
 
     def _last_used(self) -> dict[tuple[str, str], float]:
+        """The read times noted; a value the database holds but Python cannot take (a
+        planted TEXT in SQLite's column, a year beyond 9999) is skipped and logged, never
+        fatal: the notes only order eviction. Such a value fails the whole query, so the
+        rows are then read again a batch at a time, and the failing batch's one by one."""
+        from django.db import DataError
+
         from .models import DataItem
 
-        rows = (
-            DataItem.objects.using(self.alias)
-            .filter(used_at__isnull=False)
-            .values_list("state__key", "attribute", "used_at")
-        )
-        found = {}
-        for key, name, when in rows:
-            if when.tzinfo is None:  # a project with USE_TZ = False stores UTC
-                when = when.replace(tzinfo=UTC)
-            found[str(key), str(name)] = when.timestamp()
+        unreadable = (ValueError, TypeError, AttributeError, OverflowError, DataError)
+        items = DataItem.objects.using(self.alias).filter(used_at__isnull=False)
+
+        def notes(rows: Any) -> dict[tuple[str, str], float]:
+            return _notes(rows.values_list("state__key", "attribute", "used_at"))
+
+        try:
+            return notes(items)
+        except unreadable:
+            pass
+        found: dict[tuple[str, str], float] = {}
+        skipped = 0
+        pks = list(items.values_list("pk", flat=True))
+        for start in range(0, len(pks), 500):
+            batch = pks[start : start + 500]
+            try:
+                found |= notes(items.filter(pk__in=batch))
+            except unreadable:
+                for pk in batch:
+                    try:
+                        found |= notes(items.filter(pk=pk))
+                    except unreadable:
+                        skipped += 1
+        skipped_notes(skipped, "adatastore_dataitem.used_at")
         return found
+
+
+def _notes(rows: Any) -> dict[tuple[str, str], float]:
+    found = {}
+    for key, name, when in rows:
+        if not isinstance(when, datetime):
+            raise TypeError(when)
+        if when.tzinfo is None:  # a project with USE_TZ = False stores UTC
+            when = when.replace(tzinfo=UTC)
+        found[str(key), str(name)] = when.timestamp()
+    return found

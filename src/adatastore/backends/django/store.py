@@ -13,7 +13,6 @@ module's layout: index in SQL, data on a (cluster) file system): `_record_files`
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -30,7 +29,7 @@ from ..._waiting import run_to_end
 from ...backend import Backend, BackendSpec, MapMode, RecordWrite, no_lock
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator
-from ...records import ComponentRecord, Entry
+from ...records import ComponentRecord, DamagedEntry, Entry
 from ...serializers import Buffer, Serializer
 from ...store import AsyncDataStore
 from ...sync import SyncDataStore
@@ -44,7 +43,17 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     ) from error
 
 from ._record_files import RecordFiles
-from ._rows import Item, delete_items, delete_listed, digest, first_stored, size_of, upsert
+from ._rows import (
+    Item,
+    component_records,
+    delete_items,
+    delete_listed,
+    digest,
+    first_stored,
+    remove_damaged_component,
+    size_of,
+    upsert,
+)
 from ._setup import (
     APP,
     backend_spec,
@@ -391,26 +400,20 @@ class DjangoBackend(ReadTimes, Backend):
         )
 
     async def delete(self, key: str, attribute_name: str | None) -> int:
-        count: int = await self._orm(self._delete_items, key, attribute_name)
-        return count
-
-    def _delete_items(self, key: str, attribute_name: str | None) -> int:
-        """`_rows.delete_items`, then the record files of the items deleted."""
-        count, paths = delete_items(self.alias, key, attribute_name)
-        for path in paths:
-            self._files.remove(path)
+        count: int = await self._orm(self._removing_files, delete_items, key, attribute_name)
         return count
 
     async def delete_listed(self, entries: Sequence[Entry]) -> list[Entry]:
-        gone: list[Entry] = await self._orm(self._delete_listed_items, entries)
+        gone: list[Entry] = await self._orm(self._removing_files, delete_listed, entries)
         return gone
 
-    def _delete_listed_items(self, entries: Sequence[Entry]) -> list[Entry]:
-        """`_rows.delete_listed`, then the record files of the items deleted."""
-        gone, paths = delete_listed(self.alias, entries)
+    def _removing_files(self, function: Callable[..., tuple[T, list[str]]], *args: Any) -> T:
+        """``function(alias, *args)`` (a deletion of `_rows`, which returns what it gives
+        and the paths of the record files of the items it deleted), then those files."""
+        result, paths = function(self.alias, *args)
         for path in paths:
             self._files.remove(path)
-        return gone
+        return result
 
     def lock(
         self, key: str, attribute_name: str, timeout: float | None
@@ -471,25 +474,15 @@ class DjangoBackend(ReadTimes, Backend):
         )
 
     async def components(self, full_type: str | None) -> list[ComponentRecord]:
-        from .models import ComponentState
+        found = await self._orm(component_records, self.alias, full_type)
+        return found[0]  # a damaged row is passed over: verify reports it
 
-        def query() -> list[ComponentRecord]:
-            states = ComponentState.objects.using(self.alias).select_related("component_type")
-            if full_type is not None:
-                states = states.filter(component_type__full_type=full_type)
-            return [
-                ComponentRecord(
-                    key=state.key,
-                    full_type=state.component_type.full_type,
-                    version=state.component_type.version,
-                    parameters=json.loads(state.parameters),
-                    input_keys=tuple(item.input_key for item in state.inputs.order_by("position")),
-                )
-                for state in states
-            ]
+    async def planted(self) -> list[DamagedEntry]:
+        return (await self._orm(component_records, self.alias, None))[1]
 
-        result: list[ComponentRecord] = await self._orm(query)
-        return result
+    async def remove_planted(self, item: DamagedEntry) -> int:
+        removed: int = await self._orm(self._removing_files, remove_damaged_component, item.key)
+        return removed
 
     async def entries(self) -> list[Entry]:
         from .models import DataItem
