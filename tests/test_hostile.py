@@ -985,3 +985,67 @@ def test_a_deeply_nested_component_record_is_damage_not_a_crash(
             assert store.retrieve(components[2], "v") == 1
             store.store(components[0], "v", "again")
             assert store.retrieve(components[0], "v") == "again"
+
+
+# -- a .git planted in an ancestor directory (issue 29, item 5) ----------------------------------
+
+_MODEL = """
+class Net:
+    version = 1
+    parameters = {"n": 1}
+    input = None
+"""
+
+_STORE_ONCE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import model
+from adatastore import open_store_sync
+with open_store_sync(sys.argv[2]) as store:
+    store.store(model.Net(), "v", 1)
+    print(store.provenance(model.Net(), "v").commit)
+"""
+
+
+@pytest.mark.parametrize("planted", ["HEAD", "packed-refs", ".git", "a device"])
+def test_a_git_directory_planted_above_the_code_never_blocks(tmp_path: Path, planted: str) -> None:
+    """Anyone who can create ``<ancestor>/.git`` chose what the fingerprint's walk opened
+    with a blocking open(): a FIFO there hung every first store forever."""
+    package = tmp_path / "repo" / "pkg"
+    package.mkdir(parents=True)
+    (package / "model.py").write_text(_MODEL)
+    dot_git = tmp_path / "repo" / ".git"
+    if planted == ".git":
+        os.mkfifo(dot_git)
+    else:
+        dot_git.mkdir()
+        if planted == "HEAD":
+            os.mkfifo(dot_git / "HEAD")
+        elif planted == "a device":
+            (dot_git / "HEAD").symlink_to("/dev/zero")
+        else:
+            (dot_git / "HEAD").write_text("ref: refs/heads/main\n")
+            os.mkfifo(dot_git / "packed-refs")
+    done = run_python(_STORE_ONCE, str(package), f"sqlite:///{tmp_path}/s.db", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+
+
+def test_the_git_walk_stops_at_a_file_system_boundary(tmp_path: Path) -> None:
+    """A repository above a mount point is not the code's (git does not cross one either)."""
+    from adatastore._fingerprints import git_commit
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    mounted = tmp_path / "mnt"
+    mounted.mkdir()
+    assert git_commit(str(mounted)) == "0123456789abcdef0123456789abcdef01234567"
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mounted)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mounted / "code").mkdir()
+        assert git_commit(str(mounted / "code")) is None
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)

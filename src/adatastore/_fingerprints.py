@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import os
 import re
+import stat
 import sys
 import types
 from collections.abc import Callable
@@ -178,32 +179,67 @@ def compute_print(compute: Callable[..., Any] | None) -> tuple[str, str] | None:
 def git_commit(directory: str) -> str | None:
     """The commit checked out in the git repository holding `directory`, read from its
     files (``.git/HEAD``, the ref, ``packed-refs``; worktrees and submodules whose
-    ``.git`` is a file too), or None."""
+    ``.git`` is a file too), or None.
+
+    The walk goes up from `directory` to the first ``.git``, and not across a file
+    system boundary (as git itself does not by default). Whoever can create a ``.git``
+    in an ancestor directory chooses what is read, so only regular files are read, of a
+    bounded size, opened without blocking: a FIFO planted as ``.git/HEAD`` hung every
+    first store of a process forever."""
     try:
         return _commits[directory]
     except KeyError:
         pass
     found = None
     here = directory
-    while True:
+    try:
+        device = os.stat(here).st_dev
+    except OSError:
+        device = None
+    while device is not None:
         dot_git = os.path.join(here, ".git")
-        if os.path.exists(dot_git):
+        if os.path.lexists(dot_git):
             found = _head_commit(dot_git)
             break
         parent = os.path.dirname(here)
-        if parent == here:
+        try:
+            if parent == here or os.stat(parent).st_dev != device:
+                break
+        except OSError:
             break
         here = parent
     _commits[directory] = found
     return found
 
 
-def _read(path: str) -> str | None:
+_NO_WAIT = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+
+
+def _read(path: str, most: int = 4096) -> str | None:
+    """A regular file's first `most` bytes as text, or None: anything else (a FIFO, a
+    device, a directory) is never read, and opening it never waits."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return file.read(65536)
+        fd = os.open(path, _NO_WAIT)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, left = [], most
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+_PACKED_REFS_MOST = 64 << 20  # a repository with ~500,000 refs
 
 
 def _head_commit(dot_git: str) -> str | None:
@@ -228,7 +264,8 @@ def _head_commit(dot_git: str) -> str | None:
         if _HEX.fullmatch(value):
             return value
     for place in places:
-        for line in (_read(os.path.join(place, "packed-refs")) or "").splitlines():
+        packed = _read(os.path.join(place, "packed-refs"), _PACKED_REFS_MOST) or ""
+        for line in packed.splitlines():
             value, _, name = line.partition(" ")
             if name.strip() == ref and _HEX.fullmatch(value):
                 return value
