@@ -1049,3 +1049,62 @@ def test_the_git_walk_stops_at_a_file_system_boundary(tmp_path: Path) -> None:
         assert git_commit(str(mounted / "code")) is None
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
+
+
+# -- decompression bombs (issue 29, item 6) ------------------------------------------------------
+
+_READ_BOMB = """
+import json, resource, sys
+from components import PlainComponent
+from adatastore import ShelveDataStore
+from adatastore.errors import CorruptEntryError
+with ShelveDataStore(sys.argv[1]) as store:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        store.retrieve(PlainComponent({"n": 1}), "v")
+        error = None
+    except CorruptEntryError as caught:
+        error = str(caught)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"error": error, "grown_kib": grown}))
+"""
+
+
+def _bomb(codec: str, decoded: int) -> bytes:
+    """A compressed chunk of a few KB that decodes to `decoded` zero bytes, saying so."""
+    zeros = bytes(decoded)
+    if codec == "zstd":
+        import zstandard
+
+        return bytes(zstandard.ZstdCompressor(level=1, write_content_size=True).compress(zeros))
+    if codec == "blosc2":
+        import blosc2
+
+        return bytes(blosc2.compress2(zeros, typesize=1, clevel=1))
+    import lz4.block
+
+    return bytes(lz4.block.compress(zeros, store_size=False))
+
+
+@pytest.mark.parametrize("codec", ["zstd", "blosc2", "lz4"])
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path: Path, codec: str) -> None:
+    """A record of a few KB whose part declares 2 MiB in two chunks, each decoding to
+    128 MiB: the reader grew by 256 MiB before refusing it. Now each chunk's declared
+    size is checked against its 1-MiB slot first, and it decodes into that slot only."""
+    root = tmp_path / "store"
+    component = PlainComponent({"n": 1})
+    with adatastore.ShelveDataStore(root) as store:
+        store.store(component, "v", 1)
+        key = store.key_of(component)
+    chunk = _bomb(codec, (16 if codec == "lz4" else 128) << 20)  # lz4 packs zeros 255:1 at most
+    part = struct.pack("<QIIII", 2 << 20, 1 << 20, 2, 0, len(chunk)) + struct.pack("<I", len(chunk))
+    part += chunk + chunk
+    record = _record.seal("pickle", "v", [b"x", part], key=key, compression=["", codec])
+    path = root / _naming.encode_name(key) / (_naming.encode_name("v") + ".rec")
+    path.write_bytes(b"".join(bytes(buffer) for buffer in record))
+    assert path.stat().st_size < 1 << 20  # a small record
+    done = run_python(_READ_BOMB, str(root))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["error"] is not None and "decompress" in found["error"]
+    assert found["grown_kib"] < 32 << 10, found  # under 32 MiB, not 256

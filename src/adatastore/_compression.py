@@ -19,10 +19,13 @@ A compressed part::
     u32 stored size per chunk (top bit: stored as is) | the chunks, one after another
 
 Everything a reader is told is checked before it allocates or decodes: sizes add up, a
-chunk decodes to exactly its raw size, or `decompress_part` raises `ValueError`, which
-the codec reports as the entry's damage (`CorruptEntryError`). A record that truly
-decompresses to more than fits (a "zip bomb" planted by someone who can write the store)
-is only refused where allocating fails; signed stores check the signature first.
+chunk declares (zstd's frame content size, blosc2's header) and decodes to exactly its
+raw size, decoded into its slot of the output, or `decompress_part` raises `ValueError`,
+which the codec reports as the entry's damage (`CorruptEntryError`). So reading a
+damaged or planted record takes at most the memory its part headers declare: a 4-KB
+record whose two chunks each decoded to 128 MiB grew the reader by 256 MiB before this
+check. A record that truly declares more than fits is refused where allocating fails;
+signed stores check the signature first.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class _Codec:
     default_level: int
     levels: range
     compress: Callable[[Any, memoryview, int, int], bytes]
-    decompress: Callable[[Any, memoryview, int], bytes]
+    decompress: Callable[[Any, memoryview, memoryview], None]
+    """Decode a chunk into exactly its slot (a `ValueError` for any other size),
+    checking the size the chunk declares before decoding: memory stays bounded by what
+    the part's header declares, whatever a planted chunk claims."""
     shuffles: bool = False
     """Whether the codec shuffles bytes itself (else adatastore does, for arrays)."""
 
@@ -74,8 +80,14 @@ def _zstd_compress(module: Any, data: memoryview, level: int, itemsize: int) -> 
     return bytes(module.ZstdCompressor(level=level).compress(data))
 
 
-def _zstd_decompress(module: Any, data: memoryview, size: int) -> bytes:
-    return bytes(module.ZstdDecompressor().decompress(data, max_output_size=size))
+def _zstd_decompress(module: Any, data: memoryview, target: memoryview) -> None:
+    # python-zstandard's one-shot decompress allocates what the frame declares and
+    # ignores max_output_size when it declares a size: a 2-KB frame made it allocate 128 MiB
+    declared = module.frame_content_size(data)
+    if declared not in (module.CONTENTSIZE_UNKNOWN, target.nbytes):
+        raise ValueError(f"it declares {declared} bytes for a slot of {target.nbytes}")
+    with module.ZstdDecompressor().stream_reader(data, read_across_frames=False) as reader:
+        _read_exactly(reader, target)
 
 
 def _lz4_compress(module: Any, data: memoryview, level: int, itemsize: int) -> bytes:
@@ -88,8 +100,12 @@ def _lz4_compress(module: Any, data: memoryview, level: int, itemsize: int) -> b
     return bytes(module.block.compress(data, store_size=False))
 
 
-def _lz4_decompress(module: Any, data: memoryview, size: int) -> bytes:
-    return bytes(module.block.decompress(data, uncompressed_size=size))
+def _lz4_decompress(module: Any, data: memoryview, target: memoryview) -> None:
+    # bounded: a block decodes to at most uncompressed_size bytes, or fails
+    raw = module.block.decompress(data, uncompressed_size=target.nbytes)
+    if len(raw) != target.nbytes:
+        raise ValueError(f"it decodes to {len(raw)} bytes for a slot of {target.nbytes}")
+    target[:] = raw
 
 
 def _blosc2_compress(module: Any, data: memoryview, level: int, itemsize: int) -> bytes:
@@ -104,8 +120,24 @@ def _blosc2_compress(module: Any, data: memoryview, level: int, itemsize: int) -
     )
 
 
-def _blosc2_decompress(module: Any, data: memoryview, size: int) -> bytes:
-    return bytes(module.decompress2(data))
+def _blosc2_decompress(module: Any, data: memoryview, target: memoryview) -> None:
+    # decompress2 has no limit: the chunk's header says what it decodes to, checked first
+    declared, stored, _ = module.get_cbuffer_sizes(data)
+    if declared != target.nbytes or stored != data.nbytes:
+        raise ValueError(f"it declares {declared} bytes for a slot of {target.nbytes}")
+    module.decompress2(data, dst=target)
+
+
+def _read_exactly(reader: Any, target: memoryview) -> None:
+    """Fill `target` from a decompressing reader, which must then be at its end."""
+    filled = 0
+    while filled < target.nbytes:
+        got = reader.readinto(target[filled:])
+        if not got:
+            raise ValueError(f"it decodes to {filled} bytes for a slot of {target.nbytes}")
+        filled += got
+    if reader.read(1):
+        raise ValueError(f"it decodes to more than its slot of {target.nbytes} bytes")
 
 
 CODECS: dict[str, _Codec] = {
@@ -278,16 +310,13 @@ def decompress_part(name: str, data: memoryview) -> memoryview:
                 raise ValueError("a chunk stored as is has the wrong length")
             target[:] = source
             return
+        slot = memoryview(bytearray(raw_size)) if shuffle else target
         try:
-            raw = codec.decompress(library, source, raw_size)
+            codec.decompress(library, source, slot)
         except Exception as error:  # each library has errors of its own
             raise ValueError(f"a chunk does not decompress ({name}: {error})") from None
-        if len(raw) != raw_size:
-            raise ValueError("a chunk decompresses to the wrong size")
         if shuffle:
-            _unshuffle(raw, shuffle, target)
-        else:
-            target[:] = raw
+            _unshuffle(slot, shuffle, target)
 
     _in_parallel(unpack, range(count))
     return out
