@@ -6,8 +6,11 @@ tagged with the registered type's name, so two types never share a key by accide
 pandas (`DataFrame`, `Series`, `Index`) and xarray (`DataArray`, `Dataset`, `Variable`)
 have encoders here, registered the first time a value of theirs is met (neither package
 is imported by adatastore otherwise). Equal content gives equal keys; a different dtype,
-index, column order, name, dimension, coordinate or attribute gives another key.
-Missing values (NaN, None, NA, NaT) outside numeric arrays encode alike, as None.
+index, column order, name, dimension, coordinate or attribute gives another key; a
+MultiIndex is encoded level by level (dtypes, categories, their order, unused values),
+periods, intervals and sparse arrays by what they hold, datetime64 and timedelta64
+values by their bytes and unit. Missing values (NaN, None, NA, NaT) outside numeric and
+datetime arrays encode alike, as None.
 """
 
 from __future__ import annotations
@@ -84,6 +87,18 @@ def _values(values: Any) -> Any:
             "ordered": bool(categorical.ordered),
         }
     pandas = sys.modules["pandas"]  # xarray needs it too
+    array = getattr(values, "array", values)
+    if isinstance(dtype, pandas.PeriodDtype):  # Period objects have no encoding of their own
+        return {"period": str(dtype), "ordinals": np.asarray(array.asi8)}
+    if isinstance(dtype, pandas.IntervalDtype):
+        return {
+            "interval": str(dtype),
+            "closed": array.closed,
+            "left": _values(array.left),
+            "right": _values(array.right),
+        }
+    if isinstance(dtype, pandas.SparseDtype):  # its dtype names the fill value
+        return {"sparse": str(dtype), "dense": _values(np.asarray(array.to_dense()))}
     array = np.asarray(values, dtype=object)
     items = [None if _missing(pandas, item) else item for item in array.ravel().tolist()]
     return items if array.ndim == 1 else {"shape": list(array.shape), "items": items}
@@ -97,12 +112,26 @@ def _missing(pandas: Any, item: object) -> bool:
 
 
 def _index(index: Any) -> Any:
-    return {
+    """An index: its type, names and dtype; a MultiIndex every level in full (as an
+    Index is: dtype, categories and their order, values no row uses) and its codes,
+    not only its tuples — levels that differ only so sort and group differently; a
+    frequency where there is one (``DatetimeIndex.shift`` and ``resample`` use it)."""
+    import numpy as np
+
+    encoded: dict[str, Any] = {
         "kind": type(index).__name__,
         "names": list(index.names),
         "dtype": str(index.dtype),
-        "values": [list(item) for item in index] if index.nlevels > 1 else _values(index),
     }
+    if index.nlevels > 1:
+        encoded["levels"] = [_index(level) for level in index.levels]
+        encoded["codes"] = [np.asarray(codes) for codes in index.codes]
+    else:
+        encoded["values"] = _values(index)
+    freq = getattr(index, "freqstr", None)
+    if freq is not None:
+        encoded["freq"] = freq
+    return encoded
 
 
 def _series(series: Any) -> Any:
@@ -112,6 +141,7 @@ def _series(series: Any) -> Any:
         "index": _index(series.index),
         "values": _values(series),
         "attrs": dict(series.attrs),
+        **_flags(series),
     }
 
 
@@ -122,7 +152,15 @@ def _data_frame(frame: Any) -> Any:
         "dtypes": [str(dtype) for dtype in frame.dtypes],
         "data": [_values(frame.iloc[:, position]) for position in range(frame.shape[1])],
         "attrs": dict(frame.attrs),
+        **_flags(frame),
     }
+
+
+def _flags(value: Any) -> dict[str, Any]:
+    """``allows_duplicate_labels=False`` makes operations that would duplicate a label
+    raise: a computation on such an object can fail where another succeeds."""
+    allows = getattr(getattr(value, "flags", None), "allows_duplicate_labels", True)
+    return {} if allows else {"allows_duplicate_labels": False}
 
 
 # -- xarray -------------------------------------------------------------------------------------

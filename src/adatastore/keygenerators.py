@@ -218,12 +218,28 @@ def _encode_numpy(value: Any, np: Any, out: list[str]) -> None:
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
         dtype = str(array.dtype.descr) if array.dtype.fields else array.dtype.str
-        digest = hashlib.sha256(array.data.cast("B") if array.size else b"").hexdigest()
-        out.append(f"a{len(dtype)}:{dtype}{array.shape!r}:{digest};")
+        out.append(f"a{len(dtype)}:{dtype}{array.shape!r}:{_array_digest(array, np)};")
         return
     if value.dtype.kind in "fc" and bool(np.isnan(value)):
         raise _Unhashable(_NAN_MESSAGE)
     out.append(f"n{value.dtype.str}:{value.tobytes().hex()};")
+
+
+def _array_digest(array: Any, np: Any) -> str:
+    """sha256 of a C-contiguous array's bytes. datetime64 and timedelta64 arrays (and
+    structured ones holding them) refuse the buffer protocol ("cannot include dtype 'M'
+    in a buffer"): their bytes are read through a byte view, the same bytes (the unit is
+    in the dtype, NaT is the smallest int64)."""
+    if not array.size:
+        return hashlib.sha256(b"").hexdigest()
+    if array.dtype.kind in "mM" or array.dtype.fields:
+        return hashlib.sha256(array.reshape(-1).view(np.uint8).data).hexdigest()
+    return hashlib.sha256(array.data.cast("B")).hexdigest()
+
+
+def _text_items(array: Any) -> Any:
+    """An array's items as nested lists of their text (for people to read)."""
+    return array.astype(str).tolist() if array.dtype.kind in "mM" else repr(array.tolist())
 
 
 def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
@@ -532,10 +548,12 @@ def describe_parameters(value: Any, _depth: int = 0) -> Any:
         info: dict[str, Any] = {
             "dtype": array.dtype.str,
             "shape": list(array.shape),
-            "sha256": hashlib.sha256(array.data.cast("B") if array.size else b"").hexdigest(),
+            "sha256": _array_digest(array, np),
         }
         if array.size <= 16:
-            info["values"] = array.tolist()
+            items = array.tolist()
+            # datetime64/timedelta64 (and structured) items are not JSON: shown as text
+            info["values"] = items if array.dtype.kind in "biufc" else _text_items(array)
         return {"ndarray": info}
     if np is not None and isinstance(value, np.generic):
         return value.item() if isinstance(value.item(), bool | int | float | str) else repr(value)
