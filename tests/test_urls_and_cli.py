@@ -201,3 +201,40 @@ def test_urls_take_the_policy_options(tmp_path: Path) -> None:
         assert store.spec.policy == policy  # workers follow it
     finally:
         store.close()
+
+
+# -- secrets in query options are never echoed (issue 29, item 12) ------------------------------
+
+SECRET = "S3kr1tValue"
+SECRET_URLS = [
+    f"s3://bucket/prefix?secret_access_key={SECRET}",
+    f"s3://bucket/prefix?endpoint=http://127.0.0.1:9&aws_secret_access_key={SECRET}",
+    f"sqlite:///x.db?password={SECRET}",
+    f"django+postgresql://user@localhost/db?password={SECRET}",
+    f"django+postgresql://user:{SECRET}@localhost/db?nonsense=1",
+    f"sqlite:///x.db?mistyped_option={SECRET}",  # any unknown option: it may be a secret
+    f"sqlite:///x.db?payloads=s3://b/p%3Fsecret_key%3D{SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", SECRET_URLS)
+def test_secret_options_are_masked_in_errors_reprs_and_the_cli(url: str, tmp_path: Path) -> None:
+    """The "unknown option" error repeated the whole URL, secret included."""
+    from adatastore.urls import parse_url
+
+    with pytest.raises(ConfigurationError) as raised:
+        with open_store_sync(url.replace("x.db", str(tmp_path / "x.db"))):
+            pass
+    assert SECRET not in str(raised.value)
+    assert SECRET not in repr(parse_url(url))
+    shown = subprocess.run(
+        [sys.executable, "-m", "adatastore", "ls", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert shown.returncode == 2, shown.stderr
+    assert SECRET not in shown.stdout + shown.stderr
+    assert "***" in shown.stderr

@@ -25,8 +25,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ._masking import looks_secret, mask_password
 from ._spec import StoreSpec
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
@@ -57,8 +58,8 @@ class StoreURL:
     host: str
     path: str
     """The path, percent-decoded; for ``sqlite:`` and ``file:`` a file-system path."""
-    options: dict[str, str] = field(default_factory=dict)
-    """Query-string options, not yet converted."""
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+    """Query-string options, not yet converted (not in the repr: values may be secret)."""
     text: str = ""
     """The URL as given, its password masked (``***``): for messages."""
     raw: str = field(default="", repr=False)
@@ -128,7 +129,9 @@ def parse_url(url: str | os.PathLike[str]) -> StoreURL:
     except ValueError as error:
         raise ConfigurationError(f"malformed store URL {masked!r}: {error}") from None
     scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES:
+    if scheme in _SCHEMES:  # unknown options' values masked too: a misplaced secret
+        masked = mask_password(url, {*_SCHEMES[scheme].options, *_COMMON_OPTIONS})
+    else:
         raise ConfigurationError(
             f"unknown store URL scheme {parts.scheme!r} in {masked!r}; known schemes: "
             f"{_known()} (or a plain path for the SQLite default)"
@@ -144,20 +147,6 @@ def parse_url(url: str | os.PathLike[str]) -> StoreURL:
 def _check_path(path: str, shown: str) -> None:
     if "\0" in path:
         raise ConfigurationError(f"store URL {shown!r}: a NUL byte in the path")
-
-
-def mask_password(url: str) -> str:
-    """`url` with its password, if any, replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        password = None
-    if not password:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 _BOOLEANS = {
@@ -210,10 +199,11 @@ def _convert(url: StoreURL, scheme: _Scheme) -> dict[str, Any]:
             if kind is float and not (math.isfinite(value) and value >= 0):
                 raise ValueError(text)  # noqa: TRY301 - the same message as a non-number
         except ValueError:
+            shown = "***" if looks_secret(name) else repr(text)
             raise ConfigurationError(
                 f"store URL {url.text!r}: option {name!r} must be a "
                 f"{'non-negative finite number' if kind is float else kind.__name__}, "
-                f"not {text!r}"
+                f"not {shown}"
             ) from None
         converted[name] = value
     return converted

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._fsio import MapMode
+from .._masking import mask_password
 from .._payloads import NotOurs, foreign_name, is_name
 from ..errors import ConfigurationError
 from ..serializers import Buffer
@@ -51,23 +52,24 @@ class BucketPayloads:
                 f"(s3://bucket/prefix?endpoint=...), not {url.split('@')[-1]!r}"
             )
         options: dict[str, Any] = {}
+        shown = mask_password(url, _OPTIONS)  # for messages: no secret option's value
         for name, text in parse_qsl(parts.query, keep_blank_values=True):
             kind = _OPTIONS.get(name)
             if kind is None:
                 raise ConfigurationError(
-                    f"payloads URL {url!r}: unknown option {name!r} "
+                    f"payloads URL {shown!r}: unknown option {name!r} "
                     f"(allowed: {', '.join(sorted(_OPTIONS))})"
                 )
             try:
                 options[name] = kind(text)
             except ValueError:
                 raise ConfigurationError(
-                    f"payloads URL {url!r}: option {name!r} must be a {kind.__name__}"
+                    f"payloads URL {shown!r}: option {name!r} must be a {kind.__name__}"
                 ) from None
         self.url = url
         self.prefix = "/".join(part for part in (*parts.path.split("/"), *under) if part)
         if ".." in self.prefix.split("/"):
-            raise ConfigurationError(f"payloads URL {url!r}: not a usable prefix")
+            raise ConfigurationError(f"payloads URL {shown!r}: not a usable prefix")
         self.path = f"s3://{parts.netloc}/{self.prefix}".rstrip("/")
         """Where the payloads are, for messages."""
         self.bucket = Bucket(
