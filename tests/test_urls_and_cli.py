@@ -223,8 +223,7 @@ def test_secret_options_are_masked_in_errors_reprs_and_the_cli(url: str, tmp_pat
     from adatastore.urls import parse_url
 
     with pytest.raises(ConfigurationError) as raised:
-        with open_store_sync(url.replace("x.db", str(tmp_path / "x.db"))):
-            pass
+        open_store_sync(url.replace("x.db", str(tmp_path / "x.db"))).close()
     assert SECRET not in str(raised.value)
     assert SECRET not in repr(parse_url(url))
     shown = subprocess.run(
