@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import types
 import warnings
@@ -70,8 +71,26 @@ with warnings.catch_warnings(record=True) as caught:
                 store.get_or_compute(network, "rate", partial(model.simulate, network))
                 for network in networks
             ]
+        elif action == "warm":
+            report = store.warm([model.Network(n) for n in (1, 2, 2)], "rate", model.simulate)
+            out["stale"], out["already"] = report.stale, report.already_stored
+        elif action in ("async-warm", "async-read"):
+            import asyncio
+            from adatastore import open_store
+
+            async def main():
+                async with await open_store(sys.argv[2], **options) as astore:
+                    networks = [model.Network(n) for n in (1, 2)]
+                    if action == "async-read":
+                        return [await astore.retrieve(network, "rate") for network in networks]
+                    report = await astore.warm(networks, "rate", model.simulate)
+                    return report.stale
+
+            out["async"] = asyncio.run(main())
         out["code_version"] = __import__("adatastore").code_version(model.Network)
-out["warnings"] = [str(w.message) for w in caught if w.category.__name__ == "StaleCodeWarning"]
+stale = [w for w in caught if w.category.__name__ == "StaleCodeWarning"]
+out["warnings"] = [str(w.message) for w in stale]
+out["where"] = [w.filename for w in stale]  # the user's line: this script, "<string>"
 print(json.dumps(out))
 """
 
@@ -254,3 +273,65 @@ async def test_code_fingerprints_are_recorded_for_the_tests_own_components(
         chained = PlainComponent({"n": 6}, input=component)
         assert await store.get_or_compute(chained, "v", lambda: 2) == 2
         assert await store.retrieve(chained, "v") == 2
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "django+sqlite"])
+def test_warm_warns_of_stale_entries_and_counts_them(
+    package: Path, tmp_path: Path, scheme: str
+) -> None:
+    """warm served 200 entries made by other code as "already stored", silently; and the
+    warning of the others named _staleness.py (or asyncio) instead of the user's line."""
+    url = f"{scheme}:///{tmp_path}/cache.db"
+    run(package, url, "store")
+    fresh = run(package, url, "warm")
+    assert (fresh["already"], fresh["stale"], fresh["warnings"]) == (2, 0, [])
+    edit(package, "* 2  # EDIT", "* 3  # EDIT")
+    for action in ("warm", "read", "compute", "async-warm", "async-read"):
+        found = run(package, url, action)
+        assert len(found["warnings"]) == 1, (action, found)
+        assert "the code of model.Network changed" in found["warnings"][0]
+        assert found["where"] == ["<string>"], (action, found["where"])
+        if action == "warm":
+            assert found["stale"] == 2
+        if action == "async-warm":
+            assert found["async"] == 2
+    silent = run(package, url, "warm", warn_stale_code=False)
+    assert (silent["warnings"], silent["stale"]) == ([], 0)
+
+
+def test_ls_stale_says_that_main_classes_cannot_be_checked(tmp_path: Path) -> None:
+    """`adatastore ls --stale` on entries of a script's classes printed "0 entries"."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from adatastore import open_store_sync
+
+            class Network:
+                version = 1
+                def __init__(self, n):
+                    self.parameters, self.input = {"n": n}, None
+
+            if __name__ == "__main__":
+                with open_store_sync(sys.argv[1]) as store:
+                    for n in range(3):
+                        store.store(Network(n), "rate", n)
+            """
+        )
+    )
+    url = f"sqlite:///{tmp_path}/cache.db"
+    done = subprocess.run(
+        [sys.executable, str(script), url], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for command in ("ls", "stats"):
+        shown = subprocess.run(
+            [sys.executable, "-m", "adatastore", command, "--stale", "--url", url],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "not checked: 3 entries of __main__.Network" in shown.stderr
+        assert "__main__ cannot be imported" in shown.stderr

@@ -13,11 +13,12 @@ from typing import Any
 
 import anyio.to_thread
 
-from . import _ops
+from . import _ops, _record
 from ._codec import OFFLOAD_BYTES
 from ._compute import Flights
 from ._policy import BAD_ENTRY_ERRORS, BadEntry
-from ._staleness import all_known, is_expired, learn_all
+from ._staleness import all_known, code_known, is_expired, learn, learn_all, warn_if_stale
+from ._warm import Soundness
 from .backend import Backend, MapMode, RecordWrite
 from .serializers import Buffer
 from .stats import Stats
@@ -114,24 +115,40 @@ class StoreHost:
 
     async def _checked(self, key: str, attribute_name: str, data: Buffer) -> bool:
         """False for an expired entry (a miss); raises for a bad one."""
-        codec = self.context.codec
-        if memoryview(data).nbytes < OFFLOAD_BYTES:
-            header = codec.check(key, attribute_name, data)
-        else:
-            header = await anyio.to_thread.run_sync(codec.check, key, attribute_name, data)
+        header = await self._header(key, attribute_name, data)
         return not is_expired(header, self.context.policy.max_age)
 
+    async def _header(self, key: str, attribute_name: str, data: Buffer) -> _record.Header:
+        """The record's header, once checked (raises for a bad record)."""
+        codec = self.context.codec
+        if memoryview(data).nbytes < OFFLOAD_BYTES:
+            return codec.check(key, attribute_name, data)
+        return await anyio.to_thread.run_sync(codec.check, key, attribute_name, data)
+
     async def sound_many(
-        self, pairs: list[tuple[str, str]], check: bool
-    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Exception]]:
-        """Which entries are stored (and, with `check`, sound), and the bad ones with
-        their errors. With `check` each stored entry is read (mapped where the back-end
-        maps; `CHECK_GROUP` at a time: one round trip, bounded memory) and decoded;
-        without, existence is enough."""
+        self,
+        pairs: list[tuple[str, str]],
+        check: bool,
+        components: Sequence[object] = (),
+        compute: Callable[..., Any] | None = None,
+    ) -> Soundness:
+        """Which entries are stored (and, with `check`, sound), the bad ones with their
+        errors, and how many of the stored were made by other code than `components`'
+        (the components of `pairs`, in order) and `compute` now (a `StaleCodeWarning`
+        once per type, as a hit of `retrieve` gives). With `check` each stored entry is
+        read (mapped where the back-end maps; `CHECK_GROUP` at a time: one round trip,
+        bounded memory) and decoded; without, existence is enough (and staleness is not
+        looked at)."""
         stored = await self.backend.contains_many(pairs)
         if not check or not stored:
-            return stored, {}
+            return Soundness(stored, {})
+        judged = dict(zip(pairs, components, strict=False))
+        if not self.context.policy.warn_stale_code:
+            judged = {}
+        elif not all(code_known(component, compute, False) for component in judged.values()):
+            await anyio.to_thread.run_sync(_learn_each, list(judged.values()), compute)
         bad: dict[tuple[str, str], Exception] = {}
+        stale = 0
         present = [pair for pair in pairs if pair in stored]
         for start in range(0, len(present), CHECK_GROUP):
             group = present[start : start + CHECK_GROUP]
@@ -141,13 +158,17 @@ class StoreHost:
                     stored.discard(pair)  # deleted since
                     continue
                 try:
-                    if not await self._checked(*pair, data):
-                        stored.discard(pair)  # expired: computed again
+                    header = await self._header(*pair, data)
                 except BAD_ENTRY_ERRORS as error:
                     bad[pair] = error
                     stored.discard(pair)
+                    continue
+                if is_expired(header, self.context.policy.max_age):
+                    stored.discard(pair)  # expired: computed again
+                elif pair in judged and header.provenance_json:
+                    stale += warn_if_stale(judged[pair], compute, header.provenance_json)
             del records
-        return stored, bad
+        return Soundness(stored, bad, stale)
 
     async def put(
         self,
@@ -177,3 +198,9 @@ class StoreHost:
 
     async def write_many(self, writes: Sequence[RecordWrite]) -> None:
         await _ops.drive(_ops.write_sealed(self.context, writes), self.backend)
+
+
+def _learn_each(components: list[object], compute: Callable[..., Any] | None) -> None:
+    """The fingerprints a staleness check needs (file I/O: a worker thread's job)."""
+    for component in components:
+        learn(component, compute, False)

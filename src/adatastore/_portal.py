@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar, TypeVarTuple
 
+from . import _user_warnings
 from ._shutdown import at_shutdown
 from .errors import ConfigurationError
 
@@ -95,12 +96,22 @@ def call(function: Callable[[*Ts], Coroutine[Any, Any, T]], *args: *Ts) -> T:
             "adatastore's own event loop; await the Async* store there instead"
         )
     loop = _loop or _start()
-    future = asyncio.run_coroutine_threadsafe(function(*args), loop)
+    held: _user_warnings.Held = []
+    future = asyncio.run_coroutine_threadsafe(_holding(held, function, *args), loop)
     try:
         return future.result()
     except BaseException:
         future.cancel()
         raise
+    finally:
+        _user_warnings.issue(held)  # from this thread: they name the user's line
+
+
+async def _holding(
+    held: _user_warnings.Held, function: Callable[[*Ts], Coroutine[Any, Any, T]], *args: *Ts
+) -> T:
+    _user_warnings.hold(held)
+    return await function(*args)
 
 
 def close_now(resource: Closeable, timeout: float = 30) -> None:

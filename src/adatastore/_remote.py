@@ -402,7 +402,10 @@ class RemoteWarm:
             items.append((key, component))
         name = self.attribute_name
         pairs = [(key, name) for key, _ in items]
-        stored, bad = await self.host.sound_many(pairs, self.check_stored)
+        stored, bad, stale = await self.host.sound_many(
+            pairs, self.check_stored, [component for _, component in items], self.compute
+        )
+        state.stale += stale
         for key, component in items:
             if (key, name) not in bad:
                 continue

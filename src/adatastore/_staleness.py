@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -31,6 +30,7 @@ from ._fingerprints import (
     tokens,
 )
 from ._policy import Policy, clock
+from ._user_warnings import warn_user
 from .component import full_type, walk_inputs
 from .errors import StaleCodeWarning
 from .provenance import CodeOrigin, Provenance
@@ -173,22 +173,27 @@ def code_known(component: object, compute: Callable[..., Any] | None, graph: boo
 
 def warn_if_stale(
     component: object, compute: Callable[..., Any] | None, provenance_json: bytes
-) -> None:
-    """Issue a `StaleCodeWarning` (once per type) if the entry was made by other code."""
+) -> bool:
+    """Whether the entry was made by other code; issue a `StaleCodeWarning` then (once
+    per type), pointing at the user's line that asked. The fingerprints must be known
+    (`code_known`)."""
     printed = class_print(component_class(component))
     computed = compute_print(compute)
     if (printed is None or f'"code":"{printed.source}"'.encode() in provenance_json) and (
         computed is None or f'"compute_code":"{computed[1]}"'.encode() in provenance_json
     ):
-        return
+        return False
     try:
         provenance = Provenance.from_json(_record.parse_provenance(provenance_json) or {})
     except ValueError:
-        return
+        return False
     reason = stale_reason(component, compute, provenance)
-    if reason is not None:
+    if reason is None:
+        return False
+    if component_class(component) not in _warned:
         _warned.add(component_class(component))
-        warnings.warn(reason, StaleCodeWarning, stacklevel=2)
+        warn_user(reason, StaleCodeWarning)
+    return True
 
 
 def stale_reason(
@@ -258,16 +263,31 @@ def current_print(full_type: str) -> CodePrint | None:
 async def stale_entries(
     read_provenance: Callable[[str, str], Awaitable[Provenance | None]],
     entries: Sequence[Entry],
-) -> dict[tuple[str, str], str]:
+) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     """Which entries were made by other code than their type's now, and why (their
-    provenance's fingerprint against the code imported now; see `current_print`)."""
+    provenance's fingerprint against the code imported now; see `current_print`); and
+    the types that could not be checked, and why (a class of a script's ``__main__``,
+    which no other program can import; a module that does not import here)."""
     by_type: dict[str, list[Entry]] = {}
     for entry in entries:
         by_type.setdefault(entry.full_type, []).append(entry)
     found: dict[tuple[str, str], str] = {}
+    unchecked: dict[str, str] = {}
     for kind, group in sorted(by_type.items()):
+        if kind.split(".", 1)[0] in ("__main__", "__mp_main__"):
+            unchecked[kind] = (
+                f"{_entries(len(group))} of {kind}: a class defined in a script's __main__ "
+                "cannot be imported by another program; check them from the script itself "
+                "(store.explain(component, name); retrieve, get_or_compute and warm warn "
+                "with StaleCodeWarning)"
+            )
+            continue
         printed = await anyio.to_thread.run_sync(current_print, kind)
         if printed is None:
+            if kind and not await anyio.to_thread.run_sync(_importable, kind):
+                unchecked[kind] = (
+                    f"{_entries(len(group))} of {kind}: its module does not import here"
+                )
             continue
         for entry in group:
             provenance = await read_provenance(entry.key, entry.attribute_name)
@@ -277,4 +297,18 @@ async def stale_entries(
             if provenance.commit:
                 when += f" at commit {provenance.commit[:12]}"
             found[entry.key, entry.attribute_name] = f"code changed since stored ({when})"
-    return found
+    return found, unchecked
+
+
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _importable(full_type: str) -> bool:
+    """Whether some prefix of a type's dotted name imports as a module."""
+    parts = full_type.split(".")
+    for split in range(len(parts), 0, -1):
+        with contextlib.suppress(Exception):
+            importlib.import_module(".".join(parts[:split]))
+            return True
+    return False

@@ -134,4 +134,5 @@ async def warm(
         duplicates=state.duplicates,
         failed=tuple(failed),
         workers=tallies.report(),
+        stale=state.stale,
     )

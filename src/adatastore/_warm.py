@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -53,6 +53,15 @@ from .records import WarmProgress
 __all__ = ["WarmHost", "WarmRun"]
 
 
+class Soundness(NamedTuple):
+    """What `WarmHost.sound_many` found."""
+
+    stored: set[tuple[str, str]]
+    bad: dict[tuple[str, str], Exception]
+    stale: int = 0
+    """Stored entries made by other code than the component's (or compute's) now."""
+
+
 class WarmHost(ComputeHost, Protocol):
     """What a store offers to `warm`, beyond what `get_or_compute` needs."""
 
@@ -70,9 +79,14 @@ class WarmHost(ComputeHost, Protocol):
         ...
 
     async def sound_many(
-        self, pairs: list[tuple[str, str]], check: bool
-    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], Exception]]:
-        """Which entries are stored (and, with `check`, readable), and the bad ones."""
+        self,
+        pairs: list[tuple[str, str]],
+        check: bool,
+        components: Sequence[object] = (),
+        compute: Callable[..., Any] | None = None,
+    ) -> Soundness:
+        """Which entries are stored (and, with `check`, readable), the bad ones, and how
+        many stored were made by other code than now (warned about once per type)."""
         ...
 
     async def seal(
@@ -246,7 +260,11 @@ class WarmRun:
             return
         name = self.attribute_name
         pairs = [(claim.key, name) for claim in batch]
-        stored, bad = await self.store.sound_many(pairs, self.check_stored)
+        components = [claim.component for claim in batch]
+        stored, bad, stale = await self.store.sound_many(
+            pairs, self.check_stored, components, self.compute
+        )
+        self.state.stale += stale
         if bad:
             with anyio.CancelScope(shield=True):
                 for claim in [claim for claim in batch if (claim.key, name) in bad]:

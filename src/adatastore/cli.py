@@ -237,8 +237,9 @@ async def _ls(args: argparse.Namespace) -> int:
             and (args.attribute is None or entry.attribute_name == args.attribute)
         ]
         if args.stale:
-            stale = await stale_entries(store.provenance, entries)
+            stale, unchecked = await stale_entries(store.provenance, entries)
             entries = [entry for entry in entries if (entry.key, entry.attribute_name) in stale]
+            _say_unchecked(unchecked)
     entries.sort(key=lambda entry: entry.stored_at, reverse=True)
     if args.json:
         fmt.print_json(
@@ -269,6 +270,12 @@ async def _ls(args: argparse.Namespace) -> int:
             print(f"stale: {entry.attribute_name!r} of {entry.key[:12]}: {why}")
     print(f"{fmt.count(len(entries), 'entry')}, {fmt.human_size(sum(e.size for e in entries))}")
     return 0
+
+
+def _say_unchecked(unchecked: dict[str, str]) -> None:
+    """Say which types --stale could not check (rather than count them as fresh)."""
+    for why in unchecked.values():
+        print(f"not checked: {why}", file=sys.stderr)
 
 
 async def _components(store: AsyncDataStore) -> dict[str, ComponentRecord]:
@@ -342,7 +349,10 @@ async def _show(args: argparse.Namespace) -> int:
 async def _stats(args: argparse.Namespace) -> int:
     async with await _open(args.url) as store:
         entries = await store.list_contents()
-        stale = await stale_entries(store.provenance, entries) if args.stale else None
+        stale = None
+        if args.stale:
+            stale, unchecked = await stale_entries(store.provenance, entries)
+            _say_unchecked(unchecked)
     per_type: dict[str, dict[str, int]] = {}
     for entry in entries:
         row = per_type.setdefault(entry.full_type, {"entries": 0, "bytes": 0})

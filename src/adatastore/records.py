@@ -213,6 +213,9 @@ class WarmProgress:
     failed: int = 0
     in_flight: int = 0
     """Tasks submitted to an executor and not yet finished (``warm(executor=...)``)."""
+    stale: int = 0
+    """Of `already_stored`, entries made by other code than their type's (or compute
+    function's) now, under the same version (see `StaleCodeWarning`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,11 @@ class WarmReport:
     """(component, exception) for every failure."""
     workers: Mapping[str, WorkerTally] = field(default_factory=dict)
     """With an executor: what each worker process (``host:pid``) did."""
+    stale: int = 0
+    """Of `already_stored`, entries made by other code than their type's (or compute
+    function's) now under the same version: kept, not recomputed, and warned about
+    once per type (`StaleCodeWarning`; bump the version to recompute). Counted when
+    entries are checked (``check_stored=True``, the default)."""
 
     @property
     def ok(self) -> bool:

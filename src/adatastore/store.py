@@ -24,6 +24,7 @@ from ._lifecycle import Lifecycle
 from ._options import MapArgument, StoreOptions, check_options, codec_options
 from ._policy import Duration, Policy, parse_duration
 from ._settings import StoreSettings
+from ._user_warnings import relaying
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash
@@ -305,22 +306,23 @@ class AsyncDataStore(StoreSettings):
         """
         await self.lifecycle.ready()
         check_attribute_name(attribute_name)
-        return await _sweep.warm(
-            self.compute_host,
-            None if executor is None or store_in_workers is False else self.spec,
-            components,
-            attribute_name,
-            compute,
-            concurrency=concurrency,
-            progress=progress,
-            processes=processes,
-            stop_on_error=stop_on_error,
-            cross_process=cross_process,
-            lock_timeout=lock_timeout,
-            executor=executor,
-            store_in_workers=store_in_workers,
-            check_stored=check_stored,
-        )
+        with relaying():  # warnings of its tasks (stale code) issued here, at the caller
+            return await _sweep.warm(
+                self.compute_host,
+                None if executor is None or store_in_workers is False else self.spec,
+                components,
+                attribute_name,
+                compute,
+                concurrency=concurrency,
+                progress=progress,
+                processes=processes,
+                stop_on_error=stop_on_error,
+                cross_process=cross_process,
+                lock_timeout=lock_timeout,
+                executor=executor,
+                store_in_workers=store_in_workers,
+                check_stored=check_stored,
+            )
 
     # -- why, and the store's health ------------------------------------------------------------
 
