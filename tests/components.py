@@ -37,3 +37,14 @@ class PlainComponent:
 def square_of_n(component: PlainComponent) -> int:
     """A module-level compute function: picklable, so it can run in a worker process."""
     return int(component.parameters["n"]) ** 2
+
+
+def quick_or_long(component: PlainComponent) -> int:
+    """A compute function for worker processes: components 0 and 1 at once, the others
+    as a long computation would (a minute; the tests interrupt it)."""
+    import time
+
+    n = int(component.parameters["n"])
+    if n >= 2:
+        time.sleep(60)
+    return n

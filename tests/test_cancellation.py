@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 import sqlite3
 import subprocess
@@ -530,4 +531,89 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         threading.Event().wait(0.01)
+    return True
+
+
+# -- Ctrl-C during warm(processes=True), the whole process group signalled (issue 29, item 10)
+
+CTRL_C_WARM = """
+import asyncio, faulthandler, sys, time
+faulthandler.dump_traceback_later(120, exit=True)  # a hang guard, past every wait
+from components import PlainComponent, quick_or_long
+import adatastore
+
+def main():
+    components = [PlainComponent({"n": n}) for n in range(4)]
+    if sys.argv[2] == "blocking":
+        with adatastore.open_store_sync(sys.argv[1]) as store:
+            print("started", flush=True)
+            store.warm(components, "v", quick_or_long, processes=True, concurrency=4)
+    else:
+        async def run():
+            async with await adatastore.open_store(sys.argv[1]) as store:
+                print("started", flush=True)
+                await store.warm(components, "v", quick_or_long, processes=True, concurrency=4)
+        asyncio.run(run())
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic():.3f}", flush=True)
+        raise
+"""
+
+
+@pytest.mark.parametrize("api", ["blocking", "async"])
+def test_one_ctrl_c_stops_a_warm_in_processes_at_once(tmp_path: Path, api: str) -> None:
+    """A terminal's Ctrl-C reaches the pool's workers too: their KeyboardInterrupt came
+    back into the blocking API's loop thread and the process hung until a second Ctrl-C.
+    Now one Ctrl-C gives one KeyboardInterrupt within a second, the process and its
+    workers exit, and the entries computed before it are kept."""
+    database = tmp_path / "store.db"
+    url = f"sqlite:///{database}"
+    script = tmp_path / "warm.py"
+    script.write_text(textwrap.dedent(CTRL_C_WARM))
+    child = subprocess.Popen(
+        [sys.executable, str(script), url, api],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "started"
+
+        def stored() -> int:
+            with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+                return int(db.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+        assert _wait_for(lambda: stored() == 2, 60), "the quick components were not stored"
+        sent = time.monotonic()
+        os.killpg(child.pid, signal.SIGINT)
+        line = child.stdout.readline().split()
+        assert line[:1] == ["interrupted"], child.stderr.read() if child.stderr else ""
+        assert float(line[1]) - sent < 1.0
+        _, errors = child.communicate(timeout=10)
+        assert child.returncode != 0
+        assert "KeyboardInterrupt" in errors
+        assert "_portal.py" not in errors, errors
+        assert "Exception in thread" not in errors, errors
+        if api == "blocking":  # the traceback: the user's line, then the method called
+            assert errors.rstrip().splitlines()[-4].strip().startswith("store.warm("), errors
+        assert _wait_for(lambda: not _group_alive(child.pid), 10), "workers outlived it"
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert stored() == 2  # what was computed before the Ctrl-C is kept
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
     return True

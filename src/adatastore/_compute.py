@@ -13,6 +13,7 @@ import contextlib
 import enum
 import functools
 import inspect
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -136,7 +137,28 @@ def call_boxed(compute: Callable[[], Any]) -> Any:
 
 
 async def in_process(task: Callable[[], Any]) -> Any:
-    return await anyio.to_process.run_sync(task)
+    """`task()` in one of anyio's worker processes (``warm(processes=True)``).
+
+    Ctrl-C at a terminal reaches the whole process group, workers included: their
+    `KeyboardInterrupt` came back as the task's result into the loop (of the blocking
+    API's thread, which it stopped), and the interpreter then waited forever at exit for
+    workers that lived on. So workers ignore SIGINT (the caller alone is interrupted),
+    and a cancelled task kills its worker (``cancellable``): one Ctrl-C, one prompt
+    `KeyboardInterrupt` in the caller, what was stored kept.
+    """
+    try:
+        return await anyio.to_process.run_sync(_ignoring_sigint, task, cancellable=True)
+    except (KeyboardInterrupt, SystemExit) as error:  # raised by the computation itself
+        raise RuntimeError(
+            f"the computation raised {type(error).__name__} in its worker process"
+        ) from error
+
+
+def _ignoring_sigint(task: Callable[[], Any]) -> Any:
+    """In a worker process: leave Ctrl-C to the caller, then run `task`."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return task()
 
 
 class Outcome(enum.Enum):

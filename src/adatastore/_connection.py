@@ -133,9 +133,12 @@ class ConnectionThread:
                 if not is_busy(error):
                     raise
             finally:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                try:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                finally:  # even when Ctrl-C lands in the rollback: a connection left
+                    # with no busy timeout fails every later write ("database is locked")
+                    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         return self.run(function)  # another writer holds SQLite's lock: wait as `run` does
 
     async def arun(self, function: Work[T]) -> T:

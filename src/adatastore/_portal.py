@@ -58,7 +58,15 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         await _stop
 
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(root())
+    serving = loop.create_task(root())
+    while True:
+        try:
+            loop.run_until_complete(serving)
+            break
+        except (KeyboardInterrupt, SystemExit):
+            # a task raised it (its caller gets it from the task's future); asyncio lets
+            # it out of the loop, which stopped the thread and hung every later call
+            continue
     # Cancel what is left and let it finish, as asyncio.run does (anyio's process-pool
     # task, for one, shuts its worker processes down when cancelled).
     pending = [task for task in asyncio.all_tasks(loop) if not task.done()]

@@ -239,7 +239,19 @@ def check_picklable(pool: Pool, compute: object, components: Sequence[object]) -
             ) from None
 
 
-def _submit(
+async def _submit(
+    pool: Pool, ready: Any, function: Callable[..., Any], arguments: list[tuple[Any, ...]]
+) -> list[object]:
+    """Submit the tasks from a worker thread: a process pool's submit writes to its
+    manager's wake-up pipe, a blocking write (found on the event loop by blockbuster,
+    depending on which tests ran before). Shielded: the handles must come back, they are
+    how the tasks are waited for or cancelled (a cancellation is seen right after)."""
+    with anyio.CancelScope(shield=True):
+        handles = await anyio.to_thread.run_sync(_submit_now, pool, ready, function, arguments)
+    return handles
+
+
+def _submit_now(
     pool: Pool, ready: Any, function: Callable[..., Any], arguments: list[tuple[Any, ...]]
 ) -> list[object]:
     try:
@@ -364,7 +376,7 @@ class RemoteWarm:
             )
             for task in tasks
         ]
-        handles = _submit(self.pool, self._inbox.put, store_in_worker, arguments)
+        handles = await _submit(self.pool, self._inbox.put, store_in_worker, arguments)
         for task, handle in zip(tasks, handles, strict=True):
             task.handle = handle
             self._tasks[id(handle)] = task
@@ -502,7 +514,7 @@ class RemoteCompute:
 
     async def _run(self, component: object) -> tuple[Any, BaseException | None]:
         waiter = Waiter()
-        [handle] = _submit(
+        [handle] = await _submit(
             self.pool, lambda _: waiter.wake(), compute_in_worker, [(self.compute, component)]
         )
         self.state.in_flight += 1

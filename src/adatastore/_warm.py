@@ -314,8 +314,12 @@ class WarmRun:
                     await self._elsewhere(*item)
 
     async def _compute(self, claim: _Claim, done: MemoryObjectSendStream[_Claim]) -> None:
+        # A computation in a thread or a coroutine cannot be stopped midway: shielded, it
+        # runs to its end and is stored. One in a worker process can: a cancelled warm
+        # (Ctrl-C) kills its worker (`in_process`) instead of waiting for it.
+        killable = self.processes and not is_async(self.compute)
         try:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=not killable):
                 started = time.perf_counter()
                 claim.value = await run_compute(
                     self.store,

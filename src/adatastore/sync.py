@@ -282,3 +282,38 @@ def _release(store: AsyncDataStore, direct: bool) -> None:
             store.lifecycle.blocking_close()
         else:
             _portal.close_now(store)
+
+
+def _interruptible(method: Callable[..., T]) -> Callable[..., T]:
+    """`method`, whose Ctrl-C reaches the caller with a traceback of two lines: the
+    caller's own, then the method called — not the loop thread's future, the connection
+    thread's lock or SQLite's wait where the signal happened to find the call (a new
+    `KeyboardInterrupt`, raised here; the interrupted work is cancelled or finishes on
+    its own, as before)."""
+
+    @functools.wraps(method)
+    def interrupted_here(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+
+    return interrupted_here
+
+
+for _name in (
+    "store",
+    "store_many",
+    "retrieve",
+    "retrieve_many",
+    "contains",
+    "delete",
+    "list_contents",
+    "get_or_compute",
+    "warm",
+    "explain",
+    "provenance",
+    "verify",
+    "cleanup",
+):
+    setattr(SyncDataStore, _name, _interruptible(getattr(SyncDataStore, _name)))
