@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py OLD_SRC NEW_SRC [--count 500] [--loops 4]
         [--only async,sqlite] [--new-options '{"max_size": "10GB"}'] [--old-options '{}']
+        [--value 1kb|array]
 
 Wall-clock ratios on this shared 2-core machine move by ±10% from run to run
 (`checkouts.py`); instruction counts under ``valgrind --tool=callgrind`` repeat to the
@@ -9,7 +10,10 @@ instruction once hash randomisation (``PYTHONHASHSEED=0``) and OpenBLAS's spinni
 (``OPENBLAS_NUM_THREADS=1``) are pinned. Each row stores `count` 1 KB values in a fresh
 store (outside valgrind), then counts a process that opens it and runs the operation
 `loops` * `count` times, minus one that opens it and runs nothing: what one operation
-costs, start-up excluded. It takes a few minutes; it needs valgrind.
+costs, start-up excluded. It takes a few minutes; it needs valgrind. ``--value array``
+stores a 10 MB float64 array of smooth values instead of 1 KB of bytes (the large-value
+rows; with ``'{"compression": "zstd"}'`` on both sides, the codec's), at fewer keys
+(``--count 10 --loops 2`` is enough: a read is millions of instructions).
 """
 
 from __future__ import annotations
@@ -49,7 +53,11 @@ def work(api: str, kind: str, op: str, path: str, count: int, loops: int) -> Non
 
     options = json.loads(os.environ.get("INSTRUCTIONS_OPTIONS", "{}"))
     components = [Component({"i": i}) for i in range(count)]
-    value = b"x" * 1000
+    value: Any = b"x" * 1000
+    if os.environ.get("INSTRUCTIONS_VALUE") == "array":
+        import numpy as np
+
+        value = np.arange(10_000_000 // 8, dtype=np.float64) / 7.0
     if api == "blocking":
         blocking: Any = (
             adatastore.SQLiteDataStore(path, **options)
@@ -98,12 +106,17 @@ def work(api: str, kind: str, op: str, path: str, count: int, loops: int) -> Non
 
 
 def counted(
-    src: Path, row: tuple[str, str, str], path: str, count: int, loops: int, options: str = "{}"
+    src: Path,
+    row: tuple[str, str, str],
+    path: str,
+    count: int,
+    loops: int,
+    options: str = "{}",
 ) -> int:
     """Instructions of one worker process under callgrind (`options`: JSON of the store's
     keyword arguments)."""
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1")
-    env["INSTRUCTIONS_OPTIONS"] = options
+    env["INSTRUCTIONS_OPTIONS"] = options  # the value kind: INSTRUCTIONS_VALUE, set by main
     command = [sys.executable, __file__, "--worker", str(src), *row, path]
     command += ["--count", str(count), "--loops", str(loops)]
     done = subprocess.run(
@@ -124,7 +137,11 @@ def per_operation(
     with tempfile.TemporaryDirectory(prefix="adatastore-instructions-") as name:
         path = str(Path(name) / ("store.db" if row[1] == "sqlite" else "store"))
         setup = [sys.executable, __file__, "--worker", str(src), row[0], row[1], "setup", path]
-        subprocess.run([*setup, "--count", str(count)], check=True)
+        subprocess.run(
+            [*setup, "--count", str(count)],
+            check=True,
+            env=dict(os.environ, INSTRUCTIONS_OPTIONS=options),
+        )
         idle = counted(src, row, path, count, 0, options)
         busy = counted(src, row, path, count, loops, options)
     return (busy - idle) / (loops * count)
@@ -139,6 +156,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="rows whose words include all of these")
     parser.add_argument("--new-options", default="{}", help="JSON: the new side's options")
     parser.add_argument("--old-options", default="{}", help="JSON: the old side's options")
+    parser.add_argument("--value", choices=["1kb", "array"], default="1kb")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -148,7 +166,9 @@ def main() -> None:
         api, (kind, op, path) = str(arguments.new), rest
         work(api, kind, op, path, arguments.count, arguments.loops)
         return
-    print(f"### instructions per operation (callgrind), 1 KB values, {arguments.count} keys")
+    os.environ["INSTRUCTIONS_VALUE"] = arguments.value
+    what = "1 KB values" if arguments.value == "1kb" else "10 MB arrays"
+    print(f"### instructions per operation (callgrind), {what}, {arguments.count} keys")
     print()
     print("| operation | old | new | new / old |")
     print("|---|---:|---:|---:|")
