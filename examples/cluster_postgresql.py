@@ -43,7 +43,7 @@ def worker(url: str, number: int, results: Any) -> None:
     sweep = [Trial({"seed": seed, "model": "lif"}) for seed in range(24)]
     if number % 2:
         sweep.reverse()  # the workers meet in the middle
-    report = store.warm(sweep, "trace", simulate, concurrency=4)
+    report = store.warm(sweep, "trace", simulate, threads=4)  # numpy code: thread-safe
     results.put((number, report.computed, report.already_stored, len(report.failed)))
     store.close()
 

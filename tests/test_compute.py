@@ -371,7 +371,7 @@ async def test_warm_stop_on_error_and_bad_options(anyio_backend: str) -> None:
             [PlainComponent({"n": n}) for n in range(10)], "v", compute, stop_on_error=True
         )
     with pytest.raises(ConfigurationError, match="concurrency"):
-        await store.warm([], "v", compute, concurrency=0)
+        await store.warm([], "v", compute, threads=True, concurrency=0)
 
 
 WARMER = """
@@ -387,7 +387,7 @@ def compute(component):
     return component.parameters["n"] * 10
 
 store = open_store_sync(url)
-report = store.warm([SimpleComponent({"n": n}) for n in order], "v", compute, concurrency=8)
+report = store.warm([SimpleComponent({"n": n}) for n in order], "v", compute, threads=8)
 print(report.computed, report.already_stored, len(report.failed))
 store.close()
 """

@@ -183,7 +183,7 @@ def test_a_warm_progress_bar_draws_at_most_ten_times_a_second(
     components = [SimpleComponent({"n": n}) for n in range(3000)]
     with ads.MemoryDataStore() as store:
         started = time.monotonic()
-        report = store.warm(components, "v", lambda c: 1, progress=True, concurrency=4)
+        report = store.warm(components, "v", lambda c: 1, progress=True, threads=4)
         seconds = time.monotonic() - started
     assert report.computed == 3000
     shown = capsys.readouterr().err

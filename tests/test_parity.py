@@ -96,7 +96,7 @@ class _Script:
             ("retrieve_many", ([(self.b, "y"), (self.b, "nothing")],), {}),
             ("get_or_compute", (self.a, "c", lambda: 7), {"cross_process": False}),
             ("get_or_compute", (self.a, "c", lambda: 8), {"cross_process": False}),
-            ("warm", (self.sweep, "sq", _square), {"concurrency": 2}),
+            ("warm", (self.sweep, "sq", _square), {"threads": 2}),
             ("provenance", (self.a, "x"), {}),
             ("delete", (self.b,), {}),
             ("list_contents", (), {}),

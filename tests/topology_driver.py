@@ -63,7 +63,7 @@ def exercise(store: SyncDataStore[Any], tag: str) -> dict[str, Any]:
     assert not store.contains(c[1], "value"), "contains (missing)"
     assert store.get_or_compute(c[1], "value", lambda: value_of(tag, 1)) == value_of(tag, 1)
     assert store.get_or_compute(c[1], "value", lambda: 1 / 0) == value_of(tag, 1)
-    report = store.warm([c[2], c[3], c[4]], "value", compute_for, concurrency=2)
+    report = store.warm([c[2], c[3], c[4]], "value", compute_for, threads=2)
     assert report.computed == 3, f"warm: {report}"
     assert report.ok, f"warm: {report}"
     keys = {entry.key for entry in store.list_contents()}
@@ -86,7 +86,7 @@ async def exercise_async(store: AsyncDataStore, tag: str) -> dict[str, Any]:
     assert not await store.contains(c[1], "value"), "contains (missing)"
     assert await store.get_or_compute(c[1], "value", lambda: value_of(tag, 1)) == value_of(tag, 1)
     assert await store.get_or_compute(c[1], "value", lambda: 1 / 0) == value_of(tag, 1)
-    report = await store.warm([c[2], c[3], c[4]], "value", compute_for, concurrency=2)
+    report = await store.warm([c[2], c[3], c[4]], "value", compute_for, threads=2)
     assert report.computed == 3, f"warm: {report}"
     assert report.ok, f"warm: {report}"
     keys = {entry.key for entry in await store.list_contents()}

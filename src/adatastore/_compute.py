@@ -14,6 +14,7 @@ import enum
 import functools
 import inspect
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from ._ops import MISSING
 from ._policy import BadEntry
 from ._waiting import Waiter, run_to_end
 from .backend import MapMode, no_lock
-from .errors import ConfigurationError
+from .errors import ConfigurationError, WorkerStartupError
 from .records import WarmProgress, WarmReport
 from .stats import Stats, logger
 
@@ -152,6 +153,47 @@ async def in_process(task: Callable[[], Any]) -> Any:
         raise RuntimeError(
             f"the computation raised {type(error).__name__} in its worker process"
         ) from error
+    except anyio.BrokenWorkerProcess as error:
+        cause = error.__cause__
+        if cause is None or "initialization" not in str(error):
+            raise
+        raise WorkerStartupError(startup_failure(cause)) from cause
+
+
+def startup_failure(cause: BaseException) -> str:
+    """Why a worker process could not start, for the report, the log and the error.
+
+    anyio keeps the worker's exception only as ``__cause__`` of a `BrokenWorkerProcess`
+    ('Error during worker process initialization'): every point failed with that, and
+    the script's real error (an `IndexError` from reading ``sys.argv`` at import) was
+    nowhere a user looks.
+    """
+    script = getattr(sys.modules.get("__main__"), "__file__", None) or "the main script"
+    return (
+        f"a worker process could not start: importing {script} there raised "
+        f"{type(cause).__name__}: {cause}. Worker processes import your script again; "
+        "guard what must run once (reading sys.argv, opening stores, warm) with if "
+        '__name__ == "__main__":'
+    )
+
+
+def refuse_at_worker_import() -> None:
+    """Refuse to start a warm while a worker process imports the main script.
+
+    A script without an ``if __name__ == "__main__":`` guard calls `warm` again in each
+    worker that imports it (anyio's and multiprocessing's spawn both run it as
+    ``__mp_main__``): that warm waited for the locks of the entries its parent was
+    computing in it, and made no progress for 60 s. While the import runs, ``__mp_main__``
+    is in ``sys.modules`` and ``__main__`` is not the same module (it is once the import
+    has finished, and neither exists in a forked worker), which costs two lookups.
+    """
+    importing = sys.modules.get("__mp_main__")
+    if importing is not None and sys.modules.get("__main__") is not importing:
+        raise ConfigurationError(
+            "warm was called while a worker process imports your script (as __mp_main__): "
+            'it has no if __name__ == "__main__": guard, so every worker would run the '
+            "whole sweep again; put the code that opens the store and calls warm under it"
+        )
 
 
 def _ignoring_sigint(task: Callable[[], Any]) -> Any:

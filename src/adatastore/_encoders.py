@@ -20,51 +20,86 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["encoder_for", "register_encoder"]
+from ._unit_encoders import LOADERS, Refused
+
+__all__ = ["Refused", "encoder_for", "register_encoder"]
 
 Encoder = Callable[[Any], Any]
 
-_encoders: dict[type, tuple[str, Encoder]] = {}
+_registered: dict[type, tuple[str, Encoder]] = {}
+"""By the user (`register_encoder`): they come first, class by class."""
+_built_in: dict[type, tuple[str, Encoder]] = {}
+"""Ours (pandas, xarray, `_unit_encoders`): registered when a library's value is met."""
+_loaded: set[str] = set()
 _found: dict[type, tuple[str, Encoder] | None] = {}
 _lock = threading.Lock()
-_LIBRARIES = ("pandas", "xarray")
+_LIBRARIES = {"pandas", "xarray", *LOADERS}
 
 
 def register_encoder(cls: type, encoder: Encoder) -> None:
     """Make values of `cls` (and its subclasses) usable as parameters: `encoder(value)`
-    returns a plain value that says everything the computation depends on."""
+    returns a plain value that says everything the computation depends on. It takes
+    precedence over a built-in encoder of the same class (a subclass's own encoder, the
+    most specific, still comes first)."""
     if not isinstance(cls, type) or not callable(encoder):
         raise TypeError("register_encoder(cls, encoder) takes a class and a callable")
     with _lock:
-        _encoders[cls] = (f"{cls.__module__}.{cls.__qualname__}", encoder)
+        _registered[cls] = (_tag(cls), encoder)
         _found.clear()
 
 
+def _tag(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def encoder_for(value: object) -> tuple[str, Encoder] | None:
-    """The (tag, encoder) for `value`'s type, or None."""
+    """The (tag, encoder) for `value`'s type, or None: along the type's MRO, most
+    specific class first, the user's encoder before ours for each class."""
     kind = type(value)
     try:
         return _found[kind]
     except KeyError:
         pass
-    if kind.__module__.split(".", 1)[0] in _LIBRARIES:
-        _register_libraries()
-    found = next((_encoders[base] for base in kind.__mro__ if base in _encoders), None)
+    libraries = {base.__module__.split(".", 1)[0] for base in kind.__mro__} & _LIBRARIES
+    if not libraries <= _loaded:
+        _register_libraries(libraries)
+    found = None
+    for base in kind.__mro__:
+        found = _registered.get(base) or _built_in.get(base)
+        if found is not None:
+            break
     _found[kind] = found
     return found
 
 
-def _register_libraries() -> None:
-    pandas = sys.modules.get("pandas")
-    if pandas is not None and pandas.DataFrame not in _encoders:
-        register_encoder(pandas.DataFrame, _data_frame)
-        register_encoder(pandas.Series, _series)
-        register_encoder(pandas.Index, _index)
-    xarray = sys.modules.get("xarray")
-    if xarray is not None and xarray.DataArray not in _encoders:
-        register_encoder(xarray.DataArray, _data_array)
-        register_encoder(xarray.Dataset, _dataset)
-        register_encoder(xarray.Variable, _variable)
+def _register_libraries(libraries: set[str]) -> None:
+    """Register our encoders of the `libraries` imported so far (a value of theirs was
+    met: they are)."""
+    with _lock:
+        for name in sorted(libraries - _loaded):
+            if name not in sys.modules:
+                continue
+            pairs: list[tuple[type, Encoder]] = []
+            if name == "pandas":
+                pandas = sys.modules["pandas"]
+                pairs = [
+                    (pandas.DataFrame, _data_frame),
+                    (pandas.Series, _series),
+                    (pandas.Index, _index),
+                ]
+            elif name == "xarray":
+                xarray = sys.modules["xarray"]
+                pairs = [
+                    (xarray.DataArray, _data_array),
+                    (xarray.Dataset, _dataset),
+                    (xarray.Variable, _variable),
+                ]
+            else:
+                pairs = LOADERS[name]()
+            for cls, encoder in pairs:
+                _built_in[cls] = (_tag(cls), encoder)
+            _loaded.add(name)
+            _found.clear()
 
 
 # -- pandas -------------------------------------------------------------------------------------

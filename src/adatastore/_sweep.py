@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._compute import DEFAULT_LOCK_TIMEOUT, progress_reporter
+from ._compute import DEFAULT_LOCK_TIMEOUT, is_async, progress_reporter, refuse_at_worker_import
 from ._executors import pool_for
 from ._remote import RemoteCompute, RemoteWarm, Tallies, check_picklable
 from ._spec import StoreSpec
@@ -22,6 +22,11 @@ from .records import WarmProgress, WarmReport
 __all__ = ["warm"]
 
 LOCAL_CONCURRENCY = 8
+"""Computations at once for async compute functions, threads (``threads=True``) and
+processes, by default. A plain compute function runs one at a time unless threads or
+processes are asked for: simulators keep global state (Brian2's clock and scopes), and
+12 Brian2 points computed 8 at a time in threads cached wrong spike counts, reported as
+computed."""
 
 EXECUTOR_CONCURRENCY = 32
 """Tasks in flight on an executor by default (or 4 per worker, if more): submitted and
@@ -37,6 +42,37 @@ def _concurrency(requested: int | None, default: int) -> int:
     return requested
 
 
+def _local_concurrency(
+    compute: Callable[[Any], Any],
+    concurrency: int | None,
+    threads: int | bool | None,
+    processes: bool,
+) -> int:
+    """How many computations at once without an executor: a plain compute function runs
+    in threads only when asked (``threads=N``, or ``threads=True`` with `concurrency`),
+    else one at a time; async ones and processes `concurrency` (8) at a time."""
+    if threads is not None and not isinstance(threads, bool | int):
+        raise ConfigurationError(f"threads must be a number or True, not {threads!r}")
+    if is_async(compute) or processes:
+        if threads not in (None, False):
+            what = "processes=True" if processes else "an async compute function"
+            raise ConfigurationError(f"threads= is for plain compute functions, not with {what}")
+        return _concurrency(concurrency, LOCAL_CONCURRENCY)
+    if threads is None or threads is False:
+        if concurrency not in (None, 1):
+            raise ConfigurationError(
+                f"concurrency={concurrency} with a plain compute function would run it in "
+                f"{concurrency} threads at once; say so with threads={concurrency} if it is "
+                "thread-safe (simulators such as Brian2 are not), or use processes=True"
+            )
+        return 1
+    if threads is True:
+        return _concurrency(concurrency, LOCAL_CONCURRENCY)
+    if concurrency is not None and concurrency != threads:
+        raise ConfigurationError(f"threads={threads} and concurrency={concurrency} disagree")
+    return _concurrency(threads, LOCAL_CONCURRENCY)
+
+
 async def warm(
     host: WarmHost,
     spec: StoreSpec | None,
@@ -45,6 +81,7 @@ async def warm(
     compute: Callable[[Any], Any],
     *,
     concurrency: int | None = None,
+    threads: int | bool | None = None,
     progress: bool | Callable[[WarmProgress], None] = False,
     processes: bool = False,
     stop_on_error: bool = False,
@@ -55,12 +92,18 @@ async def warm(
     check_stored: bool = True,
 ) -> WarmReport:
     """See `AsyncDataStore.warm`; `spec` is the store's (None: only this process)."""
+    refuse_at_worker_import()
     pool = None if executor is None else pool_for(executor)
     if pool is None:
         if store_in_workers:
             raise ConfigurationError("store_in_workers=True needs an executor")
-        limit = _concurrency(concurrency, LOCAL_CONCURRENCY)
+        limit = _local_concurrency(compute, concurrency, threads, processes)
     else:
+        if threads not in (None, False):
+            raise ConfigurationError(
+                "threads= runs computations in local threads; with an executor, the "
+                "executor decides where they run: pass one or the other"
+            )
         if processes:
             raise ConfigurationError(
                 "processes=True runs computations in local processes; with an executor, "
@@ -125,6 +168,8 @@ async def warm(
                 first = group_error.exceptions[0]
                 while isinstance(first, BaseExceptionGroup):
                     first = first.exceptions[0]
+                if first.__cause__ is not None:  # its own cause (a worker's error) kept
+                    raise first from first.__cause__
                 raise first from group_error
     finally:
         report_progress(close=True)

@@ -47,8 +47,9 @@ from ._compute import (
     run_compute,
 )
 from .backend import RecordWrite, no_lock
-from .errors import DataStoreError
+from .errors import DataStoreError, WorkerStartupError
 from .records import WarmProgress
+from .stats import logger
 
 __all__ = ["WarmHost", "WarmRun"]
 
@@ -149,6 +150,7 @@ class WarmRun:
         self.concurrency = concurrency
         self.processes = processes
         self.stop_on_error = stop_on_error
+        self._startup_failure: WorkerStartupError | None = None
         self.cross_process = cross_process
         self.lock_timeout = lock_timeout
         self.check_stored = check_stored
@@ -293,8 +295,22 @@ class WarmRun:
     def _task(self, component: object) -> Callable[[], Any]:
         task = functools.partial(self.compute, component)
         if self.processes and not is_async(self.compute):
-            return functools.partial(in_process, task)
+            return functools.partial(self._in_process, task)
         return task
+
+    async def _in_process(self, task: Callable[[], Any]) -> Any:
+        """`task` in a worker process; once one could not start (the script failed at
+        import there), the rest fail with the same error at once instead of each
+        starting a process to fail the same way."""
+        if self._startup_failure is not None:
+            raise self._startup_failure
+        try:
+            return await in_process(task)
+        except WorkerStartupError as error:
+            if self._startup_failure is None:
+                self._startup_failure = error
+                logger.error("warm: %s", error)
+            raise
 
     async def _work(self, done: MemoryObjectSendStream[_Claim]) -> None:
         """One of `concurrency` workers: take queued entries until there are none."""

@@ -23,6 +23,7 @@ __all__ = [
     "StoreClosedError",
     "UnhashableParameterError",
     "UnreadableValueError",
+    "WorkerStartupError",
 ]
 
 
@@ -77,6 +78,13 @@ class UnreadableValueError(SerializationError):
 
 class ConfigurationError(DataStoreError):
     """A store was configured wrongly or used where it cannot run."""
+
+
+class WorkerStartupError(ConfigurationError):
+    """A worker process of ``warm(processes=True)`` could not start: importing the main
+    script there raised (its exception is ``__cause__``, and named in the message). Worker
+    processes import the script again, so code that must run only once — reading
+    ``sys.argv``, calling `warm` — belongs under ``if __name__ == "__main__":``."""
 
 
 class CorruptEntryError(DataStoreError):

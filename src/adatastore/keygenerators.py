@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from ._encoders import encoder_for, register_encoder
+from ._encoders import Refused, encoder_for, register_encoder
+from ._unit_encoders import has_units
 from .component import Component, check_component, full_type, inputs_of, walk_inputs
 from .errors import UnhashableParameterError
 
@@ -216,7 +217,9 @@ def _encode_numpy(value: Any, np: Any, out: list[str]) -> None:
             "numpy values of dtype object have no canonical bytes; use a numeric dtype"
         )
     if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
+        # as it is when C-contiguous (np.ascontiguousarray made a 0-d array 1-d: shape
+        # () and (1,) shared a key, 10*ms and [10]*ms)
+        array = value if value.flags.c_contiguous else np.ascontiguousarray(value)
         dtype = str(array.dtype.descr) if array.dtype.fields else array.dtype.str
         out.append(f"a{len(dtype)}:{dtype}{array.shape!r}:{_array_digest(array, np)};")
         return
@@ -244,8 +247,21 @@ def _text_items(array: Any) -> Any:
 
 def _encode_other(value: Any, out: list[str], active: set[int]) -> None:
     np = _numpy()
-    if np is not None and isinstance(value, np.ndarray | np.generic):
+    if np is not None and (type(value) is np.ndarray or isinstance(value, np.generic)):
         _encode_numpy(value, np, out)
+    elif np is not None and isinstance(value, np.ndarray):
+        # A subclass (units, a mask, metadata): never by its numbers alone, which made
+        # 10*ms and 10*mV one key. Its encoder, or a refusal.
+        found = encoder_for(value)
+        if found is None:
+            raise _Unhashable(
+                f"a {full_type(value)} is a numpy array subclass: keyed by its numbers "
+                "alone it would share a key with a plain array (and lose its units, mask "
+                "or metadata); pass a plain array (numpy.asarray) and what the subclass "
+                "adds as parameters of their own, or register an encoder "
+                "(adatastore.keygenerators.register_encoder)"
+            )
+        _encode_registered(value, found, out, active)
     elif isinstance(value, bool):
         out.append("T" if value else "F")
     elif isinstance(value, enum.Enum) and not isinstance(value, int | str | float):
@@ -301,6 +317,8 @@ def _encode_with(
         plain = encoder(value)
     except _Unhashable:
         raise
+    except Refused as refusal:
+        raise _Unhashable(str(refusal)) from None
     except Exception as error:
         raise _Unhashable(f"its encoder failed: {type(error).__name__}: {error}") from None
     _encode(plain, out, active)
@@ -543,8 +561,10 @@ def describe_parameters(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, list | tuple):
         return [describe_parameters(v, _depth + 1) for v in value]
     np = _numpy()
+    if has_units(value):  # shown with them: "tau: asked 11. ms, stored 10. ms"
+        return {"quantity": str(value)[:200]}
     if np is not None and isinstance(value, np.ndarray) and not value.dtype.hasobject:
-        array = np.ascontiguousarray(value)
+        array = value if value.flags.c_contiguous else np.ascontiguousarray(value)
         info: dict[str, Any] = {
             "dtype": array.dtype.str,
             "shape": list(array.shape),

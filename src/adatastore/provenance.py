@@ -176,7 +176,28 @@ class Difference:
     """The value in the stored component (``<absent>`` when it has none there)."""
 
     def describe(self) -> str:
-        return f"{self.path}: asked {self.wanted!r}, stored {self.stored!r}"
+        return f"{self.path}: asked {shown(self.wanted)}, stored {shown(self.stored)}"
+
+
+_LEAVES = ("quantity", "repr", "ndarray")
+"""The one-key mappings `describe_parameters` writes for values it describes whole."""
+
+
+def _leaf(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in _LEAVES
+
+
+def shown(value: Any) -> str:
+    """A described parameter value as people read it: a quantity with its unit
+    (``10. ms``), an array by dtype, shape and its few values, anything else as repr."""
+    if _leaf(value):
+        ((kind, what),) = value.items()
+        if kind in ("quantity", "repr"):
+            return str(what)
+        if isinstance(what, Mapping):
+            values = f" {what['values']}" if "values" in what else ""
+            return f"array {what.get('dtype')} {tuple(what.get('shape') or ())}{values}"
+    return repr(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +258,11 @@ def diff_parameters(wanted: Any, stored: Any, path: str = "parameters") -> list[
     of the same length item by item; anything else is compared whole, type included
     (``1`` and ``1.0`` make different keys).
     """
-    if isinstance(wanted, Mapping) and isinstance(stored, Mapping):
+    if (
+        isinstance(wanted, Mapping)
+        and isinstance(stored, Mapping)
+        and not (_leaf(wanted) or _leaf(stored))  # a quantity or an array: one value
+    ):
         differences = []
         for name in sorted(set(wanted) | set(stored), key=str):
             inner = f"{path}.{name}"

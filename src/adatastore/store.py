@@ -275,6 +275,7 @@ class AsyncDataStore(StoreSettings):
         compute: Callable[[Any], Any],
         *,
         concurrency: int | None = None,
+        threads: int | bool | None = None,
         progress: bool | Callable[[WarmProgress], None] = False,
         processes: bool = False,
         stop_on_error: bool = False,
@@ -286,11 +287,14 @@ class AsyncDataStore(StoreSettings):
     ) -> WarmReport:
         """Make sure `attribute_name` is stored for every component; return a summary.
 
-        Components already stored are skipped, repeated ones are computed once, and at
-        most `concurrency` computations run at a time (8; with an executor, 32 or 4 per
-        worker). `compute(component)` may be async, or plain (run in worker threads, or
-        in worker processes with `processes=True` for CPU-bound work: then `compute` and
-        the components must be picklable). A failure is recorded and the rest go on,
+        Components already stored are skipped, repeated ones are computed once.
+        `compute(component)` may be async (`concurrency` at a time, 8 by default) or
+        plain: then one at a time, unless you choose ``threads=N`` (N at once in worker
+        threads: only for thread-safe code — simulators such as Brian2 keep global state
+        and give wrong results in threads) or ``processes=True`` (worker processes, 8 at
+        a time: `compute` and the components must be picklable, and a script must guard
+        its top level with ``if __name__ == "__main__":``). With an executor, 32 (or 4
+        per worker) at a time. A failure is recorded and the rest go on,
         unless `stop_on_error`, which cancels the rest and raises. `progress=True` shows
         a bar (needs ``tqdm``: ``adatastore[progress]``), or pass a callable that
         receives a `WarmProgress` after each component. An entry another process is
@@ -314,6 +318,7 @@ class AsyncDataStore(StoreSettings):
                 attribute_name,
                 compute,
                 concurrency=concurrency,
+                threads=threads,
                 progress=progress,
                 processes=processes,
                 stop_on_error=stop_on_error,
