@@ -88,7 +88,7 @@ def scientific_data(items: int) -> dict[str, Any]:
 
 
 def codec_table(data: dict[str, Any], rounds: int) -> None:
-    from adatastore._compression import Compression, compress_parts, decompress_part
+    from adatastore._codec.compression import Compression, compress_parts, decompress_part
     from adatastore.serializers import PickleSerializer
 
     serializer = PickleSerializer()

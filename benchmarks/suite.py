@@ -34,7 +34,7 @@ import scaling
 import small_values
 from harness import Table, Target, targets_markdown
 
-from adatastore import _fsio
+from adatastore._storage import fsio as _fsio
 
 # Pure CPU first, the file-system-heavy scaling section (10^5 entries, then deleted) last:
 # ext4's background work after it slowed whatever ran next.

@@ -16,7 +16,7 @@ from typing import Any
 import s3server
 from servers import fresh_database
 
-from adatastore import _naming
+from adatastore._storage import naming as _naming
 
 # Back-ends that several processes can share.
 SHARED_BACKENDS = ["files", "sqlite", "django-sqlite", "django-postgresql", "s3"]

@@ -292,7 +292,7 @@ def test_a_files_batch_killed_while_writing_its_plan_leaves_nothing(tmp_path: Pa
         textwrap.dedent(
             """
             import os, signal
-            from adatastore import _fsio
+            from adatastore._storage import fsio as _fsio
             original = _fsio.write_new
             def write_new(name, parts, **options):
                 original(name, parts, **options)

@@ -200,7 +200,7 @@ def test_key_includes_code_gives_a_miss_after_an_edit(package: Path, tmp_path: P
 def test_the_commit_is_read_from_packed_refs_worktrees_and_a_detached_head(
     package: Path, tmp_path: Path
 ) -> None:
-    from adatastore._fingerprints import git_commit
+    from adatastore._keys.fingerprints import git_commit
 
     git(package, "init", "-q")
     git(package, "add", "model.py")
@@ -280,7 +280,7 @@ def test_warm_warns_of_stale_entries_and_counts_them(
     package: Path, tmp_path: Path, scheme: str
 ) -> None:
     """warm served 200 entries made by other code as "already stored", silently; and the
-    warning of the others named _staleness.py (or asyncio) instead of the user's line."""
+    warning of the others named _core/staleness.py (or asyncio) instead of the user's line."""
     url = f"{scheme}:///{tmp_path}/cache.db"
     run(package, url, "store")
     fresh = run(package, url, "warm")

@@ -151,7 +151,8 @@ def test_diff_parameters_compares_types_shapes_and_missing_keys() -> None:
 async def test_provenance_is_read_without_the_payload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
-    from adatastore import AsyncShelveDataStore, _fsio
+    from adatastore import AsyncShelveDataStore
+    from adatastore._storage import fsio as _fsio
 
     def no_whole_reads(path: str) -> None:
         raise AssertionError(f"read the whole record {path}")

@@ -14,7 +14,8 @@ import pytest
 from components import SimpleComponent
 from helpers import run_python, subprocess_env
 
-from adatastore import AsyncShelveDataStore, JSONSerializer, _fsio, keygenerators
+from adatastore import AsyncShelveDataStore, JSONSerializer, keygenerators
+from adatastore._storage import fsio as _fsio
 from adatastore.errors import (
     ConfigurationError,
     CorruptEntryError,

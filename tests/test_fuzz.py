@@ -22,7 +22,8 @@ from components import PlainComponent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adatastore import AsyncMemoryDataStore, _record, keygenerators
+from adatastore import AsyncMemoryDataStore, keygenerators
+from adatastore._codec import record as _record
 from adatastore.errors import CorruptEntryError, IntegrityError, UnhashableParameterError
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -35,10 +35,10 @@ from adatastore import (
     AsyncObjectDataStore,
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
-    _naming,
-    _record,
     keygenerators,
 )
+from adatastore._codec import record as _record
+from adatastore._storage import naming as _naming
 from adatastore.backends._bucket_payloads import BucketPayloads
 from adatastore.errors import (
     ComponentError,
@@ -680,7 +680,7 @@ async def test_explain_along_a_long_chain(tmp_path: Path) -> None:
 
 
 def test_a_shared_dag_is_rebuilt_as_a_dag() -> None:
-    from adatastore._cli_explain import rebuild as _rebuild
+    from adatastore.cli._explain import rebuild as _rebuild
     from adatastore.store import ComponentRecord
 
     known: dict[str, ComponentRecord] = {}
@@ -741,7 +741,7 @@ def test_a_value_too_large_for_mariadb_says_so() -> None:
                 store.store(SimpleComponent({"big": 1}), "v", b"x" * 40_000_000)
             except StorageError as error:
                 print("refused", "max_allowed_packet" in str(error), "data_root_dir" in str(error))
-            from adatastore import _portal
+            from adatastore._runtime import portal as _portal
             print("components", len(_portal.call(store.async_store.backend.components, None)))
             """
         )
@@ -773,7 +773,7 @@ def test_a_record_truncated_in_place_while_it_is_read(
     read lease (the truncation waits for the copy) or without (read(2))."""
     import numpy as np
 
-    from adatastore import _fsio
+    from adatastore._storage import fsio as _fsio
 
     if not lease:
         monkeypatch.setattr(_fsio, "_F_SETLEASE", None)
@@ -1033,7 +1033,7 @@ def test_a_git_directory_planted_above_the_code_never_blocks(tmp_path: Path, pla
 
 def test_the_git_walk_stops_at_a_file_system_boundary(tmp_path: Path) -> None:
     """A repository above a mount point is not the code's (git does not cross one either)."""
-    from adatastore._fingerprints import git_commit
+    from adatastore._keys.fingerprints import git_commit
 
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")

@@ -22,7 +22,7 @@ from adatastore import (
     SQLiteDataStore,
     open_store,
 )
-from adatastore._fsio import FileMap
+from adatastore._storage.fsio import FileMap
 from adatastore.errors import ConfigurationError, CorruptEntryError, IntegrityError
 from adatastore.serializers import PickleSerializer
 
@@ -367,7 +367,7 @@ def test_a_missing_codec_library_says_which_extra_to_install(
 def test_malformed_compressed_parts_are_value_errors() -> None:
     import struct
 
-    from adatastore._compression import Compression, compress_parts, decompress_part
+    from adatastore._codec.compression import Compression, compress_parts, decompress_part
 
     train = spikes()
     ((part,), (name,)) = compress_parts([train.data.cast("B")], Compression("zstd", 3))
@@ -394,7 +394,7 @@ def test_malformed_compressed_parts_are_value_errors() -> None:
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("dtype", ["int16", "float32", "int64", "complex128", "uint8"])
 def test_shuffled_parts_of_every_item_size_round_trip(codec: str, dtype: str) -> None:
-    from adatastore._compression import Compression, compress_parts, decompress_part
+    from adatastore._codec.compression import Compression, compress_parts, decompress_part
     from adatastore.serializers import PickleSerializer
 
     # smooth values (they compress), an odd length (a tail shorter than a chunk), and a

@@ -1,5 +1,6 @@
-"""The shape of the package, checked: imports form a DAG, no module reaches into another
-module's underscore names, and modules stay small enough to read at once.
+"""The shape of the package, checked: the private modules live in layer folders, each
+layer imports only from the layers below it, imports form a DAG, no module reaches into
+another module's underscore names, and modules stay small enough to read at once.
 
 An AST walk over ``src/adatastore`` (no import of the package), so a cycle shows here
 even when lazy imports would hide it at run time.
@@ -23,6 +24,35 @@ LONGER = {
 }
 
 
+# The layers, bottom first (docs/architecture.rst, "The tree", has a paragraph for each):
+# a module may import from its own layer and the layers below it, never from one above.
+# Public modules of the package root sit in the layer of what they are made of.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("the base", {"errors", "stats", "interface", "_version"}),
+    ("_runtime", {"_runtime"}),
+    ("values", {"serializers", "signing", "component", "records"}),
+    ("_storage", {"_storage"}),
+    ("the back-end protocol", {"backend"}),
+    ("_keys", {"_keys", "keygenerators"}),
+    ("_codec", {"_codec", "provenance"}),
+    ("_core", {"_core"}),
+    ("_compute", {"_compute"}),
+    ("_facade", {"_facade"}),
+    ("the facade", {"store", "sync", "decorators"}),
+    ("backends", {"backends"}),
+    ("the front", {"urls", "demo", "cli", "__main__", ""}),
+]
+ARCHITECTURE = PACKAGE.parent.parent / "docs" / "architecture.rst"
+
+
+def layer_of(module: str) -> int:
+    top = module.removeprefix("adatastore").removeprefix(".").split(".")[0]
+    for index, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and the architecture")
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -40,20 +70,26 @@ def is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def run_time_nodes(tree: ast.AST) -> Iterator[ast.AST]:
-    """Every node but those under ``if TYPE_CHECKING:`` (annotations only)."""
+def run_time_nodes(tree: ast.AST, old_paths: bool = True) -> Iterator[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (annotations only), and without
+    `old_paths` those of a module-level ``__getattr__`` (PEP 562), which serves an import
+    path of an earlier release from wherever its name lives now."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.If) and is_type_checking(node.test):
             yield from (n for child in node.orelse for n in [child, *run_time_nodes(child)])
             continue
+        if not old_paths and isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            continue
         yield node
-        yield from run_time_nodes(node)
+        yield from run_time_nodes(node, old_paths)
 
 
-def imports_of(name: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[str, str]]:
+def imports_of(
+    name: str, path: Path, known: dict[str, Path], old_paths: bool = True
+) -> Iterator[tuple[str, str]]:
     """(module imported, name imported from it or "") for each run-time import."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in run_time_nodes(ast.parse(path.read_text())):
+    for node in run_time_nodes(ast.parse(path.read_text()), old_paths):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("adatastore"):
@@ -79,7 +115,7 @@ def graph() -> dict[str, set[str]]:
     known = modules()
     edges: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
-        for target, _ in imports_of(name, path, known):
+        for target, _ in imports_of(name, path, known, old_paths=False):
             if target in known and target != name:
                 edges[name].add(target)
     return edges
@@ -106,9 +142,39 @@ def test_imports_form_a_dag() -> None:
         if node not in state:
             visit(node)
     # the facade's layers point one way
-    assert "adatastore.store" not in edges["adatastore._warm"]
-    assert "adatastore.store" not in edges["adatastore._compute"]
+    assert "adatastore.store" not in edges["adatastore._compute.warm"]
+    assert "adatastore.store" not in edges["adatastore._compute.flights"]
     assert not {m for m in edges["adatastore.sync"] if m.startswith("adatastore.backends")}
+
+
+def test_private_modules_live_in_layer_folders() -> None:
+    loose = sorted(
+        path.name
+        for path in PACKAGE.glob("_*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+    )
+    assert loose == ["_version.py"], f"private modules at the package root: {loose}"
+    folders = {path.parent.name for path in PACKAGE.glob("_*/__init__.py")}
+    named = {member for _, members in LAYERS for member in members if member.startswith("_")}
+    assert folders <= named, f"layer folders not in LAYERS: {folders - named}"
+
+
+def test_each_layer_imports_only_downwards() -> None:
+    known = modules()
+    upward = sorted(
+        f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for name, path in known.items()
+        for target, _ in imports_of(name, path, known, old_paths=False)
+        if target in known and layer_of(target) > layer_of(name)
+    )
+    assert not upward, upward
+
+
+def test_the_architecture_page_describes_every_layer_folder() -> None:
+    text = ARCHITECTURE.read_text()
+    folders = sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py"))
+    undescribed = [folder for folder in folders if f"``{folder}/``" not in text]
+    assert not undescribed, f"docs/architecture.rst does not describe {undescribed}"
 
 
 def test_no_module_imports_another_modules_private_names() -> None:

@@ -1,7 +1,7 @@
 """Size, count and age limits (issue 19): `max_size`, `max_entries`, `max_age` and
 ``store(..., expire=...)`` on every back-end of the conformance suite; eviction least
 recently used first, never of a locked entry. Time is moved on with the stores' clock
-(`adatastore._policy.clock`), never slept.
+(`adatastore._runtime.clock.clock`), never slept.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from faults import SHARED_BACKENDS, store_url
 from helpers import StoreFactory, subprocess_env
 
 from adatastore import AsyncDataStore, SyncDataStore, open_store, open_store_sync
-from adatastore._policy import clock
+from adatastore._runtime.clock import clock
 from adatastore.backends.objects import ENTRIES, ObjectBackend
 from adatastore.errors import ConfigurationError
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adatastore import _naming, _record
+from adatastore._codec import record as _record
+from adatastore._storage import naming as _naming
 from adatastore.errors import SerializationError
 from adatastore.serializers import JSONSerializer, PickleSerializer, Serializer
 
@@ -178,7 +179,7 @@ def test_records_with_a_crc32_digest_are_still_checked() -> None:
 def test_atomic_write_replaces_and_leaves_no_temp_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
 ) -> None:
-    from adatastore import _fsio
+    from adatastore._storage import fsio as _fsio
 
     if not exchange:
         monkeypatch.setattr(_fsio, "_renameat2", None)

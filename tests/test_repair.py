@@ -30,11 +30,11 @@ from adatastore import (
     AsyncDjangoORMDataStore,
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
-    _limits,
-    _naming,
 )
-from adatastore._beneath import Directory
-from adatastore._policy import clock
+from adatastore._core import limits as _limits
+from adatastore._runtime.clock import clock
+from adatastore._storage import naming as _naming
+from adatastore._storage.beneath import Directory
 from adatastore.errors import ConfigurationError, StorageError
 from adatastore.records import Entry
 

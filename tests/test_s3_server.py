@@ -1,6 +1,6 @@
 """The local S3 server of the tests really refuses conditional requests that must fail.
 
-Object-store leases (`adatastore._leases`) rest on ``If-None-Match: *`` (create only if
+Object-store leases (`adatastore._storage.leases`) rest on ``If-None-Match: *`` (create only if
 absent) and ``If-Match: <etag>`` (replace or delete only the version read): a server that
 ignored them would let every lock test pass. Checked with botocore, the client the
 object-store back-end uses.

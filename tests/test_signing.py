@@ -21,10 +21,10 @@ from adatastore import (
     ShelveDataStore,
     SQLiteDataStore,
     SyncDataStore,
-    _naming,
-    _record,
     open_store_sync,
 )
+from adatastore._codec import record as _record
+from adatastore._storage import naming as _naming
 from adatastore.errors import ConfigurationError, IntegrityError
 
 KEY = secrets.token_bytes(32)

@@ -17,7 +17,7 @@ from components import SimpleComponent
 from helpers import run_python, subprocess_env
 
 from adatastore import AsyncSQLiteDataStore, SQLiteDataStore
-from adatastore._connection import ConnectionThread
+from adatastore._runtime.connection import ConnectionThread
 from adatastore.backends import sqlite as sqlite_backend
 from adatastore.errors import ConfigurationError, CorruptEntryError, StoreClosedError
 
@@ -271,7 +271,7 @@ def test_an_async_store_left_open_does_not_hang_the_exit(tmp_path: Path) -> None
 
 
 def test_filesystem_type_reads_the_mount_table(tmp_path: Path) -> None:
-    from adatastore import _fsio
+    from adatastore._storage import fsio as _fsio
 
     mounts = tmp_path / "mounts"
     mounts.write_text(
@@ -287,7 +287,7 @@ def test_filesystem_type_reads_the_mount_table(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_network_filesystem_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from adatastore import _fsio
+    from adatastore._storage import fsio as _fsio
     from adatastore.errors import NetworkFilesystemWarning
 
     mounts = tmp_path / "mounts"

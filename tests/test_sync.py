@@ -20,9 +20,9 @@ from adatastore import (
     ShelveDataStore,
     SQLiteDataStore,
     SyncDataStore,
-    _portal,
     keygenerators,
 )
+from adatastore._runtime import portal as _portal
 from adatastore.errors import ConfigurationError, StoreClosedError
 
 LEGACY_SCRIPT = """

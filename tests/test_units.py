@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from adatastore import AsyncSQLiteDataStore, _encoders
+from adatastore import AsyncSQLiteDataStore
+from adatastore._keys import encoders as _encoders
 from adatastore.errors import ConfigurationError, UnhashableParameterError
 from adatastore.keygenerators import canonical_hash, register_encoder
 

@@ -12,8 +12,8 @@ Blocking twins (the original NeuroTools API): ``ShelveDataStore(root_dir, key_ge
 from typing import TYPE_CHECKING
 
 from . import errors, interface, keygenerators, serializers
-from ._fingerprints import code_version
-from ._spec import StoreSpec
+from ._compute.spec import StoreSpec
+from ._keys.fingerprints import code_version
 from .backend import Backend
 from .backends.files import AsyncShelveDataStore, ShelveDataStore
 from .backends.memory import AsyncMemoryDataStore, MemoryDataStore
@@ -33,14 +33,7 @@ from .errors import (
     UnreadableValueError,
 )
 from .provenance import Explanation, Provenance
-from .records import (
-    ComponentRecord,
-    Entry,
-    VerifyReport,
-    WarmProgress,
-    WarmReport,
-    WorkerTally,
-)
+from .records import ComponentRecord, Entry, VerifyReport, WarmProgress, WarmReport, WorkerTally
 from .serializers import JSONSerializer, PickleSerializer, Serializer
 from .stats import Stats
 from .store import AsyncDataStore, StoreOptions

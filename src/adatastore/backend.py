@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
-from ._fsio import MapMode
+from ._storage.fsio import MapMode
 from .records import ComponentRecord, DamagedEntry, Entry, same_record
 from .serializers import Buffer
 
@@ -116,7 +116,7 @@ class Backend(abc.ABC):
 
         Called on the first use in a forked child; `open` is called again afterwards.
         Connections, threads, event-loop objects and locks of the parent must be
-        forgotten here (`adatastore._forks.remember` keeps them from being finalized).
+        forgotten here (`adatastore._runtime.forks.remember` keeps them from being finalized).
         """
 
     # -- records ------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ class Backend(abc.ABC):
         """The records of several (key, name) pairs, None where missing."""
         return [await self.read(key, name) for key, name in pairs]
 
-    # -- limits (optional: see `adatastore._limits`) ---------------------------------------------
+    # -- limits (optional: see `adatastore._core.limits`) ------------------------------------------
 
     async def touch_many(self, used: Sequence[Used]) -> None:  # noqa: B027 - optional hook
         """Record when entries were last read: ``(key, name, seconds since the epoch)``,

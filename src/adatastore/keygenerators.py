@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
-from ._encoders import Refused, encoder_for, register_encoder
-from ._unit_encoders import has_units
+from ._keys.encoders import Refused, encoder_for, register_encoder
+from ._keys.unit_encoders import has_units
 from .component import Component, check_component, full_type, inputs_of, walk_inputs
 from .errors import UnhashableParameterError
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from ._policy import clock
+from ._runtime.clock import clock
 from ._version import __version__
 
 __all__ = ["Candidate", "Difference", "Explanation", "Provenance", "diff_parameters"]

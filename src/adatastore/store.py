@@ -15,16 +15,20 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self, Unpack
 
-from . import _explain, _legacy, _ops, _sweep, _verify
-from ._codec import Codec
-from ._compute import DEFAULT_LOCK_TIMEOUT, get_or_compute
-from ._host import StoreHost
-from ._identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
-from ._lifecycle import Lifecycle
-from ._options import MapArgument, StoreOptions, check_options, codec_options
-from ._policy import Duration, Policy, parse_duration
-from ._settings import StoreSettings
-from ._user_warnings import relaying
+from ._codec.sealing import Codec
+from ._compute import sweep as _sweep
+from ._compute.flights import DEFAULT_LOCK_TIMEOUT, get_or_compute
+from ._compute.host import StoreHost
+from ._core import explain as _explain
+from ._core import legacy as _legacy
+from ._core import ops as _ops
+from ._core import verify as _verify
+from ._core.identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
+from ._core.lifecycle import Lifecycle
+from ._core.options import MapArgument, StoreOptions, check_options, codec_options
+from ._core.policy import Duration, Policy, parse_duration
+from ._facade.settings import StoreSettings
+from ._runtime.user_warnings import relaying
 from .backend import Backend
 from .errors import ConfigurationError
 from .keygenerators import KeyGenerator, canonical_hash

@@ -2,9 +2,9 @@
 
 Back-ends whose I/O blocks anyway (files, SQLite, memory: `Backend.supports_blocking`)
 run `store`, `store_many`, `retrieve`, `retrieve_many` and `contains` in the caller's
-thread: the very operations the async API awaits (`adatastore._ops`), driven by the
+thread: the very operations the async API awaits (`adatastore._core.ops`), driven by the
 blocking driver, with no event loop in between. Everything else — and every method of
-the other back-ends — is one round trip to `adatastore._portal` (about 0.1 ms), which
+the other back-ends — is one round trip to `adatastore._runtime.portal` (about 0.1 ms), which
 awaits the async method on its own asyncio loop. This works in scripts, in threads and
 inside a running event loop (Jupyter). In async code, await the ``Async*`` classes.
 
@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from . import _ops, _portal
-from ._compute import DEFAULT_LOCK_TIMEOUT
-from ._options import MapArgument
-from ._policy import Duration, parse_duration
-from ._spec import StoreSpec
+from ._compute.flights import DEFAULT_LOCK_TIMEOUT
+from ._compute.spec import StoreSpec
+from ._core import ops as _ops
+from ._core.options import MapArgument
+from ._core.policy import Duration, parse_duration
+from ._runtime import portal as _portal
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
 from .provenance import Explanation, Provenance
@@ -319,3 +320,21 @@ for _name in (
     "cleanup",
 ):
     setattr(SyncDataStore, _name, _interruptible(getattr(SyncDataStore, _name)))
+
+
+_NAMED_HERE_IN_0_2 = {
+    "MemoryDataStore": "memory",
+    "SQLiteDataStore": "sqlite",
+    "ShelveDataStore": "files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """0.2.0 also named the blocking stores here (``from adatastore.sync import
+    ShelveDataStore``); they live with their back-ends, above this module, and are
+    imported only when an old import path asks for them (PEP 562)."""
+    if name not in _NAMED_HERE_IN_0_2:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import backends
+
+    return getattr(getattr(backends, _NAMED_HERE_IN_0_2[name]), name)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ._masking import looks_secret, mask_password
-from ._spec import StoreSpec
+from ._compute.spec import StoreSpec
+from ._runtime.masking import looks_secret, mask_password
 from .backends.files import AsyncShelveDataStore
 from .backends.memory import AsyncMemoryDataStore
 from .backends.sqlite import AsyncSQLiteDataStore

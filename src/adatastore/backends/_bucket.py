@@ -4,7 +4,7 @@ A `Bucket` holds a botocore client (thread-safe, made at first use, dropped in a
 child) and two thread pools (whole requests of bulk calls; the parts of large ones, apart
 so that a request waiting for its parts never starves them). It knows objects, not
 records: GET, PUT (conditional), list, delete, multipart uploads, and whole-object reads
-by concurrent ranges. It is also the `adatastore._leases.ConditionalObjects` the leases
+by concurrent ranges. It is also the `adatastore._storage.leases.ConditionalObjects` the leases
 need. Its errors are botocore's until `translate` makes them ours.
 """
 
@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _forks
+from .._runtime import forks as _forks
 from ..errors import ConfigurationError, StorageError
 from ..serializers import Buffer
 
@@ -368,7 +368,7 @@ class Bucket:
         )
         return age if newest is None else min(age, now - newest)
 
-    # -- the conditional requests of `adatastore._leases` -------------------------------
+    # -- the conditional requests of `adatastore._storage.leases` -------------------------------
 
     def create(self, name: str, body: bytes) -> str | None:
         etag: str | None = self._checked(self.put, name, body, IfNoneMatch="*")

@@ -1,6 +1,6 @@
 """Record payloads in a bucket, their index in a database: ``payloads="s3://bucket/prefix"``.
 
-The same surface as `adatastore._payloads.PayloadFiles` (the SQLite back-end's payload
+The same surface as `adatastore._storage.payloads.PayloadFiles` (the SQLite back-end's payload
 directory), so the database keeps rows, keys, locks and listings and names each large
 record by ``<32 hex>.rec``; the record itself is the object ``<prefix>/<hh>/<name>``.
 
@@ -20,19 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .._fsio import MapMode
-from .._masking import mask_password
-from .._payloads import NotOurs, foreign_name, is_name
+from .._runtime.masking import mask_password
+from .._storage.fsio import MapMode
+from .._storage.payloads import NotOurs, foreign_name, is_name
 from ..errors import ConfigurationError
 from ..serializers import Buffer
 from ..stats import logger
-from ._bucket import (
-    PART_SIZE,
-    Bucket,
-    environment_endpoint,
-    environment_region,
-    record_size,
-)
+from ._bucket import PART_SIZE, Bucket, environment_endpoint, environment_region, record_size
 
 __all__ = ["BucketPayloads"]
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .._payloads import PayloadStore
+from .._storage.payloads import PayloadStore
 from ..records import ComponentRecord, DamagedEntry, damaged_component_reason, parse_stored_json
 from ._sqlite_sql import collect
 

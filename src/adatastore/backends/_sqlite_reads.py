@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._fsio import MapMode
-from .._payloads import PayloadStore, missing
+from .._storage.fsio import MapMode
+from .._storage.payloads import PayloadStore, missing
 from ..errors import DataStoreError
 from ..serializers import Buffer
 from ._sqlite_sql import READ, Offload, Query, Steps, in_row, pair_queries

@@ -18,9 +18,12 @@ from typing import Any, NamedTuple, TypeVar
 
 import anyio.to_thread
 
-from .. import _forks, _fsio, _locks, _record
-from .._connection import ConnectionThread, is_busy
-from .._payloads import PayloadStore
+from .._codec import record as _record
+from .._runtime import forks as _forks
+from .._runtime.connection import ConnectionThread, is_busy
+from .._storage import fsio as _fsio
+from .._storage import locks as _locks
+from .._storage.payloads import PayloadStore
 from ..errors import ConfigurationError, NetworkFilesystemWarning
 from ..records import ComponentRecord, json_text
 from ..serializers import Buffer

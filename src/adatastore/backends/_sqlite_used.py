@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .._payloads import PayloadStore
+from .._storage.payloads import PayloadStore
 from ..backend import Used
 from ..records import Entry, same_record
 from ._sqlite_sql import collect, pair_queries

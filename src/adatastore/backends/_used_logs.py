@@ -24,7 +24,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 
-from .._beneath import Directory, UnsafePath
+from .._storage.beneath import Directory, UnsafePath
 from ..backend import Used
 from ..stats import logger
 from ._bucket import Bucket

@@ -9,11 +9,11 @@ Layout under ``root_dir``::
     .batches/                      `store_many` staging and plans (see `_write_batch`)
     .used/                         when entries were last read (see `_used_logs`)
 
-Names are encoded by `adatastore._naming` (no path separators, no leading dot, long names
+Names are encoded by `adatastore._storage.naming` (no path separators, no leading dot, long names
 shortened with a digest), so nothing a user passes can reach outside ``root_dir``; and
 nothing planted inside it is followed: every path is resolved beneath a descriptor of
 ``root_dir`` without following links, and only regular files are read
-(`adatastore._beneath`). Writes go to a temp file that takes the target's place atomically:
+(`adatastore._storage.beneath`). Writes go to a temp file that takes the target's place atomically:
 readers and other processes see the old record or the new one, never a torn one, even if
 the writer is killed.
 
@@ -39,9 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar, Unpack
 
-from .. import _fsio, _locks, _naming, _record
-from .._beneath import Directory, UnsafePath
-from .._options import StoreOptions
+from .._codec import record as _record
+from .._core.options import StoreOptions
+from .._storage import fsio as _fsio
+from .._storage import locks as _locks
+from .._storage import naming as _naming
+from .._storage.beneath import Directory, UnsafePath
 from ..backend import BackendSpec, MapMode, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, CorruptEntryError, StorageError
 from ..keygenerators import KeyGenerator

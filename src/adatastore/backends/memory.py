@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Unpack
 
-from .. import _record
-from .._options import StoreOptions
+from .._codec import record as _record
+from .._core.options import StoreOptions
 from ..backend import Backend, Used
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry, same_record

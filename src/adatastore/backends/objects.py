@@ -5,7 +5,7 @@ Layout under ``s3://<bucket>/<prefix>/``::
     .adatastore                          marker: format name and version
     e/<encoded key>/component.json       the component's type, version, parameters, inputs
     e/<encoded key>/<encoded name>.rec   one object per record
-    l/<lock name>.lease                  single-flight leases (`adatastore._leases`)
+    l/<lock name>.lease                  single-flight leases (`adatastore._storage.leases`)
     u/<...>.log                          when entries were last read (`_used_logs`)
 
 Every write of a record is one PUT (or one completed multipart upload), which S3 makes
@@ -13,7 +13,7 @@ visible whole or not at all: readers see the old record or the new one, never a 
 even when the writer is killed. Reads of large records are ranged GETs issued
 concurrently, each conditional on the first one's ETag, so a record replaced mid-read is
 read again rather than torn. Names are encoded as the files back-end encodes them
-(`adatastore._naming`): nothing a user passes can reach outside the prefix.
+(`adatastore._storage.naming`): nothing a user passes can reach outside the prefix.
 
 The requests are `adatastore.backends._bucket`'s. The client is botocore's (thread-safe),
 called from worker threads: the back-end is a
@@ -38,10 +38,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
-from .. import _locks, _naming, _record
-from .._leases import Leases, lease_expired
-from .._options import StoreOptions
-from .._waiting import run_to_end
+from .._codec import record as _record
+from .._core.options import StoreOptions
+from .._runtime.waiting import run_to_end
+from .._storage import locks as _locks
+from .._storage import naming as _naming
+from .._storage.leases import Leases, lease_expired
 from ..backend import BackendSpec, RecordWrite, ThreadedBackend, Used
 from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator

@@ -4,7 +4,7 @@ Small records live in the database; records of `FILE_THRESHOLD` bytes or more go
 immutable files in a directory beside it (``<name>-payloads/``), because SQLite moves large
 BLOBs at a fraction of the file system's speed (0.3-0.4 GB/s against 2-4 GB/s here).
 
-Connections: a writer and a reader, each owned by a daemon thread (`adatastore._connection`)
+Connections: a writer and a reader, each owned by a daemon thread (`adatastore._runtime.connection`)
 and shared by every thread and event loop of the process (asyncio or trio); the blocking
 API reads through a pool of read-only connections in the calling threads and writes
 through the writer's thread, with no event loop in between. Every write is one unit run
@@ -38,16 +38,14 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import anyio.to_thread
 
-from .. import _forks, _locks
-from .._connection import ConnectionThread
-from .._options import StoreOptions
-from .._payloads import PayloadFiles, PayloadStore
-from .._waiting import run_to_end
+from .._core.options import StoreOptions
+from .._runtime import forks as _forks
+from .._runtime.connection import ConnectionThread
+from .._runtime.waiting import run_to_end
+from .._storage import locks as _locks
+from .._storage.payloads import PayloadFiles, PayloadStore
 from ..backend import Backend, BackendSpec, MapMode, RecordWrite, Used
-from ..errors import (
-    ConfigurationError,
-    StorageError,
-)
+from ..errors import ConfigurationError, StorageError
 from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, DamagedEntry, Entry
 from ..serializers import Buffer, Serializer

@@ -6,7 +6,7 @@ files this version writes (each written once; <uid> is the database's `StoreMark
 two databases can share a data_root_dir), ``<key>/<name>.rec`` for those adatastore 0.2
 wrote. A value of any other form is planted or damaged and is never opened. Files are
 reached beneath a descriptor of data_root_dir, without following links
-(`adatastore._beneath`).
+(`adatastore._storage.beneath`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import contextlib
 import os
 from pathlib import Path
 
-from ... import _forks, _naming
-from ..._beneath import Directory, UnsafePath
-from ..._fsio import MapMode
-from ..._payloads import PayloadFiles, PayloadStore, is_name, missing
+from ..._runtime import forks as _forks
+from ..._storage import naming as _naming
+from ..._storage.beneath import Directory, UnsafePath
+from ..._storage.fsio import MapMode
+from ..._storage.payloads import PayloadFiles, PayloadStore, is_name, missing
 from ...errors import ConfigurationError, CorruptEntryError, StorageError
 from ...serializers import Buffer
 from ...stats import logger
@@ -28,7 +29,7 @@ __all__ = ["RECORDS_DIR", "RecordFiles"]
 
 RECORDS_DIR = "records"
 """Record files under data_root_dir: ``records/<uid>/<2 hex>/<32 hex>.rec``, each written
-once, with <uid> the database's `StoreMarker` (see `adatastore._payloads`)."""
+once, with <uid> the database's `StoreMarker` (see `adatastore._storage.payloads`)."""
 
 
 class RecordFiles:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ... import _record
+from ..._codec import record as _record
 from ...records import (
     ComponentRecord,
     DamagedEntry,

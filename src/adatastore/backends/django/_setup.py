@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import django
 from asgiref.sync import SyncToAsync
 
-from ... import _forks
+from ..._runtime import forks as _forks
 from ...backend import Backend, BackendSpec
 from ...errors import ConfigurationError
 

@@ -21,7 +21,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from ... import _record
+from ..._codec import record as _record
 from ...provenance import Provenance
 from .models import ComponentInput, ComponentState, DataItem
 

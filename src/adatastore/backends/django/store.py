@@ -23,9 +23,9 @@ from typing import Any, ClassVar, TypeVar, Unpack
 
 import anyio.to_thread
 
-from ... import _locks
-from ..._options import StoreOptions
-from ..._waiting import run_to_end
+from ..._core.options import StoreOptions
+from ..._runtime.waiting import run_to_end
+from ..._storage import locks as _locks
 from ...backend import Backend, BackendSpec, MapMode, RecordWrite, no_lock
 from ...errors import ConfigurationError, StorageError
 from ...keygenerators import KeyGenerator

@@ -1,5 +1,5 @@
 """When each data item was last read (``used_at``), for the stores' size and age limits:
-written in batches by the stores that have limits (see ``adatastore._limits``), NULL
+written in batches by the stores that have limits (see ``adatastore._core.limits``), NULL
 until then. Older adatastore releases do not name the column, so they keep working."""
 
 from __future__ import annotations

@@ -1,0 +1,207 @@
+"""What `get_or_compute` and `warm` see of a store: the `ComputeHost` and `WarmHost`
+protocols, implemented over a back-end and the operation core.
+
+The compute machinery (``flights``, ``warm``) thus depends on these few methods, not on
+the store's facade, and the facade depends on it: no cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio.to_thread
+
+from .._codec import record as _record
+from .._codec.sealing import OFFLOAD_BYTES
+from .._core import ops as _ops
+from .._core.policy import BAD_ENTRY_ERRORS, BadEntry
+from .._core.staleness import all_known, code_known, is_expired, learn, learn_all, warn_if_stale
+from ..backend import Backend, MapMode, RecordWrite
+from ..serializers import Buffer
+from ..stats import Stats
+from .flights import Flights
+from .warm import Soundness
+
+__all__ = ["CHECK_GROUP", "StoreHost"]
+
+CHECK_GROUP = 16
+"""Stored entries a warm-up reads at a time to check them: one round trip (a thread hop
+on files: 209 µs an entry one by one, 52 in groups of 16), and at most this many
+records in memory on back-ends that do not map."""
+
+
+class StoreHost:
+    """A store's back-end, operation context and in-process flights, for compute."""
+
+    __slots__ = ("backend", "context", "flights")
+
+    def __init__(self, backend: Backend, context: _ops.Context) -> None:
+        self.backend = backend
+        self.context = context
+        self.flights = Flights()
+
+    def forget_flights(self) -> None:
+        """In a forked child: the parent's computations are not ours to wait for."""
+        self.flights = Flights()
+
+    @property
+    def stats(self) -> Stats:
+        return self.context.stats
+
+    @property
+    def recompute_bad(self) -> bool:
+        return self.context.policy.recompute_bad
+
+    def key(self, component: object) -> str:
+        return self.context.identity.key(component)
+
+    async def key_async(self, component: object) -> str:
+        """The key, its code fingerprints (``key_includes_code``) computed off the loop
+        the first time a type is met."""
+        await self.prepare([component])
+        return self.context.identity.key(component)
+
+    async def prepare(self, components: Sequence[object]) -> None:
+        """With ``key_includes_code``, compute the fingerprints keys need (file I/O) in a
+        worker thread, for the components whose types were not met yet."""
+        if not self.context.identity.code:
+            return
+        unknown = [component for component in components if not all_known(component)]
+        if unknown:
+            await anyio.to_thread.run_sync(learn_all, unknown)
+
+    def lock(
+        self, key: str, attribute_name: str, timeout: float | None
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        return self.backend.lock(key, attribute_name, timeout)
+
+    async def lookup(
+        self,
+        key: str,
+        attribute_name: str,
+        value_needed: bool,
+        mode: MapMode | None = None,
+        component: object = None,
+        compute: Callable[..., Any] | None = None,
+    ) -> Any:
+        """The value, `MISSING` (an expired entry too), or a `BadEntry` when the store
+        recomputes bad entries.
+
+        Without `value_needed` the entry is still read and checked (`check`: bad or
+        expired?); the callers asking so (a warm-up's entries held elsewhere, executor
+        workers) ask about entries found missing or bad a moment ago.
+        """
+        try:
+            if value_needed:
+                context = self.context
+                operation = _ops.fetch(context, key, attribute_name, mode, component, compute)
+                return await _ops.drive(operation, self.backend)
+            return None if await self.check(key, attribute_name) else _ops.MISSING
+        except BAD_ENTRY_ERRORS as error:
+            if not self.context.policy.recompute_bad:
+                raise
+            return BadEntry(error)
+
+    async def check(self, key: str, attribute_name: str) -> bool:
+        """Whether the entry is stored and not expired, after reading and decoding it
+        (raising what a bad entry raises). It is read mapped where the back-end maps, and
+        its digest is checked when it is smaller than `OFFLOAD_BYTES` or not a map
+        (`Codec.check`)."""
+        data = await self.backend.read_mapped(key, attribute_name, "r")
+        if data is None:
+            return False
+        return await self._checked(key, attribute_name, data)
+
+    async def _checked(self, key: str, attribute_name: str, data: Buffer) -> bool:
+        """False for an expired entry (a miss); raises for a bad one."""
+        header = await self._header(key, attribute_name, data)
+        return not is_expired(header, self.context.policy.max_age)
+
+    async def _header(self, key: str, attribute_name: str, data: Buffer) -> _record.Header:
+        """The record's header, once checked (raises for a bad record)."""
+        codec = self.context.codec
+        if memoryview(data).nbytes < OFFLOAD_BYTES:
+            return codec.check(key, attribute_name, data)
+        return await anyio.to_thread.run_sync(codec.check, key, attribute_name, data)
+
+    async def sound_many(
+        self,
+        pairs: list[tuple[str, str]],
+        check: bool,
+        components: Sequence[object] = (),
+        compute: Callable[..., Any] | None = None,
+    ) -> Soundness:
+        """Which entries are stored (and, with `check`, sound), the bad ones with their
+        errors, and how many of the stored were made by other code than `components`'
+        (the components of `pairs`, in order) and `compute` now (a `StaleCodeWarning`
+        once per type, as a hit of `retrieve` gives). With `check` each stored entry is
+        read (mapped where the back-end maps; `CHECK_GROUP` at a time: one round trip,
+        bounded memory) and decoded; without, existence is enough (and staleness is not
+        looked at)."""
+        stored = await self.backend.contains_many(pairs)
+        if not check or not stored:
+            return Soundness(stored, {})
+        judged = dict(zip(pairs, components, strict=False))
+        if not self.context.policy.warn_stale_code:
+            judged = {}
+        elif not all(code_known(component, compute, False) for component in judged.values()):
+            await anyio.to_thread.run_sync(_learn_each, list(judged.values()), compute)
+        bad: dict[tuple[str, str], Exception] = {}
+        stale = 0
+        present = [pair for pair in pairs if pair in stored]
+        for start in range(0, len(present), CHECK_GROUP):
+            group = present[start : start + CHECK_GROUP]
+            records = await self.backend.read_many_mapped(group, "r")
+            for pair, data in zip(group, records, strict=True):
+                if data is None:
+                    stored.discard(pair)  # deleted since
+                    continue
+                try:
+                    header = await self._header(*pair, data)
+                except BAD_ENTRY_ERRORS as error:
+                    bad[pair] = error
+                    stored.discard(pair)
+                    continue
+                if is_expired(header, self.context.policy.max_age):
+                    stored.discard(pair)  # expired: computed again
+                elif pair in judged and header.provenance_json:
+                    stale += warn_if_stale(judged[pair], compute, header.provenance_json)
+            del records
+        return Soundness(stored, bad, stale)
+
+    async def put(
+        self,
+        component: object,
+        key: str,
+        attribute_name: str,
+        value: Any,
+        seconds: float,
+        compute: Callable[..., Any] | None = None,
+    ) -> None:
+        operation = _ops.store(self.context, component, attribute_name, value, seconds, compute)
+        await _ops.drive(operation, self.backend)
+
+    async def contains_many(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return await self.backend.contains_many(pairs)
+
+    async def seal(
+        self,
+        component: object,
+        attribute_name: str,
+        value: Any,
+        seconds: float | None,
+        compute: Callable[..., Any] | None = None,
+    ) -> RecordWrite:
+        operation = _ops.seal(self.context, component, attribute_name, value, seconds, compute)
+        return await _ops.drive(operation, self.backend)
+
+    async def write_many(self, writes: Sequence[RecordWrite]) -> None:
+        await _ops.drive(_ops.write_sealed(self.context, writes), self.backend)
+
+
+def _learn_each(components: list[object], compute: Callable[..., Any] | None) -> None:
+    """The fingerprints a staleness check needs (file I/O: a worker thread's job)."""
+    for component in components:
+        learn(component, compute, False)
