@@ -350,6 +350,7 @@ def test_a_public_import_path_still_imports(module: str) -> None:
         assert importlib.util.find_spec(module) is not None
         return
     imported = importlib.import_module(module)
+    names |= set(getattr(imported, "__all__", ()))  # what a star import takes now
     missing = sorted(name for name in names if not hasattr(imported, name))
     assert not missing, f"from {module} import {', '.join(missing)} fails"
 
@@ -359,3 +360,12 @@ def test_adatastore_exports_what_it_did() -> None:
 
     assert set(BEFORE_THE_LAYERS["adatastore"]) <= set(adatastore.__all__)
     assert set(V0_2_0["adatastore"]) <= set(adatastore.__all__)
+
+
+def test_every_error_a_user_catches_is_exported_from_adatastore() -> None:
+    import adatastore
+    from adatastore import errors
+
+    missing = sorted(set(errors.__all__) - set(adatastore.__all__))
+    assert not missing, f"from adatastore import {', '.join(missing)} fails"
+    assert all(getattr(adatastore, name) is getattr(errors, name) for name in errors.__all__)
