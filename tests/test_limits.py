@@ -21,6 +21,7 @@ from faults import SHARED_BACKENDS, store_url
 from helpers import StoreFactory, subprocess_env
 
 from adatastore import AsyncDataStore, SyncDataStore, open_store, open_store_sync
+from adatastore._compute.spec import WorkerStore
 from adatastore._runtime.clock import clock
 from adatastore.backends.objects import ENTRIES, ObjectBackend
 from adatastore.errors import ConfigurationError
@@ -110,6 +111,32 @@ async def test_max_entries_evicts_least_recently_used_first_down_to_ninety_perce
         assert store.key_of(item(10)) in left
         assert store.key_of(item(1)) not in left  # least recently used
         assert store.key_of(item(2)) not in left
+
+
+async def test_a_worker_store_of_a_limited_store_keeps_its_read_notes(
+    make_store: StoreFactory, moving_clock: list[float]
+) -> None:
+    """What an executor's worker reads counts for eviction: its store, opened from the
+    spec, writes its last batch of read notes at close, as the caller's store does (the
+    worker's store was assembled without its limiter and dropped them: an entry read only
+    in workers ranked as never read, and was evicted first)."""
+    lists_by_server_time(make_store)
+    async with make_store(max_entries=10) as store:
+        if store.spec is None:
+            pytest.skip("a store only this process reaches has no workers")
+        for n in range(10):
+            at(n * 100.0)
+            await store.store(item(n), "v", n)
+        at(2_000.0)
+        worker = WorkerStore(store.spec)
+        await worker.lifecycle.ready()
+        assert await worker.host.lookup(store.key_of(item(0)), "v", True) == 0
+        await worker.aclose()
+        at(3_000.0)
+        await store.store(item(10), "v", 10)  # over the limit: the least recently used go
+        left = {entry.key for entry in await store.list_contents()}
+        assert store.key_of(item(0)) in left  # read by the worker: the most recent use
+        assert store.key_of(item(1)) not in left
 
 
 async def test_entries_read_again_and_again_within_a_minute_stay_the_most_recent(

@@ -18,13 +18,12 @@ from typing import Any, ClassVar, Self, Unpack
 from ._codec.sealing import Codec
 from ._compute import sweep as _sweep
 from ._compute.flights import DEFAULT_LOCK_TIMEOUT, get_or_compute
-from ._compute.host import StoreHost
+from ._compute.host import assemble
 from ._core import explain as _explain
 from ._core import legacy as _legacy
 from ._core import ops as _ops
 from ._core import verify as _verify
 from ._core.identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
-from ._core.lifecycle import Lifecycle
 from ._core.options import MapArgument, StoreOptions, check_options, codec_options
 from ._core.policy import Duration, Policy, parse_duration
 from ._facade.settings import StoreSettings
@@ -116,12 +115,11 @@ class AsyncDataStore(StoreSettings):
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
         mmap = _ops.map_mode(options.get("mmap", False))
-        self.context = _ops.Context(self.identity, self.codec, self.stats, mmap, self.policy)
+        parts = assemble(backend, self, self.identity, self.codec, self.policy, self.stats, mmap)
+        self.context = parts.context
         """What the operations share (identity, codec, stats, policy); the blocking layer
         runs the same operations with it."""
-        self.compute_host = StoreHost(backend, self.context)
-        self.lifecycle = Lifecycle(backend, self, self.compute_host.forget_flights)
-        self.lifecycle.limiter = self.context.limiter
+        self.compute_host, self.lifecycle = parts.host, parts.lifecycle
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio.to_thread
 
 from .._codec import record as _record
-from .._codec.sealing import OFFLOAD_BYTES
+from .._codec.sealing import OFFLOAD_BYTES, Codec
 from .._core import ops as _ops
-from .._core.policy import BAD_ENTRY_ERRORS, BadEntry
+from .._core.identity import Identity
+from .._core.lifecycle import Lifecycle
+from .._core.policy import BAD_ENTRY_ERRORS, BadEntry, Policy
 from .._core.staleness import all_known, code_known, is_expired, learn, learn_all, warn_if_stale
 from ..backend import Backend, MapMode, RecordWrite
 from ..serializers import Buffer
@@ -24,12 +26,39 @@ from ..stats import Stats
 from .flights import Flights
 from .warm import Soundness
 
-__all__ = ["CHECK_GROUP", "StoreHost"]
+__all__ = ["CHECK_GROUP", "StoreHost", "StoreParts", "assemble"]
 
 CHECK_GROUP = 16
 """Stored entries a warm-up reads at a time to check them: one round trip (a thread hop
 on files: 209 µs an entry one by one, 52 in groups of 16), and at most this many
 records in memory on back-ends that do not map."""
+
+
+class StoreParts(NamedTuple):
+    """What a store is made of over its back-end, wired together by `assemble`."""
+
+    context: _ops.Context
+    host: StoreHost
+    lifecycle: Lifecycle
+
+
+def assemble(
+    backend: Backend,
+    owner: object,
+    identity: Identity,
+    codec: Codec,
+    policy: Policy,
+    stats: Stats | None = None,
+    mmap: MapMode | None = None,
+) -> StoreParts:
+    """A store's operation context, compute host and lifecycle over `backend`, wired as
+    every store has them: the facade and an executor worker's store are both made here.
+    (Assembled twice, the two had drifted: a worker's store had no limiter at close and
+    dropped the read notes of a size-limited store.)"""
+    context = _ops.Context(identity, codec, Stats() if stats is None else stats, mmap, policy)
+    host = StoreHost(backend, context)
+    lifecycle = Lifecycle(backend, owner, host.forget_flights, context.limiter)
+    return StoreParts(context, host, lifecycle)
 
 
 class StoreHost:

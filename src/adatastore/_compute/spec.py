@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 
 from .._codec.compression import Compression
 from .._codec.sealing import Codec
-from .._core import ops as _ops
 from .._core.identity import Identity
-from .._core.lifecycle import Lifecycle
 from .._core.policy import Policy
 from .._runtime import forks as _forks
 from .._runtime import portal as _portal
@@ -32,8 +30,7 @@ from ..errors import ConfigurationError
 from ..keygenerators import KeyGenerator
 from ..serializers import Serializer
 from ..signing import ENVIRONMENT_VARIABLE, Signer, signer_from
-from ..stats import Stats
-from .host import StoreHost
+from .host import assemble
 
 __all__ = ["StoreSpec", "WorkerStore", "describe", "worker_store"]
 
@@ -123,10 +120,8 @@ class WorkerStore:
         backend.warn_unclosed = False  # closed at exit by the portal, or with the process
         codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read, spec.compression)
         identity = Identity(spec.key_generator, spec.policy.key_includes_code)
-        context = _ops.Context(identity, codec, Stats(), None, spec.policy)
         self.spec = spec
-        self.host = StoreHost(backend, context)
-        self.lifecycle = Lifecycle(backend, self, self.host.forget_flights)
+        _, self.host, self.lifecycle = assemble(backend, self, identity, codec, spec.policy)
 
     async def aclose(self) -> None:
         await self.lifecycle.close()

@@ -23,19 +23,25 @@ class Lifecycle:
 
     __slots__ = ("_backend", "_on_fork", "_owner", "closed", "generation", "limiter", "opened")
 
-    def __init__(self, backend: Backend, owner: object, on_fork: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        owner: object,
+        on_fork: Callable[[], None],
+        limiter: Limiter | None,
+    ) -> None:
         """`owner` names the store in errors (held weakly, as `on_fork` must be: a cycle
         through the store would keep an unclosed store, and its connections, alive until
         the cycle collector runs, and hide its `ResourceWarning`); `on_fork` drops its
-        in-process state."""
+        in-process state; `limiter` (a limited store's) writes its last read notes at
+        close."""
         self._backend = backend
         self._owner = weakref.ref(owner)
         self._on_fork = on_fork
         self.opened = False
         self.closed = False
         self.generation = _forks.generation()
-        self.limiter: Limiter | None = None
-        """The store's limits, whose last batch of read times is written at close."""
+        self.limiter = limiter
 
     def check(self) -> None:
         """Raise `StoreClosedError` when closed; in a forked child, first drop the
