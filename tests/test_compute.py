@@ -604,3 +604,27 @@ async def test_stats_count_and_log(
     assert any(m.startswith("miss: x of ") for m in messages)
     assert any(m.startswith("hit: x of ") for m in messages)
     assert any(m.startswith("stored x of ") for m in messages)
+
+
+@pytest.mark.anyio
+async def test_retrieve_many_logs_each_hit_and_miss_as_retrieve_does(
+    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two read paths had drifted: ``retrieve_many`` counted hits and misses but logged
+    neither."""
+    caplog.set_level(logging.DEBUG, logger="adatastore")
+    async with make_store() as store:
+        stored, missing = SimpleComponent({"s": 1}), SimpleComponent({"s": 2})
+        await store.store(stored, "x", b"y")
+        caplog.clear()
+        await store.retrieve(stored, "x")
+        await store.retrieve(missing, "x")
+        one_by_one = [r.getMessage() for r in caplog.records if r.name == "adatastore"]
+        caplog.clear()
+        assert await store.retrieve_many([(stored, "x"), (missing, "x")]) == [b"y", None]
+        at_once = [r.getMessage() for r in caplog.records if r.name == "adatastore"]
+    assert one_by_one == [
+        f"hit: x of {store.key_of(stored)}",
+        f"miss: x of {store.key_of(missing)}",
+    ]
+    assert at_once == one_by_one

@@ -429,13 +429,18 @@ def retrieve_many(
                 yield OFFLOAD, learn, component, None, False
                 state = hit_state(context.policy, component, None, header)
             if state == EXPIRED:
-                data = None
+                stats.misses += 1
+                logger.debug("miss (expired): %s of %s", attribute_name, key)
+                values.append(default)
+                continue
         if data is None:
             stats.misses += 1
+            logger.debug("miss: %s of %s", attribute_name, key)
             values.append(default)
             continue
         values.append(value)
         stats.hits += 1
+        logger.debug("hit: %s of %s", attribute_name, key)
         if context.limiter is not None and context.limiter.touch(key, attribute_name):
             yield TOUCH, context.limiter.take()
         stats.bytes_read += memoryview(data).nbytes
