@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -68,6 +69,33 @@ BACKENDS = [
     ("trio", "sqlite"),
     ("trio", "s3"),
 ]
+
+
+# -- tiers (psycopg's and dask's convention) -------------------------------------------------
+#
+# ``slow``: database servers, real-process matrices, crash and kill tests, clusters, the
+# browser, and single tests of more than a few seconds. ``python -m pytest -n 2 -m "not
+# slow"`` is the edit loop (README); the full suite, every tier, is CI's. ``server``:
+# needs PostgreSQL or MariaDB (``-m server`` runs just those); ``s3``: a case on the S3
+# test server. Single tests are marked ``slow`` where they are defined (several seconds
+# in a profiled full run: real processes, the CLI as a command, hypothesis searches).
+SERVER_BACKENDS = ("postgresql", "mariadb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test or case on a database server (its name or any parametrization naming one:
+    ``backend_name``, ``backend``, ``server``) is a server test, and slow: each makes a
+    database of its own (60-300 ms) and crosses a socket for every call. A case on the S3
+    test server is slow too: 2.8 s a case on average in a profiled full run (1,263 s of
+    its 3,900), every call an HTTP round trip."""
+    for item in items:
+        if any(server in item.name for server in SERVER_BACKENDS):
+            item.add_marker(pytest.mark.server)
+            item.add_marker(pytest.mark.slow)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "s3" in re.split(r"[-_]", callspec.id):
+            item.add_marker(pytest.mark.s3)
+            item.add_marker(pytest.mark.slow)
 
 
 # The conformance suite runs once more per back-end through the blocking API (`api`

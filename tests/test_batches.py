@@ -94,6 +94,7 @@ BACKENDS = ["files", "sqlite", "django-sqlite", "django-postgresql", "django-mar
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.slow
 def test_a_killed_batch_is_all_or_nothing(backend: str, tmp_path: Path) -> None:
     """SIGKILL at a random moment of a 1,500-item store_many, 8 times: each batch is then
     stored whole or not at all, and the next open removes what the dead writer left."""
@@ -282,6 +283,7 @@ def test_a_reader_without_write_permission(backend: str, shared_directory: Path)
     ]
 
 
+@pytest.mark.slow
 def test_a_files_batch_killed_while_writing_its_plan_leaves_nothing(tmp_path: Path) -> None:
     """SIGKILL right after the plan's bytes are written, before it is renamed into place
     (the commit point): nothing of the batch is stored and the next open removes every

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
+@pytest.mark.slow
 def test_the_suite_runs_quickly_and_reports_every_target(tmp_path: Path) -> None:
     result = subprocess.run(
         [
@@ -57,6 +60,7 @@ def test_the_durability_script_runs(tmp_path: Path) -> None:
     assert "|---|" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_cluster_load_and_object_store_scripts_run(tmp_path: Path) -> None:
     """benchmarks/cluster.py (a LocalCluster), benchmarks/load.py (PostgreSQL and SQLite),
     benchmarks/objects.py (a moto server) and benchmarks/arrays.py (mapped reads, codecs),

@@ -390,6 +390,7 @@ print("after", store.retrieve(SimpleComponent({"after": 1}), "v"), flush=True)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "django-sqlite"])
+@pytest.mark.slow
 def test_ctrl_c_in_a_blocking_call(tmp_path: Path, backend: str) -> None:
     """KeyboardInterrupt reaches the caller at once; the interrupted batch is then written
     whole (or not at all), the store stays usable, and the process exits promptly."""

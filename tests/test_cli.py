@@ -46,6 +46,7 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         yield backend, url
 
 
+@pytest.mark.slow
 def test_ls_lists_filters_and_speaks_json(filled: tuple[str, str]) -> None:
     _, url = filled
     table = adatastore("ls", "--url", url)
@@ -67,6 +68,7 @@ def test_ls_lists_filters_and_speaks_json(filled: tuple[str, str]) -> None:
     assert len(spikes) == 2
 
 
+@pytest.mark.slow
 def test_show_and_stats(filled: tuple[str, str]) -> None:
     _, url = filled
     key = canonical_hash(NETWORK)
@@ -93,6 +95,7 @@ def test_show_and_stats(filled: tuple[str, str]) -> None:
     assert "no stored component has a key starting with 'ffffffff'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_verify_finds_damage_and_repairs_it(filled: tuple[str, str], tmp_path: Path) -> None:
     backend, url = filled
     assert adatastore("verify", "--url", url).returncode == 0
@@ -118,6 +121,7 @@ def test_verify_finds_damage_and_repairs_it(filled: tuple[str, str], tmp_path: P
     assert adatastore("verify", "--url", url).returncode == 0
 
 
+@pytest.mark.slow
 def test_prune_says_what_it_deletes(filled: tuple[str, str]) -> None:
     _, url = filled
     dry = adatastore(
@@ -191,6 +195,7 @@ def test_explain_names_what_differs(filled: tuple[str, str]) -> None:
     assert "--parameters is not JSON" in bad.stderr
 
 
+@pytest.mark.slow
 def test_copy_moves_a_store_between_back_ends_and_resumes(tmp_path: Path) -> None:
     with store_url("django-postgresql", tmp_path) as postgresql:
         _copy_files_sqlite_postgresql_files(tmp_path, postgresql)
@@ -238,12 +243,14 @@ def _copy_files_sqlite_postgresql_files(tmp_path: Path, postgresql: str) -> None
             s.close()
 
 
+@pytest.mark.slow
 def test_demo_runs_on_a_django_store(tmp_path: Path) -> None:
     result = adatastore("demo", "--url", f"django+sqlite:///{tmp_path}/demo.db")
     assert result.returncode == 0, result.stderr
     assert re.findall(r"hits=(\d) misses=(\d)", result.stdout) == [("0", "3"), ("3", "0")]
 
 
+@pytest.mark.slow
 def test_every_command_has_help_and_errors_are_one_line() -> None:
     for command in ("ls", "show", "stats", "verify", "prune", "copy", "explain", "demo"):
         result = adatastore(command, "--help")
@@ -287,6 +294,7 @@ def test_copy_moves_large_entries_and_skips_damaged_ones(tmp_path: Path) -> None
         assert copy.retrieve(SimpleComponent({"n": 99}), "small") is None
 
 
+@pytest.mark.slow
 def test_prune_lru_deletes_the_least_recently_read_first(filled: tuple[str, str]) -> None:
     backend, url = filled
     with open_store_sync(url, max_entries=1000) as store:  # a limit: its reads are noted
@@ -317,6 +325,7 @@ class Network:
 """
 
 
+@pytest.mark.slow
 def test_ls_and_stats_stale_name_entries_made_by_other_code(tmp_path: Path) -> None:
     package = tmp_path / "project"
     package.mkdir()

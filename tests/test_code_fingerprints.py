@@ -184,6 +184,7 @@ def test_a_changed_compute_function_is_warned_about(package: Path, tmp_path: Pat
     assert silent["warnings"] == []
 
 
+@pytest.mark.slow
 def test_key_includes_code_gives_a_miss_after_an_edit(package: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cache.db"
     run(package, url, "store", key_includes_code=True)
@@ -276,6 +277,7 @@ async def test_code_fingerprints_are_recorded_for_the_tests_own_components(
 
 
 @pytest.mark.parametrize("scheme", ["sqlite", "django+sqlite"])
+@pytest.mark.slow
 def test_warm_warns_of_stale_entries_and_counts_them(
     package: Path, tmp_path: Path, scheme: str
 ) -> None:

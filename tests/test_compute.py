@@ -206,6 +206,7 @@ store.close()
 
 
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
+@pytest.mark.slow
 def test_four_processes_compute_each_key_once(backend: str, tmp_path: Path) -> None:
     log = tmp_path / "computes.log"
     orders = ["0,1,2,3", "3,2,1,0", "1,3,0,2", "2,0,3,1"]

@@ -90,6 +90,7 @@ def worker_pids(client: Any) -> set[int]:
     return set(client.run(os.getpid).values())
 
 
+@pytest.mark.slow
 def test_a_200_point_sweep_is_computed_once_on_the_workers(
     client: Any, store: SyncDataStore[Any], tmp_path: Path
 ) -> None:
@@ -146,6 +147,7 @@ def start_driver(client: Any, url: str, log: str, start: int, count: int) -> Any
     )
 
 
+@pytest.mark.slow
 def test_two_callers_warming_overlapping_sweeps_compute_each_point_once(
     client: Any, store_url: str, tmp_path: Path
 ) -> None:
@@ -184,6 +186,7 @@ def test_a_worker_killed_mid_task_leaves_the_sweep_complete_and_the_point_stored
     assert len(store.list_contents()) == 40
 
 
+@pytest.mark.slow
 def test_a_caller_killed_mid_sweep_is_resumed_by_a_rerun(
     client: Any, store_url: str, tmp_path: Path
 ) -> None:
@@ -212,6 +215,7 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "cluster_dask.py"
 
 
 @pytest.mark.parametrize("store", ["sqlite", "s3", "postgresql-with-s3-payloads"])
+@pytest.mark.slow
 def test_the_docs_example_computes_the_sweep_once_then_nothing(
     client: Any, tmp_path: Path, store: str
 ) -> None:

@@ -194,6 +194,7 @@ def test_four_processes_storing_to_one_postgresql_database() -> None:
         assert states == keys == 1220
 
 
+@pytest.mark.slow
 def test_processes_racing_to_create_the_tables(tmp_path: Path) -> None:
     """Four processes open a brand-new database at once: migrations must not collide."""
     import json
@@ -308,6 +309,7 @@ def _project(tmp_path: Path, with_app: bool) -> Path:
     return project
 
 
+@pytest.mark.slow
 def test_inside_a_django_project_with_admin(tmp_path: Path) -> None:
     result = run_python(IN_PROJECT, str(_project(tmp_path, with_app=True)))
     assert result.returncode == 0, result.stderr

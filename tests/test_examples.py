@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import subprocess_env
 from servers import fresh_database
 
@@ -26,6 +27,7 @@ def run_pipeline(root: Path) -> list[tuple[int, int, str]]:
     return [(int(h), int(m), rate) for h, m, rate in runs]
 
 
+@pytest.mark.slow
 def test_pipeline_second_run_is_all_hits(tmp_path: Path) -> None:
     first, second = run_pipeline(tmp_path)
     assert first[:2] == (0, 3)
@@ -50,6 +52,7 @@ def run_example(name: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_the_asyncio_simulation_warms_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/sweep.db"
     first = run_example("async_simulation.py", url)
@@ -67,6 +70,7 @@ def test_the_legacy_script_computes_then_reads(tmp_path: Path) -> None:
     assert second.splitlines() == ["from the store", "40 spikes, the last at 1.95 s"]
 
 
+@pytest.mark.slow
 def test_the_cluster_example_computes_each_trial_once(tmp_path: Path) -> None:
     with fresh_database("postgresql") as database:
         url = f"django+postgresql://postgres@127.0.0.1:5432/{database['NAME']}"

@@ -75,6 +75,7 @@ store.close()
 
 
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
+@pytest.mark.slow
 def test_processes_with_overlapping_keys_never_tear(backend: str, tmp_path: Path) -> None:
     with store_url(backend, tmp_path) as url:
         open_store_sync(url).close()  # create the storage once, as a deployment would
@@ -164,6 +165,7 @@ def _litter(backend: str, directory: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("backend", KILLABLE)
+@pytest.mark.slow
 def test_writer_killed_100_times_leaves_old_or_new(backend: str, tmp_path: Path) -> None:
     rng = random.Random(7)
     with store_url(backend, tmp_path) as url, open_store_sync(url) as store:

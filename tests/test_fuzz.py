@@ -73,6 +73,7 @@ def check(store: AsyncMemoryDataStore, data: bytes) -> None:
     removed=st.sets(st.sampled_from(FIELDS), max_size=3),
     provenance=st.binary(max_size=40) | json_values.map(lambda v: json.dumps(v).encode()),
 )
+@pytest.mark.slow
 def test_mutated_headers_give_only_the_promised_errors(
     signing: bool, changes: dict[str, Any], removed: set[str], provenance: bytes
 ) -> None:
@@ -99,6 +100,7 @@ def test_arbitrary_header_bytes_give_only_the_promised_errors(
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_flipped_bytes_give_only_the_promised_errors(data: st.DataObject) -> None:
     store, record = valid_record(data.draw(st.booleans()))
     mutable = bytearray(record)
@@ -161,6 +163,7 @@ def differ(one: dict[Any, Any], two: dict[Any, Any]) -> bool:
 
 @settings(max_examples=1500, deadline=None)
 @given(one=parameter_sets, two=parameter_sets)
+@pytest.mark.slow
 def test_different_parameter_sets_never_share_a_key(
     one: dict[Any, Any], two: dict[Any, Any]
 ) -> None:
@@ -173,6 +176,7 @@ def test_different_parameter_sets_never_share_a_key(
 
 @settings(max_examples=1500, deadline=None)
 @given(parameters=parameter_sets)
+@pytest.mark.slow
 def test_nesting_and_its_flattening_never_share_a_key(parameters: dict[Any, Any]) -> None:
     flat = flattened(parameters)
     if not differ(parameters, flat):
@@ -207,6 +211,7 @@ numbers = st.integers(min_value=-5, max_value=2**65) | st.sampled_from([0, 2**64
     ascii_only=st.booleans(),
     payload=st.binary(max_size=300),
 )
+@pytest.mark.slow
 def test_the_fast_header_path_reads_what_the_json_path_reads(
     serializer: str,
     attribute: str,

@@ -649,6 +649,7 @@ def chain(length: int) -> list[SimpleComponent]:
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_explain_along_a_long_chain(tmp_path: Path) -> None:
     """A chain of 1,500 time steps: explain answers (it was quadratic), and the command's
     explain --input rebuilds the chain without recursing."""
@@ -766,6 +767,7 @@ print("done")
 
 
 @pytest.mark.parametrize("lease", [True, False])
+@pytest.mark.slow
 def test_a_record_truncated_in_place_while_it_is_read(
     tmp_path: Path, lease: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -282,6 +282,7 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 @settings(max_examples=200, deadline=None)
 @given(_params, st.data())
+@pytest.mark.slow
 def test_changing_any_leaf_changes_the_key(params: dict[str, Any], data: st.DataObject) -> None:
     paths = _leaf_paths(params)
     if not paths or paths == [()]:

@@ -66,6 +66,7 @@ def lists_by_server_time(make_store: StoreFactory) -> None:
         pytest.skip("a bucket lists entries with S3's LastModified: the server's clock")
 
 
+@pytest.mark.slow
 async def test_max_size_holds_after_every_store_and_the_recently_read_survive(
     make_store: StoreFactory, moving_clock: list[float]
 ) -> None:
@@ -286,6 +287,7 @@ with open_store_sync(url, **options) as store:
 
 
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
+@pytest.mark.slow
 def test_eviction_beside_another_process_reading_and_writing(tmp_path: Path, backend: str) -> None:
     """One process keeps its store at 20 entries while another writes and reads the same
     storage: neither fails, every value read is whole (or a miss)."""

@@ -101,6 +101,7 @@ def read(report: str) -> dict[str, Any]:
     return json.loads(report)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_a_mapped_gigabyte_costs_no_memory_and_is_shared_between_processes(
     stored: tuple[str, Path],
 ) -> None:

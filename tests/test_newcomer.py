@@ -71,6 +71,7 @@ def test_open_store_with_create_false(tmp_path: Path) -> None:
     open_store_sync(f"sqlite:///{tmp_path}/x.db", create=False).close()  # exists now
 
 
+@pytest.mark.slow
 def test_the_demo_says_its_temporary_store_is_gone() -> None:
     result = adatastore("demo")
     assert result.returncode == 0, result.stderr
@@ -78,6 +79,7 @@ def test_the_demo_says_its_temporary_store_is_gone() -> None:
     assert "--dir" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_demo_in_one_directory_says_both_runs_were_hits(tmp_path: Path) -> None:
     assert adatastore("demo", "--dir", str(tmp_path)).returncode == 0
     second = adatastore("demo", "--dir", str(tmp_path))

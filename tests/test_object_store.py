@@ -129,6 +129,7 @@ async def test_a_missing_bucket_is_named(s3: S3Server) -> None:
     _never_shows_the_secret(str(e.value), repr(store), repr(store.backend.spec()))
 
 
+@pytest.mark.slow
 async def test_an_unreachable_endpoint_is_a_storage_error_not_a_hang() -> None:
     import socket
 
@@ -179,6 +180,7 @@ def auth() -> Iterator[s3server.AuthServer]:
         yield server
 
 
+@pytest.mark.slow
 async def test_a_wrong_secret_is_refused_and_never_shown(auth: s3server.AuthServer) -> None:
     good = AsyncObjectDataStore(
         auth.bucket,
@@ -247,6 +249,7 @@ store.close()
 """
 
 
+@pytest.mark.slow
 def test_a_live_holder_renews_its_lease_past_its_length(s3: S3Server) -> None:
     """A lease of 1 s held for 4 s of computation: renewed every third of a second, it is
     never taken over, and the waiter gets the holder's value."""
@@ -382,6 +385,7 @@ store.store(SimpleComponent({"big": 1}), "v", np.full(5_000_000, 2.0))
 """
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_upload_leaves_the_old_value_and_cleanup_removes_its_parts(
     s3: S3Server,
 ) -> None:
@@ -404,6 +408,7 @@ def test_a_writer_killed_mid_upload_leaves_the_old_value_and_cleanup_removes_its
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.slow
 def test_process_pool_workers_store_each_point_once(
     s3: S3Server, tmp_path: Path, method: str
 ) -> None:
@@ -426,6 +431,7 @@ def test_process_pool_workers_store_each_point_once(
 # -- the command copies to and from it ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_copy_to_and_from_s3(tmp_path: Path) -> None:
     sqlite, back = f"sqlite:///{tmp_path}/source.db", f"file://{tmp_path}/back"
     bucket = s3server.url()

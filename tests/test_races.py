@@ -55,6 +55,7 @@ store.close()
 @pytest.mark.parametrize(
     "backend", ["files", "sqlite", "django-sqlite", "django-postgresql", "django-mariadb", "s3"]
 )
+@pytest.mark.slow
 def test_store_racing_delete_ends_in_one_order(backend: str, tmp_path: Path) -> None:
     with url_for(backend, tmp_path) as url:
         racers = [

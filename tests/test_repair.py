@@ -82,6 +82,7 @@ def django_url(server: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any
 
 @pytest.mark.asyncio_only  # Django runs on asyncio
 @pytest.mark.parametrize("server", ["sqlite", "postgresql"])
+@pytest.mark.slow
 async def test_verify_without_data_root_dir_says_so_and_repair_deletes_nothing(
     tmp_path: Path, server: str
 ) -> None:
@@ -122,6 +123,7 @@ async def test_a_payload_file_deleted_by_hand_is_still_damage(tmp_path: Path) ->
         assert [await store.contains(item(n), "v") for n in range(2)].count(True) == 1
 
 
+@pytest.mark.slow
 async def test_payloads_in_an_unreachable_or_wrong_bucket_are_never_judged(
     tmp_path: Path, s3: Any
 ) -> None:

@@ -47,6 +47,7 @@ store.close()
 """
 
 
+@pytest.mark.slow
 def test_four_processes_storing_to_one_file(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"  # does not exist yet: they also race to create it
     processes = [

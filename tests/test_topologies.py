@@ -184,6 +184,7 @@ for failure in failures[:2]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "files", "django-sqlite"])
+@pytest.mark.slow
 def test_fork_while_other_threads_use_the_store(tmp_path: Path, backend: str) -> None:
     """Forked 30 times while 6 reader and 2 writer threads use the store: every child's
     retrieve and store finish (a lock or SQLite state held by a parent thread at the fork

@@ -150,6 +150,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_demo_second_run_is_served_from_the_store(tmp_path: Path) -> None:
     result = run_cli("demo", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -162,6 +163,7 @@ def test_demo_second_run_is_served_from_the_store(tmp_path: Path) -> None:
     assert len(set(rates)) == 1
 
 
+@pytest.mark.slow
 def test_demo_on_another_url(tmp_path: Path) -> None:
     result = run_cli("demo", "--url", f"file://{tmp_path}/files")
     assert result.returncode == 0, result.stderr

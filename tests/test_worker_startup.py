@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import subprocess_env
 
 ARGV_AT_IMPORT = """
@@ -86,6 +87,7 @@ def _run(
     )
 
 
+@pytest.mark.slow
 def test_a_script_failing_at_import_in_workers_says_why_in_report_log_and_error(
     tmp_path: Path,
 ) -> None:
