@@ -23,6 +23,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = TESTS_DIR.parent / "test-artifacts"
 
 pytestmark = [
+    pytest.mark.slow,  # a Django server and a browser
     pytest.mark.skipif(
         CHROMIUM is None or CHROMEDRIVER is None,
         reason="needs Chromium and ChromeDriver (Debian: apt-get install chromium chromium-driver)",
