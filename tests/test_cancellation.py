@@ -157,8 +157,17 @@ async def cancel_by(
         except asyncio.CancelledError:
             pass
     elif mechanism == "wait_for":
-        task = asyncio.create_task(asyncio.wait_for(work(), timeout=0.5))
-        await eventually(started)
+        timeout = 0.5
+        while True:
+            task = asyncio.create_task(asyncio.wait_for(work(), timeout=timeout))
+            await eventually(lambda task=task: started() or task.done())  # type: ignore[misc]
+            if started():
+                break
+            # the timeout fired before the work got going (a first open of a Django store
+            # on PostgreSQL took longer under load): the same again, with a longer timeout
+            with contextlib.suppress(TimeoutError):
+                await task
+            timeout *= 4
         # wait_for cancels the work at its timeout, then waits for it: release then
         await eventually(lambda: task.done() or _cancelling_others(task))
         release()
