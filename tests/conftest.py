@@ -85,9 +85,9 @@ SERVER_BACKENDS = ("postgresql", "mariadb")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test or case on a database server (its name or any parametrization naming one:
     ``backend_name``, ``backend``, ``server``) is a server test, and slow: each makes a
-    database of its own (60-300 ms) and crosses a socket for every call. A case on the S3
-    test server is slow too: 2.8 s a case on average in a profiled full run (1,263 s of
-    its 3,900), every call an HTTP round trip."""
+    database of its own and crosses a socket for every call. A case on the S3 test server
+    is slow too: 2.8 s a case on average in a profiled full run (1,263 s of 3,928 s of
+    test time), every call an HTTP round trip."""
     for item in items:
         if any(server in item.name for server in SERVER_BACKENDS):
             item.add_marker(pytest.mark.server)
