@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from . import errors, interface, keygenerators, serializers
 from ._compute.spec import StoreSpec
 from ._keys.fingerprints import code_version
+from ._stores.files import AsyncShelveDataStore, ShelveDataStore
+from ._stores.memory import AsyncMemoryDataStore, MemoryDataStore
+from ._stores.objects import AsyncObjectDataStore, ObjectDataStore
+from ._stores.sqlite import AsyncSQLiteDataStore, SQLiteDataStore
 from .backend import Backend
-from .backends.files import AsyncShelveDataStore, ShelveDataStore
-from .backends.memory import AsyncMemoryDataStore, MemoryDataStore
-from .backends.objects import AsyncObjectDataStore, ObjectDataStore
-from .backends.sqlite import AsyncSQLiteDataStore, SQLiteDataStore
 from .component import Component
 from .decorators import cached
 from .errors import (
@@ -48,7 +48,7 @@ from .sync import SyncDataStore
 from .urls import open_store, open_store_sync, register_scheme
 
 if TYPE_CHECKING:
-    from .backends.django.store import AsyncDjangoORMDataStore, DjangoORMDataStore
+    from ._stores.django import AsyncDjangoORMDataStore, DjangoORMDataStore
 
 from ._version import __version__ as __version__
 
@@ -59,10 +59,10 @@ def __getattr__(name: str) -> object:
     # The Django back-end imports Django: only when asked for, and only if installed.
     if name in _DJANGO_NAMES:
         try:
-            from .backends.django import store
+            from ._stores import django
         except ImportError as error:
             return _needs_django(name, error)
-        return getattr(store, name)
+        return getattr(django, name)
     raise AttributeError(f"module 'adatastore' has no attribute {name!r}")
 
 

@@ -322,19 +322,15 @@ for _name in (
     setattr(SyncDataStore, _name, _interruptible(getattr(SyncDataStore, _name)))
 
 
-_NAMED_HERE_IN_0_2 = {
-    "MemoryDataStore": "memory",
-    "SQLiteDataStore": "sqlite",
-    "ShelveDataStore": "files",
-}
+_NAMED_HERE_IN_0_2 = ("MemoryDataStore", "SQLiteDataStore", "ShelveDataStore")
 
 
 def __getattr__(name: str) -> Any:
     """0.2.0 also named the blocking stores here (``from adatastore.sync import
-    ShelveDataStore``); they live with their back-ends, above this module, and are
+    ShelveDataStore``); they live in ``adatastore._stores``, above this module, and are
     imported only when an old import path asks for them (PEP 562)."""
     if name not in _NAMED_HERE_IN_0_2:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import backends
+    from ._stores import files, memory, sqlite
 
-    return getattr(getattr(backends, _NAMED_HERE_IN_0_2[name]), name)
+    return next(getattr(m, name) for m in (files, memory, sqlite) if name in m.__all__)

@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ._compute.spec import StoreSpec
 from ._runtime.masking import looks_secret, mask_password
-from .backends.files import AsyncShelveDataStore
-from .backends.memory import AsyncMemoryDataStore
-from .backends.sqlite import AsyncSQLiteDataStore
+from ._stores.files import AsyncShelveDataStore
+from ._stores.memory import AsyncMemoryDataStore
+from ._stores.sqlite import AsyncSQLiteDataStore
 from .errors import ConfigurationError
 from .store import AsyncDataStore
 from .sync import SyncDataStore
@@ -319,7 +319,7 @@ register_scheme("memory", _memory, description="an in-process dict, gone at exit
 
 def _django(engine: str) -> StoreFactory:
     def factory(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
-        from .backends.django.store import AsyncDjangoORMDataStore
+        from ._stores.django import AsyncDjangoORMDataStore
 
         if engine == "sqlite3":
             database: dict[str, Any] = {
@@ -348,7 +348,7 @@ def _django(engine: str) -> StoreFactory:
 
 
 def _s3(url: StoreURL, options: dict[str, Any]) -> AsyncDataStore:
-    from .backends.objects import AsyncObjectDataStore
+    from ._stores.objects import AsyncObjectDataStore
 
     parts = urlsplit(url.raw or url.text)
     if parts.username or parts.password:

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._codec import record as _record
-from .._core.options import StoreOptions
 from ..backend import Backend, Used
-from ..keygenerators import KeyGenerator
 from ..records import ComponentRecord, Entry, same_record
-from ..serializers import Buffer, Serializer
-from ..store import AsyncDataStore
-from ..sync import SyncDataStore
+from ..serializers import Buffer
 
 __all__ = ["AsyncMemoryDataStore", "MemoryBackend", "MemoryDataStore"]
 
@@ -129,30 +125,15 @@ class MemoryBackend(Backend):
         ]
 
 
-class AsyncMemoryDataStore(AsyncDataStore):
-    """Keeps every entry in a dict in this process; gone when the object is."""
-
-    def __init__(
-        self,
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        **options: Unpack[StoreOptions],
-    ) -> None:
-        super().__init__(
-            MemoryBackend(),
-            key_generator=key_generator,
-            serializer=serializer,
-            **options,
-        )
+if TYPE_CHECKING:
+    from .._stores.memory import AsyncMemoryDataStore, MemoryDataStore
 
 
-class MemoryDataStore(SyncDataStore[AsyncMemoryDataStore]):
-    """Blocking in-process store, for tests and throw-away caches."""
+def __getattr__(name: str) -> Any:
+    """The named stores (AsyncMemoryDataStore, MemoryDataStore) live above the facade, in
+    ``adatastore._stores``; their import path here is served when asked for (PEP 562)."""
+    if name in ("AsyncMemoryDataStore", "MemoryDataStore"):
+        from .._stores import memory
 
-    def __init__(
-        self,
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        **options: Unpack[StoreOptions],
-    ) -> None:
-        super().__init__(AsyncMemoryDataStore(key_generator, serializer, **options))
+        return getattr(memory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,30 +1,8 @@
-"""The object-store back-end: records as objects in an S3-compatible bucket.
+"""`ObjectBackend`: the bucket engine (see `adatastore.backends.objects` for the layout).
 
-Layout under ``s3://<bucket>/<prefix>/``::
-
-    .adatastore                          marker: format name and version
-    e/<encoded key>/component.json       the component's type, version, parameters, inputs
-    e/<encoded key>/<encoded name>.rec   one object per record
-    l/<lock name>.lease                  single-flight leases (`adatastore._storage.leases`)
-    u/<...>.log                          when entries were last read (`_used_logs`)
-
-Every write of a record is one PUT (or one completed multipart upload), which S3 makes
-visible whole or not at all: readers see the old record or the new one, never a mix,
-even when the writer is killed. Reads of large records are ranged GETs issued
-concurrently, each conditional on the first one's ETag, so a record replaced mid-read is
-read again rather than torn. Names are encoded as the files back-end encodes them
-(`adatastore._storage.naming`): nothing a user passes can reach outside the prefix.
-
-The requests are `adatastore.backends._bucket`'s. The client is botocore's (thread-safe),
-called from worker threads: the back-end is a
-`ThreadedBackend`, so one code path serves asyncio, trio and the blocking API (which calls
-it in the caller's thread). Measured against obstore (the Rust ``object_store``, native
-asyncio) and aiobotocore on the same server (``benchmarks/s3_clients.py``): obstore spends
-3x less client CPU per small request, but its tokio runtime hangs every forked child of a
-process that used it (fork is how ``multiprocessing`` starts workers on Linux before
-Python 3.14), it runs on asyncio only, and it cannot list or abort multipart uploads
-(what `cleanup` needs); botocore in threads costs the same CPU as aiobotocore and has
-none of those limits.
+Every method is a blocking call of botocore requests (`_bucket`), translated to
+`ConfigurationError`/`StorageError`; `ThreadedBackend` runs them in worker threads for
+the async path. The listing of entries and their repair is `_listing`'s.
 """
 
 from __future__ import annotations
@@ -35,23 +13,17 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .._codec import record as _record
-from .._core.options import StoreOptions
-from .._runtime.waiting import run_to_end
-from .._storage import locks as _locks
-from .._storage import naming as _naming
-from .._storage.leases import Leases, lease_expired
-from ..backend import BackendSpec, RecordWrite, ThreadedBackend, Used
-from ..errors import ConfigurationError, StorageError
-from ..keygenerators import KeyGenerator
-from ..records import ComponentRecord, DamagedEntry, Entry, damaged_component_reason
-from ..serializers import Buffer, Serializer
-from ..store import AsyncDataStore
-from ..sync import SyncDataStore
-from ._bucket import (
+from ..._runtime.waiting import run_to_end
+from ..._storage import locks as _locks
+from ..._storage import naming as _naming
+from ..._storage.leases import Leases, lease_expired
+from ...backend import BackendSpec, RecordWrite, ThreadedBackend, Used
+from ...errors import ConfigurationError, StorageError
+from ...records import ComponentRecord, DamagedEntry, Entry
+from ...serializers import Buffer
+from .._bucket import (
     CONFLICT,
     MIN_PART_SIZE,
     NOT_FOUND,
@@ -62,24 +34,14 @@ from ._bucket import (
     error_code,
     record_size,
 )
-from ._used_logs import BucketLogs
-
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "AsyncObjectDataStore",
-    "ObjectBackend",
-    "ObjectDataStore",
-]
+from .._used_logs import BucketLogs
+from ._listing import COMPONENT, MAX_JSON, RECORD_SUFFIX, EntryListing
 
 FORMAT_NAME = "adatastore-objects"
 FORMAT_VERSION = 1
 MARKER = ".adatastore"
 ENTRIES = "e/"
 LEASES = "l/"
-COMPONENT = "component.json"
-RECORD_SUFFIX = ".rec"
-_MAX_JSON = 1 << 26  # a component.json or marker larger than this is not ours
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z")
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -168,6 +130,7 @@ class ObjectBackend(ThreadedBackend):
         )
         self.leases = Leases(self.objects, self.lease)
         self.used = BucketLogs(self.objects, self.name("u"))
+        self.listing = EntryListing(self.objects, self.name(ENTRIES))
 
     @property
     def url(self) -> str:
@@ -205,7 +168,7 @@ class ObjectBackend(ThreadedBackend):
             found = self.objects.get(marker)  # made by another process meanwhile
             if found is None:
                 raise StorageError(f"store {self.url!r}: its marker vanished as it was made")
-        body = found["Body"].read(_MAX_JSON)
+        body = found["Body"].read(MAX_JSON)
         try:
             fields = json.loads(body)
         except (ValueError, RecursionError):
@@ -366,7 +329,7 @@ class ObjectBackend(ThreadedBackend):
         found = self.objects.get(component)
         if found is None:
             return
-        saved = found["Body"].read(_MAX_JSON)
+        saved = found["Body"].read(MAX_JSON)
         self.objects.client.delete_object(Bucket=self.bucket, Key=component)
         if any(item["Key"].endswith(RECORD_SUFFIX) for item in self.objects.listing(directory)):
             self.objects.put(component, saved, IfNoneMatch="*")
@@ -380,149 +343,28 @@ class ObjectBackend(ThreadedBackend):
     @_s3_errors
     def blocking_last_used(self) -> dict[tuple[str, str], float]:
         used, logs = self.used.read()
-        stored = {item["Key"] for items in self._entry_objects().values() for item in items}
+        stored = {item["Key"] for items in self.listing.entry_objects().values() for item in items}
         kept = {pair: when for pair, when in used.items() if self.record_name(*pair) in stored}
         self.used.compact(kept, logs, len(used))
         return kept
 
-    # -- listing --------------------------------------------------------------------------------
-
-    def _entry_objects(self) -> dict[str, list[dict[str, Any]]]:
-        """The objects under ``e/``, by entry directory (``<prefix>/e/<encoded key>/``)."""
-        under = self.name(ENTRIES)
-        under = under if under.endswith("/") else under + "/"
-        found: dict[str, list[dict[str, Any]]] = {}
-        for item in self.objects.listing(under):
-            rest = item["Key"][len(under) :]
-            entry, slash, name = rest.partition("/")
-            if slash and name and "/" not in name:
-                found.setdefault(under + entry + "/", []).append({**item, "Name": name})
-        return found
-
-    def _component_record(self, directory: str) -> ComponentRecord | None:
-        """The component record of an entry directory, None when there is none;
-        `ValueError` when it is damaged (does not parse, too large, nested too deep)."""
-        found = self.objects.get(directory + COMPONENT)
-        if found is None:
-            return None
-        data = found["Body"].read(_MAX_JSON + 1)
-        if len(data) > _MAX_JSON:
-            raise ValueError("too large to be a component record")
-        return ComponentRecord.from_json(data)
-
-    def _component(self, directory: str) -> ComponentRecord | None:
-        try:
-            return self._component_record(directory)
-        except ValueError:  # damaged or planted: verify reports it (`blocking_planted`)
-            encoded = directory.rstrip("/").rpartition("/")[2]
-            return ComponentRecord(_decode_or(encoded), "", "", None, ())
-
-    def _damaged_component(self, directory: str) -> str | None:
-        try:
-            self._component_record(directory)
-        except ValueError as error:
-            return str(error)
-        return None
+    # -- listing (`_listing`) ------------------------------------------------------------------
 
     @_s3_errors
     def blocking_planted(self) -> list[DamagedEntry]:
-        """Entries whose component record is damaged (their records are listed, and
-        their reads report their own damage)."""
-        directories = [
-            directory
-            for directory, objects in self._entry_objects().items()
-            if any(item["Name"] == COMPONENT for item in objects)
-        ]
-        reasons = self.objects.many(
-            [functools.partial(self._damaged_component, directory) for directory in directories]
-        )
-        return [
-            DamagedEntry(
-                _decode_or(directory.rstrip("/").rpartition("/")[2]),
-                "*",
-                damaged_component_reason(directory + COMPONENT, why),
-                directory + COMPONENT,
-            )
-            for directory, why in zip(directories, reasons, strict=True)
-            if why is not None
-        ]
+        return self.listing.planted()
 
     @_s3_errors
     def blocking_remove_planted(self, item: DamagedEntry) -> int:
-        """Remove the entry whose component record is damaged (still, when looked at
-        again): its records and the record."""
-        if item.path is None or not item.path.endswith("/" + COMPONENT):
-            return 0
-        directory = item.path[: -len(COMPONENT)]
-        if self._damaged_component(directory) is None:
-            return 0
-        names = [str(found["Key"]) for found in self.objects.listing(directory)]
-        doomed = [name for name in names if name.endswith(RECORD_SUFFIX)]
-        self.objects.delete_many([*doomed, directory + COMPONENT])
-        return 1
+        return self.listing.remove_planted(item)
 
     @_s3_errors
     def blocking_entries(self) -> list[Entry]:
-        directories = {
-            directory: objects
-            for directory, objects in self._entry_objects().items()
-            if any(item["Name"] == COMPONENT for item in objects)
-        }
-        components = self.objects.many(
-            [functools.partial(self._component, directory) for directory in directories],
-        )
-        entries = []
-        for (directory, objects), component in zip(directories.items(), components, strict=True):
-            if component is None:
-                continue
-            for item in objects:
-                name = item["Name"]
-                if not name.endswith(RECORD_SUFFIX) or name.startswith("."):
-                    continue
-                encoded = name[: -len(RECORD_SUFFIX)]
-                attribute = self._attribute_name(directory + name, encoded)
-                if attribute is None:
-                    continue
-                entries.append(
-                    Entry(
-                        key=component.key,
-                        attribute_name=attribute,
-                        full_type=component.full_type,
-                        version=component.version,
-                        size=int(item["Size"]),
-                        stored_at=_utc(item["LastModified"]),
-                        generation=str(item["ETag"]),
-                    )
-                )
-        return entries
-
-    def _attribute_name(self, name: str, encoded: str) -> str | None:
-        """A record's attribute name: decoded from its object name, or, for a shortened
-        name, from the record's header (None when it is gone meanwhile)."""
-        if not _naming.is_shortened(encoded):
-            return _decode_or(encoded)
-        found = self.objects.get(name, Range="bytes=0-4095")
-        if found is None:
-            return None
-        try:
-            header, _ = _record.read_header(found["Body"].read())
-        except _record.DamagedRecord:
-            return encoded
-        return header.attribute_name
+        return self.listing.entries()
 
     @_s3_errors
     def blocking_components(self, full_type: str | None) -> list[ComponentRecord]:
-        directories = list(self._entry_objects())
-        found = self.objects.many(
-            [functools.partial(self._component, directory) for directory in directories],
-        )
-        return [
-            record
-            for record in found
-            if record is not None
-            and record.full_type
-            and (full_type is None or record.full_type == full_type)
-        ]
+        return self.listing.components(full_type)
 
     # -- locks and clean-up ---------------------------------------------------------------------
 
@@ -542,7 +384,7 @@ class ObjectBackend(ThreadedBackend):
             if self.objects.upload_age(upload, now) > older_than:
                 self.objects.abort(upload)
                 removed += 1
-        for directory, objects in self._entry_objects().items():
+        for directory, objects in self.listing.entry_objects().items():
             names = {item["Name"]: item for item in objects}
             if (
                 COMPONENT in names
@@ -579,91 +421,3 @@ class ObjectBackend(ThreadedBackend):
         if access is not None:  # given to this store: workers need them too
             arguments.update(access_key_id=access, secret_access_key=secret, session_token=token)
         return BackendSpec(ObjectBackend, arguments, self.url.split(" at ")[0])
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _decode_or(encoded: str) -> str:
-    try:
-        return _naming.decode_name(encoded)
-    except ValueError:
-        return encoded
-
-
-class AsyncObjectDataStore(AsyncDataStore):
-    """Entries as objects in an S3-compatible bucket: shared by every machine that can
-    reach it, with cross-machine single-flight locks (leases) and no database.
-
-    ``AsyncObjectDataStore("bucket", "prefix", endpoint="http://127.0.0.1:9000")``, or
-    ``open_store("s3://bucket/prefix?endpoint=...")``. Credentials, region and endpoint
-    come from the arguments or from the AWS environment (``AWS_ACCESS_KEY_ID``,
-    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,
-    ``AWS_ENDPOINT_URL``) and profiles, as botocore finds them. `lease` is how long a
-    computing process keeps its single-flight lock without renewing it (it renews every
-    third of it): how long others wait after it dies. `timeout` bounds each request
-    (3 attempts). `concurrency` bounds the requests of one bulk call. Records larger
-    than `part_size` bytes (128 MiB) travel in parts of that size, several at a time.
-    """
-
-    backend: ObjectBackend
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "",
-        key_generator: KeyGenerator | None = None,
-        serializer: Serializer | None = None,
-        *,
-        endpoint: str | None = None,
-        region: str | None = None,
-        access_key_id: str | None = None,
-        secret_access_key: str | None = None,
-        session_token: str | None = None,
-        lease: float = 60.0,
-        timeout: float = 10.0,
-        concurrency: int = 32,
-        part_size: int = PART_SIZE,
-        create: bool = True,
-        **options: Unpack[StoreOptions],
-    ) -> None:
-        super().__init__(
-            ObjectBackend(
-                bucket,
-                prefix,
-                endpoint=endpoint,
-                region=region,
-                access_key_id=access_key_id,
-                secret_access_key=secret_access_key,
-                session_token=session_token,
-                create=create,
-                lease=lease,
-                timeout=timeout,
-                concurrency=concurrency,
-                part_size=part_size,
-            ),
-            key_generator=key_generator,
-            serializer=serializer,
-            **options,
-        )
-
-    @property
-    def url(self) -> str:
-        """``s3://bucket/prefix`` (and the endpoint when it is not AWS's)."""
-        return self.backend.url
-
-    def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
-        return f"<{type(self).__name__} {self.url!r}{state}>"
-
-
-class ObjectDataStore(SyncDataStore[AsyncObjectDataStore]):
-    """Blocking twin of `AsyncObjectDataStore` (same arguments)."""
-
-    def __init__(self, bucket: str, prefix: str = "", *args: Any, **options: Any) -> None:
-        super().__init__(AsyncObjectDataStore(bucket, prefix, *args, **options))
-
-    @property
-    def url(self) -> str:
-        return self.async_store.url
