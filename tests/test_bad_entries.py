@@ -82,7 +82,7 @@ async def make_bad(
     how: str,
 ) -> None:
     """Make the stored entry (component, name) bad in the way `how` says."""
-    key, record = store.identity.keyed(component)
+    key, record = store._parts.context.identity.keyed(component)
     backend = store.backend
     if how == "unreadable":
         with contextlib.contextmanager(store_unreadable)():

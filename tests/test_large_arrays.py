@@ -168,7 +168,7 @@ async def test_a_bad_mmap_argument_is_a_configuration_error(tmp_path: Path, bad:
 async def test_store_urls_take_mmap_and_compression(tmp_path: Path) -> None:
     component, expected = PlainComponent({"n": 5}), value()
     async with await open_store(f"sqlite:///{tmp_path}/a.db?mmap=1&compression=zstd:5") as store:
-        assert str(store.codec.compression) == "zstd:5"
+        assert str(store._parts.context.codec.compression) == "zstd:5"
         await store.store(component, "v", expected)
         got = await store.retrieve(component, "v")
         check_equal(got, expected)
@@ -176,7 +176,7 @@ async def test_store_urls_take_mmap_and_compression(tmp_path: Path) -> None:
         assert not shares_map(got["spikes"])  # compressed: decompressed into memory
         spec = store.spec
         assert spec is not None
-        assert spec.compression == store.codec.compression
+        assert spec.compression == store._parts.context.codec.compression
     async with await open_store(f"file://{tmp_path}/files?mmap=c") as store:
         await store.store(component, "v", expected)
         got = await store.retrieve(component, "v")
@@ -319,7 +319,7 @@ async def test_any_store_reads_compressed_records(tmp_path: Path, codec: str) ->
     async with AsyncSQLiteDataStore(tmp_path / "db.sqlite", compression=codec) as writer:
         await writer.store(component, "v", expected)
     async with AsyncSQLiteDataStore(tmp_path / "db.sqlite") as reader:  # no compression
-        assert reader.codec.compression is None
+        assert reader._parts.context.codec.compression is None
         check_equal(await reader.retrieve(component, "v"), expected)
         await reader.store(component, "plain", expected)  # written uncompressed
     async with AsyncSQLiteDataStore(tmp_path / "db.sqlite", compression="zstd") as other:

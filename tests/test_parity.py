@@ -172,3 +172,46 @@ def test_one_call_of_each_logs_and_counts_the_same(
     messages = [message for _, lines, _, _ in through_async for _, message in lines]
     for word in ("hit:", "miss:", "stored", "computing"):
         assert any(m.startswith(word) for m in messages), word
+
+
+def test_warm_options_are_named_once() -> None:
+    """`warm`'s keywords are typed once (`WarmKeywords`, both facades' ``**options``) and
+    held once (`WarmOptions`, passed down to the pipelines); the two list the same names
+    with the same types."""
+    import dataclasses
+    import typing
+
+    from adatastore._compute.warm_options import WarmKeywords, WarmOptions
+
+    typed = typing.get_type_hints(WarmKeywords)
+    held = {field.name: field.type for field in dataclasses.fields(WarmOptions)}
+    assert set(typed) == set(held)
+    hints = typing.get_type_hints(WarmOptions)
+    assert all(hints[name] == typed[name] for name in typed)
+    for facade in (AsyncDataStore, SyncDataStore):
+        options = inspect.signature(facade.warm).parameters["options"]
+        assert options.kind is inspect.Parameter.VAR_KEYWORD
+        assert "WarmKeywords" in str(options.annotation)
+
+
+def test_a_misspelt_warm_keyword_is_a_type_error_and_computes_nothing() -> None:
+    computed: list[object] = []
+
+    def compute(component: object) -> int:
+        computed.append(component)
+        return 1
+
+    with MemoryDataStore() as store:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'concurency'"):
+            store.warm([SimpleComponent({"a": 1})], "v", compute, concurency=2)  # type: ignore[call-arg]
+
+        async def main() -> None:
+            async with AsyncMemoryDataStore() as async_store:
+                with pytest.raises(TypeError, match="'check_store'"):
+                    await async_store.warm(
+                        [SimpleComponent({"a": 1})], "v", compute, check_store=False
+                    )  # type: ignore[call-arg]
+
+        asyncio.run(main())
+        assert store.warm([SimpleComponent({"a": 1})], "v", compute, concurrency=1).computed == 1
+    assert len(computed) == 1

@@ -291,7 +291,7 @@ def test_callers_on_several_event_loops_share_one_computation(tmp_path: Path, ba
     key = store.key_of(c)
     deadline = time.monotonic() + 30
     while True:  # until the leader computes and the two others wait for its flight
-        flight = store.compute_host.flights.get((key, "x"))
+        flight = store._parts.host.flights.get((key, "x"))
         if flight is not None and calls and len(flight._waiters) == 2:
             break
         assert time.monotonic() < deadline, "the callers never met"

@@ -187,7 +187,7 @@ def test_urls_take_the_policy_options(tmp_path: Path) -> None:
     )
     store = open_store_sync(url)
     try:
-        policy = store.async_store.policy
+        policy = store.async_store._parts.context.policy
         assert (policy.max_size, policy.max_entries, policy.max_age) == (
             50_000_000,
             1000,

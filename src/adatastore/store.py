@@ -19,6 +19,7 @@ from ._codec.sealing import Codec
 from ._compute import sweep as _sweep
 from ._compute.flights import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._compute.host import assemble
+from ._compute.warm_options import WarmKeywords, WarmOptions
 from ._core import explain as _explain
 from ._core import legacy as _legacy
 from ._core import ops as _ops
@@ -106,31 +107,30 @@ class AsyncDataStore(StoreSettings):
                 f"adatastore.backend.Backend, not {type(backend).__name__}"
             )
         check_options(options)
-        self.policy = Policy.build(dict(options))
-        """Bad entries, code changes, limits (`StoreOptions`)."""
+        policy = Policy.build(dict(options))
         generator = canonical_hash if key_generator is None else key_generator
-        self.identity = Identity(generator, self.policy.key_includes_code)
-        self.codec = Codec.build(serializer, **codec_options(options))
+        identity = Identity(generator, policy.key_includes_code)
+        codec = Codec.build(serializer, **codec_options(options))
         self.backend: Backend = backend
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
         mmap = _ops.map_mode(options.get("mmap", False))
-        parts = assemble(backend, self, self.identity, self.codec, self.policy, self.stats, mmap)
-        self.context = parts.context
-        """What the operations share (identity, codec, stats, policy); the blocking layer
-        runs the same operations with it."""
-        self.compute_host, self.lifecycle = parts.host, parts.lifecycle
+        self._parts = assemble(backend, self, identity, codec, policy, self.stats, mmap)
+        """The machinery under the API, private to the package: the operations' context
+        (identity, codec, policy, stats), the compute host and the lifecycle. The blocking
+        layer, the CLI and the named stores reach it here (one typed seam, as psycopg's
+        ``Connection`` keeps its adapters); a user's autocompletion shows the API only."""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> Self:
         """Prepare the store now instead of at first use; returns the store."""
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         return self
 
     async def aclose(self) -> None:
         """Close the store; later calls raise `StoreClosedError`. Closing twice is harmless."""
-        await self.lifecycle.close()
+        await self._parts.lifecycle.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -146,7 +146,7 @@ class AsyncDataStore(StoreSettings):
     async def __drive(self, operation: _ops.Operation[Any]) -> Any:
         """Open if needed, then run `operation` (mangled: 0.2 subclasses define ``_run``)."""
         try:
-            await self.lifecycle.ready()
+            await self._parts.lifecycle.ready()
         except BaseException:
             operation.close()
             raise
@@ -156,7 +156,7 @@ class AsyncDataStore(StoreSettings):
 
     def key_of(self, component: object) -> str:
         """Return the key this store files `component` under."""
-        return self.identity.key(component)
+        return self._parts.context.identity.key(component)
 
     async def store(
         self, component: object, attribute_name: str, data: Any, *, expire: Duration = None
@@ -165,7 +165,7 @@ class AsyncDataStore(StoreSettings):
         With `expire` (seconds, or ``"12h"``) reads miss it after that long."""
         seconds = None if expire is None else parse_duration(expire, "expire")
         await self.__drive(
-            _ops.store(self.context, component, attribute_name, data, None, None, seconds)
+            _ops.store(self._parts.context, component, attribute_name, data, None, None, seconds)
         )
 
     async def store_many(
@@ -177,7 +177,7 @@ class AsyncDataStore(StoreSettings):
         stored. Back-ends write them in one go (one transaction on SQLite and Django).
         """
         seconds = parse_duration(expire, "expire")
-        await self.__drive(_ops.store_many(self.context, items, seconds))
+        await self.__drive(_ops.store_many(self._parts.context, items, seconds))
 
     async def retrieve(
         self,
@@ -196,8 +196,8 @@ class AsyncDataStore(StoreSettings):
         A damaged entry raises `CorruptEntryError`; an entry written with another
         serializer raises `SerializationError`.
         """
-        mode = self.context.map_mode(mmap)
-        operation = _ops.retrieve(self.context, component, attribute_name, default, mode)
+        mode = self._parts.context.map_mode(mmap)
+        operation = _ops.retrieve(self._parts.context, component, attribute_name, default, mode)
         return await self.__drive(operation)
 
     async def retrieve_many(
@@ -210,27 +210,29 @@ class AsyncDataStore(StoreSettings):
         """Retrieve several ``(component, attribute_name)`` at once, in order; `default`
         where nothing is stored. One round trip on SQLite and Django. `mmap`: as
         `retrieve`."""
-        mode = self.context.map_mode(mmap)
-        operation = _ops.retrieve_many(self.context, requests, default, mode)
+        mode = self._parts.context.map_mode(mmap)
+        operation = _ops.retrieve_many(self._parts.context, requests, default, mode)
         return await self.__drive(operation)  # type: ignore[no-any-return]
 
     async def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
-        found: bool = await self.__drive(_ops.contains(self.context, component, attribute_name))
+        found: bool = await self.__drive(
+            _ops.contains(self._parts.context, component, attribute_name)
+        )
         return found
 
     async def delete(self, component: object, attribute_name: str | None = None) -> int:
         """Delete one attribute of `component`, or all of them; return how many went."""
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         if attribute_name is not None:
             check_attribute_name(attribute_name)
         return await self.backend.delete(
-            await self.compute_host.key_async(component), attribute_name
+            await self._parts.host.key_async(component), attribute_name
         )
 
     async def list_contents(self) -> list[Entry]:
         """Describe every stored entry, sorted by key then attribute name."""
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         entries = await self.backend.entries()
         return sorted(entries, key=lambda entry: (entry.key, entry.attribute_name))
 
@@ -261,10 +263,10 @@ class AsyncDataStore(StoreSettings):
         others (the cancellation takes effect then). It never leaves a partial entry.
         `mmap`: a stored value is mapped as `retrieve` maps it; a computed one is not.
         """
-        mode = self.context.map_mode(mmap)
-        await self.lifecycle.ready()
+        mode = self._parts.context.map_mode(mmap)
+        await self._parts.lifecycle.ready()
         check_attribute_name(attribute_name)
-        host = self.compute_host
+        host = self._parts.host
         key = await host.key_async(component)
         found = get_or_compute(host, component, key, attribute_name, compute, mode=mode,
                                cross_process=cross_process, lock_timeout=lock_timeout)  # fmt: skip
@@ -275,17 +277,7 @@ class AsyncDataStore(StoreSettings):
         components: Iterable[object],
         attribute_name: str,
         compute: Callable[[Any], Any],
-        *,
-        concurrency: int | None = None,
-        threads: int | bool | None = None,
-        progress: bool | Callable[[WarmProgress], None] = False,
-        processes: bool = False,
-        stop_on_error: bool = False,
-        cross_process: bool = True,
-        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
-        executor: object = None,
-        store_in_workers: bool | None = None,
-        check_stored: bool = True,
+        **options: Unpack[WarmKeywords],
     ) -> WarmReport:
         """Make sure `attribute_name` is stored for every component; return a summary.
 
@@ -310,25 +302,13 @@ class AsyncDataStore(StoreSettings):
         entry is read (mapped where it can be) and a bad one computed again (see
         `StoreOptions.on_bad_entry`); False trusts existence: cheaper on object storage.
         """
-        await self.lifecycle.ready()
+        parsed = WarmOptions.of(options)
+        await self._parts.lifecycle.ready()
         check_attribute_name(attribute_name)
+        spec = None if parsed.executor is None or parsed.store_in_workers is False else self.spec
         with relaying():  # warnings of its tasks (stale code) issued here, at the caller
             return await _sweep.warm(
-                self.compute_host,
-                None if executor is None or store_in_workers is False else self.spec,
-                components,
-                attribute_name,
-                compute,
-                concurrency=concurrency,
-                threads=threads,
-                progress=progress,
-                processes=processes,
-                stop_on_error=stop_on_error,
-                cross_process=cross_process,
-                lock_timeout=lock_timeout,
-                executor=executor,
-                store_in_workers=store_in_workers,
-                check_stored=check_stored,
+                self._parts.host, spec, components, attribute_name, compute, parsed
             )
 
     # -- why, and the store's health ------------------------------------------------------------
@@ -344,21 +324,21 @@ class AsyncDataStore(StoreSettings):
         the version, every parameter path with both values, and every input (with the
         input's own differences when the store holds that input).
         """
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         check_attribute_name(attribute_name)
-        return await _explain.explain(self.backend, self.identity, component, attribute_name, limit)
+        return await _explain.explain(
+            self.backend, self._parts.context.identity, component, attribute_name, limit
+        )
 
     async def provenance(self, component: object, attribute_name: str) -> Provenance | None:
         """The provenance of a stored entry (read without its payload), or None.
 
         `component` may also be the key of an entry, as `list_contents` gives it.
         """
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         check_attribute_name(attribute_name)
         key = (
-            component
-            if isinstance(component, str)
-            else await self.compute_host.key_async(component)
+            component if isinstance(component, str) else await self._parts.host.key_async(component)
         )
         return await _explain.provenance_of(self.backend, key, attribute_name)
 
@@ -375,8 +355,8 @@ class AsyncDataStore(StoreSettings):
         `ConfigurationError` before anything is removed. `progress(done, total)` is
         called after each entry.
         """
-        await self.lifecycle.ready()
-        return await _verify.verify(self.backend, self.codec, repair, progress)
+        await self._parts.lifecycle.ready()
+        return await _verify.verify(self.backend, self._parts.context.codec, repair, progress)
 
     async def cleanup(self, *, older_than: float = 3600.0) -> int:
         """Remove what interrupted writes left behind (temp files, unreferenced payloads).
@@ -384,9 +364,9 @@ class AsyncDataStore(StoreSettings):
         Only leftovers older than `older_than` seconds go, so writes in progress in other
         processes are safe. Returns how many were removed.
         """
-        await self.lifecycle.ready()
+        await self._parts.lifecycle.ready()
         return await self.backend.cleanup(older_than)
 
     def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
+        state = " closed" if self._parts.lifecycle.closed else ""
         return f"<{type(self).__name__} over {self.backend!r}{state}>"

@@ -18,10 +18,11 @@ import functools
 import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, Unpack
 
 from ._compute.flights import DEFAULT_LOCK_TIMEOUT
 from ._compute.spec import StoreSpec
+from ._compute.warm_options import WarmKeywords, WarmOptions
 from ._core import ops as _ops
 from ._core.options import MapArgument
 from ._core.policy import Duration, parse_duration
@@ -29,7 +30,7 @@ from ._runtime import portal as _portal
 from .interface import AbstractDataStore
 from .keygenerators import KeyGenerator
 from .provenance import Explanation, Provenance
-from .records import Entry, VerifyReport, WarmProgress, WarmReport
+from .records import Entry, VerifyReport, WarmReport
 from .stats import Stats
 from .store import AsyncDataStore
 
@@ -53,7 +54,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         backend.warn_unclosed = False  # the original API has no close(): no warning
         self._direct = backend.supports_blocking
         if self._direct:
-            async_store.lifecycle.blocking_ready()
+            async_store._parts.lifecycle.blocking_ready()
         else:
             _portal.call(async_store.open)
         _portal.track(async_store)
@@ -63,7 +64,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
     def _run(self, operation: _ops.Operation[T]) -> T:
         """Run an operation of the core in this thread (direct back-ends only)."""
         try:
-            self.async_store.lifecycle.blocking_ready()
+            self.async_store._parts.lifecycle.blocking_ready()
         except BaseException:
             operation.close()
             raise
@@ -94,7 +95,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Store `data` as the attribute `attribute_name` of `component`, replacing any
         (`expire`: see `AsyncDataStore.store`)."""
         if self._direct:
-            context, seconds = self.async_store.context, parse_duration(expire, "expire")
+            context, seconds = self.async_store._parts.context, parse_duration(expire, "expire")
             return self._run(
                 _ops.store(context, component, attribute_name, data, None, None, seconds)
             )
@@ -107,7 +108,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Store several ``(component, attribute_name, data)`` in one call."""
         if self._direct:
             seconds = parse_duration(expire, "expire")
-            return self._run(_ops.store_many(self.async_store.context, items, seconds))
+            return self._run(_ops.store_many(self.async_store._parts.context, items, seconds))
         return _portal.call(
             functools.partial(self.async_store.store_many, expire=expire), list(items)
         )
@@ -122,7 +123,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
     ) -> Any:
         """Return the stored attribute, or `default` (None) when nothing is stored;
         `mmap` maps arrays as `AsyncDataStore.retrieve` says."""
-        context = self.async_store.context
+        context = self.async_store._parts.context
         mode = context.map_mode(mmap)
         if self._direct:
             return self._run(_ops.retrieve(context, component, attribute_name, default, mode))
@@ -140,7 +141,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         mmap: MapArgument = None,
     ) -> list[Any]:
         """Retrieve several ``(component, attribute_name)`` in one call, in order."""
-        context = self.async_store.context
+        context = self.async_store._parts.context
         mode = context.map_mode(mmap)
         if self._direct:
             return self._run(_ops.retrieve_many(context, requests, default, mode))
@@ -153,7 +154,9 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
     def contains(self, component: object, attribute_name: str) -> bool:
         """Whether the attribute of `component` is stored."""
         if self._direct:
-            return self._run(_ops.contains(self.async_store.context, component, attribute_name))
+            return self._run(
+                _ops.contains(self.async_store._parts.context, component, attribute_name)
+            )
         return _portal.call(self.async_store.contains, component, attribute_name)
 
     def delete(self, component: object, attribute_name: str | None = None) -> int:
@@ -195,36 +198,12 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         components: Iterable[object],
         attribute_name: str,
         compute: Callable[[Any], Any],
-        *,
-        concurrency: int | None = None,
-        threads: int | bool | None = None,
-        progress: bool | Callable[[WarmProgress], None] = False,
-        processes: bool = False,
-        stop_on_error: bool = False,
-        cross_process: bool = True,
-        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
-        executor: object = None,
-        store_in_workers: bool | None = None,
-        check_stored: bool = True,
+        **options: Unpack[WarmKeywords],
     ) -> WarmReport:
         """Store `attribute_name` for every component; see `AsyncDataStore.warm`."""
+        WarmOptions.of(options)  # a misspelt keyword fails here, in the caller's thread
         return _portal.call(
-            functools.partial(
-                self.async_store.warm,
-                components,
-                attribute_name,
-                compute,
-                concurrency=concurrency,
-                threads=threads,
-                progress=progress,
-                processes=processes,
-                stop_on_error=stop_on_error,
-                cross_process=cross_process,
-                lock_timeout=lock_timeout,
-                executor=executor,
-                store_in_workers=store_in_workers,
-                check_stored=check_stored,
-            )
+            functools.partial(self.async_store.warm, components, attribute_name, compute, **options)
         )
 
     @property
@@ -259,7 +238,7 @@ class SyncDataStore(AbstractDataStore, Generic[A]):
         """Close the store; closing twice is harmless."""
         self._finalizer.detach()
         if self._direct:
-            self.async_store.lifecycle.blocking_close()
+            self.async_store._parts.lifecycle.blocking_close()
         else:
             _portal.call(self.async_store.aclose)
 
@@ -282,7 +261,7 @@ def _release(store: AsyncDataStore, direct: bool) -> None:
     """Close a blocking store's async store when the blocking one is collected unclosed."""
     with contextlib.suppress(Exception):
         if direct:
-            store.lifecycle.blocking_close()
+            store._parts.lifecycle.blocking_close()
         else:
             _portal.close_now(store)
 

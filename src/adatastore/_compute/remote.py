@@ -45,6 +45,7 @@ from .executors import Inbox, Pool, worker_died
 from .flights import Flights, get_or_compute, recomputed_bad
 from .spec import StoreSpec, worker_store
 from .warm import WarmHost
+from .warm_options import WarmOptions
 
 __all__ = [
     "RemoteCompute",
@@ -298,11 +299,9 @@ class RemoteWarm:
         pool: Pool,
         attribute_name: str,
         compute: Callable[[Any], Any],
+        options: WarmOptions,
         *,
         concurrency: int,
-        stop_on_error: bool,
-        lock_timeout: float | None,
-        check_stored: bool = True,
         state: WarmProgress,
         report_progress: Callable[[], None],
         failed: list[tuple[object, BaseException]],
@@ -310,8 +309,7 @@ class RemoteWarm:
     ) -> None:
         self.host, self.spec, self.pool = host, spec, pool
         self.attribute_name, self.compute = attribute_name, compute
-        self.concurrency, self.stop_on_error = concurrency, stop_on_error
-        self.lock_timeout, self.check_stored = lock_timeout, check_stored
+        self.options, self.concurrency = options, concurrency
         self.state, self.report_progress = state, report_progress
         self.failed, self.tallies = failed, tallies
         self._inbox = Inbox()
@@ -372,7 +370,7 @@ class RemoteWarm:
                 self.attribute_name,
                 self.compute,
                 [component for _, component in task.items],
-                self.lock_timeout,
+                self.options.lock_timeout,
             )
             for task in tasks
         ]
@@ -415,7 +413,7 @@ class RemoteWarm:
         name = self.attribute_name
         pairs = [(key, name) for key, _ in items]
         stored, bad, stale = await self.host.sound_many(
-            pairs, self.check_stored, [component for _, component in items], self.compute
+            pairs, self.options.check_stored, [component for _, component in items], self.compute
         )
         state.stale += stale
         for key, component in items:
@@ -478,7 +476,7 @@ class RemoteWarm:
         self.state.failed += 1
         self.failed.append((component, error))
         self._done(1)
-        if self.stop_on_error:
+        if self.options.stop_on_error:
             raise error
 
     def _done(self, count: int) -> None:

@@ -14,10 +14,11 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..records import WarmProgress, WarmReport
 from .executors import pool_for
-from .flights import DEFAULT_LOCK_TIMEOUT, is_async, progress_reporter, refuse_at_worker_import
+from .flights import is_async, progress_reporter, refuse_at_worker_import
 from .remote import RemoteCompute, RemoteWarm, Tallies, check_picklable
 from .spec import StoreSpec
 from .warm import WarmHost, WarmRun
+from .warm_options import WarmOptions
 
 __all__ = ["warm"]
 
@@ -79,19 +80,11 @@ async def warm(
     components: Iterable[object],
     attribute_name: str,
     compute: Callable[[Any], Any],
-    *,
-    concurrency: int | None = None,
-    threads: int | bool | None = None,
-    progress: bool | Callable[[WarmProgress], None] = False,
-    processes: bool = False,
-    stop_on_error: bool = False,
-    cross_process: bool = True,
-    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
-    executor: object = None,
-    store_in_workers: bool | None = None,
-    check_stored: bool = True,
+    options: WarmOptions,
 ) -> WarmReport:
     """See `AsyncDataStore.warm`; `spec` is the store's (None: only this process)."""
+    concurrency, threads, processes = options.concurrency, options.threads, options.processes
+    executor, store_in_workers = options.executor, options.store_in_workers
     refuse_at_worker_import()
     pool = None if executor is None else pool_for(executor)
     if pool is None:
@@ -122,7 +115,7 @@ async def warm(
     if pool is not None and isinstance(components, Sequence):
         check_picklable(pool, compute, components)  # all, before anything is submitted
     state = WarmProgress(total=len(components) if isinstance(components, Sequence) else 0)
-    report_progress = progress_reporter(progress, state)
+    report_progress = progress_reporter(options.progress, state)
     tallies = Tallies()
     try:
         if remote:
@@ -134,10 +127,8 @@ async def warm(
                 pool,
                 attribute_name,
                 compute,
+                options,
                 concurrency=limit,
-                stop_on_error=stop_on_error,
-                lock_timeout=lock_timeout,
-                check_stored=check_stored,
                 state=state,
                 report_progress=report_progress,
                 failed=failed,
@@ -151,12 +142,8 @@ async def warm(
                 host,
                 attribute_name,
                 compute,
+                options,
                 concurrency=limit,
-                processes=processes,
-                stop_on_error=stop_on_error,
-                cross_process=cross_process,
-                lock_timeout=lock_timeout,
-                check_stored=check_stored,
                 state=state,
                 report_progress=report_progress,
                 failed=failed,

@@ -39,7 +39,6 @@ from ..errors import DataStoreError, WorkerStartupError
 from ..records import WarmProgress
 from ..stats import logger
 from .flights import (
-    DEFAULT_LOCK_TIMEOUT,
     ComputeHost,
     Flight,
     Outcome,
@@ -50,6 +49,7 @@ from .flights import (
     recomputed_bad,
     run_compute,
 )
+from .warm_options import WarmOptions
 
 __all__ = ["WarmHost", "WarmRun"]
 
@@ -133,13 +133,9 @@ class WarmRun:
         store: WarmHost,
         attribute_name: str,
         compute: Callable[[Any], Any],
+        options: WarmOptions,
         *,
         concurrency: int,
-        processes: bool,
-        stop_on_error: bool,
-        cross_process: bool,
-        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
-        check_stored: bool = True,
         state: WarmProgress,
         report_progress: Reporter,
         failed: list[tuple[object, BaseException]],
@@ -147,13 +143,8 @@ class WarmRun:
         self.store = store
         self.attribute_name = attribute_name
         self.compute = compute
-        self.concurrency = concurrency
-        self.processes = processes
-        self.stop_on_error = stop_on_error
+        self.options, self.concurrency = options, concurrency
         self._startup_failure: WorkerStartupError | None = None
-        self.cross_process = cross_process
-        self.lock_timeout = lock_timeout
-        self.check_stored = check_stored
         self.state = state
         self.report_progress = report_progress
         self.failed = failed
@@ -238,7 +229,7 @@ class WarmRun:
         flight, leader = store.flights.claim(key, name)
         if not leader:
             return None
-        lock = store.lock(key, name, 0) if self.cross_process else no_lock()
+        lock = store.lock(key, name, 0) if self.options.cross_process else no_lock()
         claim = _Claim(key, component, flight, lock)
         try:
             locked = await lock.__aenter__()
@@ -264,7 +255,7 @@ class WarmRun:
         pairs = [(claim.key, name) for claim in batch]
         components = [claim.component for claim in batch]
         stored, bad, stale = await self.store.sound_many(
-            pairs, self.check_stored, components, self.compute
+            pairs, self.options.check_stored, components, self.compute
         )
         self.state.stale += stale
         if bad:
@@ -276,7 +267,7 @@ class WarmRun:
                         continue
                     batch.remove(claim)
                     await self._fail(claim, error)
-                    if self.stop_on_error:
+                    if self.options.stop_on_error:
                         raise error
         if not stored:
             return
@@ -294,7 +285,7 @@ class WarmRun:
 
     def _task(self, component: object) -> Callable[[], Any]:
         task = functools.partial(self.compute, component)
-        if self.processes and not is_async(self.compute):
+        if self.options.processes and not is_async(self.compute):
             return functools.partial(self._in_process, task)
         return task
 
@@ -333,7 +324,7 @@ class WarmRun:
         # A computation in a thread or a coroutine cannot be stopped midway: shielded, it
         # runs to its end and is stored. One in a worker process can: a cancelled warm
         # (Ctrl-C) kills its worker (`in_process`) instead of waiting for it.
-        killable = self.processes and not is_async(self.compute)
+        killable = self.options.processes and not is_async(self.compute)
         try:
             with anyio.CancelScope(shield=not killable):
                 started = time.perf_counter()
@@ -348,7 +339,7 @@ class WarmRun:
         except Exception as error:
             with anyio.CancelScope(shield=True):
                 await self._fail(claim, error)
-            if self.stop_on_error:
+            if self.options.stop_on_error:
                 raise
             return
         try:
@@ -366,15 +357,15 @@ class WarmRun:
                 key,
                 self.attribute_name,
                 self._task(component),
-                cross_process=self.cross_process,
-                lock_timeout=self.lock_timeout,
+                cross_process=self.options.cross_process,
+                lock_timeout=self.options.lock_timeout,
                 value_needed=False,
                 known_missing=True,
             )
         except Exception as error:
             self._record_failure(component, error)
             self._one_done()
-            if self.stop_on_error:
+            if self.options.stop_on_error:
                 raise
             return
         if outcome is Outcome.HIT:
@@ -448,7 +439,7 @@ class WarmRun:
         except Exception as error:
             for claim in sealed_claims:
                 await self._fail(claim, error)
-            if self.stop_on_error:
+            if self.options.stop_on_error:
                 raise
             return
         for claim in sealed_claims:

@@ -57,7 +57,7 @@ class AsyncShelveDataStore(AsyncDataStore):
         return self.backend.durable
 
     def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
+        state = " closed" if self._parts.lifecycle.closed else ""
         return f"<{type(self).__name__} {str(self.root_dir)!r}{state}>"
 
 

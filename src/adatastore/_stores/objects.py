@@ -79,7 +79,7 @@ class AsyncObjectDataStore(AsyncDataStore):
         return self.backend.url
 
     def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
+        state = " closed" if self._parts.lifecycle.closed else ""
         return f"<{type(self).__name__} {self.url!r}{state}>"
 
 

@@ -80,7 +80,7 @@ class AsyncSQLiteDataStore(AsyncDataStore):
         return self.backend.busy_timeout
 
     def __repr__(self) -> str:
-        state = " closed" if self.lifecycle.closed else ""
+        state = " closed" if self._parts.lifecycle.closed else ""
         return f"<{type(self).__name__} {str(self.path)!r}{state}>"
 
 
