@@ -118,7 +118,9 @@ def test_flipped_bytes_give_only_the_promised_errors(data: st.DataObject) -> Non
 def test_deeply_nested_json_in_a_header(depth: int) -> None:
     store, _ = valid_record(False)
     with pytest.raises(CorruptEntryError):
-        store._parts.context.codec.open("key", "v", bytearray(seal_raw(b"[" * depth + b"]" * depth)), True)
+        store._parts.context.codec.open(
+            "key", "v", bytearray(seal_raw(b"[" * depth + b"]" * depth)), True
+        )
 
 
 # -- key generators ------------------------------------------------------------------------

@@ -577,3 +577,39 @@ def test_a_writer_killed_after_its_upload_leaves_an_orphan_that_cleanup_removes(
         np.testing.assert_array_equal(store.retrieve(kept, "v"), np.ones(100_000))
         assert store.verify().ok
         store.close()
+
+
+def test_each_store_resolves_its_own_credentials_with_the_models_loaded_once(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores share botocore's loader of service models (a fresh one per store cost
+    0.19 s of every open), not a session: credentials are still read per store, so a
+    store made after the AWS environment changed signs with the new key."""
+    from adatastore.backends._bucket import Bucket
+
+    def bucket() -> Bucket:
+        made = Bucket(
+            "b",
+            where="test",
+            endpoint=s3.endpoint,
+            region="us-east-1",
+            credentials=(None, None, None),
+            timeout=5,
+            concurrency=1,
+            part_size=5 << 20,
+        )
+        assert made.client is not None  # made now, with the environment of now
+        return made
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first-key")
+    first = bucket()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second-key")
+    second = bucket()
+    try:
+        signers = [b.client._request_signer for b in (first, second)]
+        assert [signer._credentials.access_key for signer in signers] == ["first-key", "second-key"]
+        loaders = {id(b.client.meta.service_model._service_description) for b in (first, second)}
+        assert len(loaders) == 1  # the parsed model is the loader's, parsed once
+    finally:
+        first.close()
+        second.close()
