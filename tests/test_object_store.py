@@ -613,3 +613,37 @@ def test_each_store_resolves_its_own_credentials_with_the_models_loaded_once(
     finally:
         first.close()
         second.close()
+
+
+async def test_a_listing_reads_again_only_the_component_records_that_changed(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing shows each component record's ETag; one unchanged since it was read is
+    not fetched again (a GET per entry per listing was most of an S3 store's listing
+    cost), and one written since (here: damaged in place) is read again and reported."""
+    bucket = s3.new_bucket()
+    async with AsyncObjectDataStore(bucket, "p", **s3.options()) as store:
+        for n in range(5):
+            await store.store(SimpleComponent({"n": n}), "v", n)
+        backend = store.backend
+        fetched: list[str] = []
+        get = backend.objects.get
+
+        def counted(name: str, **options: Any) -> Any:
+            fetched.append(name)
+            return get(name, **options)
+
+        monkeypatch.setattr(backend.objects, "get", counted)
+        first = await store.list_contents()
+        assert len(first) == 5
+        assert sum(name.endswith("/component.json") for name in fetched) == 5
+        fetched.clear()
+        assert await store.list_contents() == first
+        assert fetched == []  # nothing changed: nothing read
+        key = store.key_of(SimpleComponent({"n": 3}))
+        damaged = backend.record_name(key)  # the entry's component.json
+        s3.client().put_object(Bucket=bucket, Key=damaged, Body=b"{")
+        again = await store.list_contents()
+        assert [name for name in fetched if name.endswith("/component.json")] == [damaged]
+        assert {entry.full_type for entry in again if entry.key == key} == {""}
+        assert len((await store.verify()).damaged) == 1

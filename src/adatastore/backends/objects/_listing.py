@@ -20,6 +20,9 @@ from .._bucket import Bucket
 COMPONENT = "component.json"
 RECORD_SUFFIX = ".rec"
 MAX_JSON = 1 << 26  # a component.json or marker larger than this is not ours
+KNOWN_COMPONENTS = 1 << 16
+"""Component records kept between listings, at most (a store with more lists them all each
+time): each costs a GET, and listings repeat (every eviction plan, `list_contents`)."""
 
 
 class EntryListing:
@@ -28,6 +31,12 @@ class EntryListing:
     def __init__(self, objects: Bucket, under: str) -> None:
         self.objects = objects
         self.under = under if under.endswith("/") else under + "/"
+        self._known: dict[str, tuple[str, ComponentRecord]] = {}
+        """Component records read before, by entry directory, with the ETag they had: a
+        listing shows each object's ETag, and an object with the same ETag has the same
+        bytes (every write is a new ETag), so a record whose ETag is unchanged is not read
+        again. Measured on the test server: 16 threads listing a store of ~150 entries
+        took 15 s of a 33 s topology run, nearly all of it these GETs."""
 
     def entry_objects(self) -> dict[str, list[dict[str, Any]]]:
         """The objects under ``e/``, by entry directory (``<prefix>/e/<encoded key>/``)."""
@@ -46,17 +55,44 @@ class EntryListing:
         found = self.objects.get(directory + COMPONENT)
         if found is None:
             return None
-        data = found["Body"].read(MAX_JSON + 1)
-        if len(data) > MAX_JSON:
-            raise ValueError("too large to be a component record")
-        return ComponentRecord.from_json(data)
+        return parse_component(found["Body"].read(MAX_JSON + 1))
 
-    def _component(self, directory: str) -> ComponentRecord | None:
+    def _component(self, directory: str, etag: str | None = None) -> ComponentRecord | None:
+        """The entry's component record for listing (a placeholder when it is damaged),
+        from `_known` when its listed `etag` is the one it had when read."""
+        known = self._known.get(directory)
+        if known is not None and etag is not None and known[0] == etag:
+            return known[1]
+        found = self.objects.get(directory + COMPONENT)
+        if found is None:
+            return None
         try:
-            return self._component_record(directory)
+            record = parse_component(found["Body"].read(MAX_JSON + 1))
         except ValueError:  # damaged or planted: verify reports it (`blocking_planted`)
             encoded = directory.rstrip("/").rpartition("/")[2]
-            return ComponentRecord(decode_or(encoded), "", "", None, ())
+            record = ComponentRecord(decode_or(encoded), "", "", None, ())
+        if len(self._known) < KNOWN_COMPONENTS:
+            self._known[directory] = (str(found["ETag"]), record)
+        return record
+
+    def _listed_components(
+        self, directories: dict[str, list[dict[str, Any]]]
+    ) -> list[ComponentRecord | None]:
+        """The component records of the listed entry directories (read concurrently,
+        those not changed since they were read taken from `_known`, which then keeps
+        only what this listing showed)."""
+        etags = {
+            directory: next(
+                (str(item["ETag"]) for item in objects if item["Name"] == COMPONENT), None
+            )
+            for directory, objects in directories.items()
+        }
+        found = self.objects.many(
+            [functools.partial(self._component, d, etag) for d, etag in etags.items()]
+        )
+        known = self._known
+        self._known = {d: known[d] for d in etags if d in known}
+        return found
 
     def _damaged_component(self, directory: str) -> str | None:
         try:
@@ -106,9 +142,7 @@ class EntryListing:
             for directory, objects in self.entry_objects().items()
             if any(item["Name"] == COMPONENT for item in objects)
         }
-        components = self.objects.many(
-            [functools.partial(self._component, directory) for directory in directories],
-        )
+        components = self._listed_components(directories)
         entries = []
         for (directory, objects), component in zip(directories.items(), components, strict=True):
             if component is None:
@@ -149,10 +183,7 @@ class EntryListing:
         return header.attribute_name
 
     def components(self, full_type: str | None) -> list[ComponentRecord]:
-        directories = list(self.entry_objects())
-        found = self.objects.many(
-            [functools.partial(self._component, directory) for directory in directories],
-        )
+        found = self._listed_components(self.entry_objects())
         return [
             record
             for record in found
@@ -160,6 +191,14 @@ class EntryListing:
             and record.full_type
             and (full_type is None or record.full_type == full_type)
         ]
+
+
+def parse_component(data: bytes) -> ComponentRecord:
+    """A component record from its object's first `MAX_JSON` + 1 bytes; `ValueError` when
+    it is damaged (does not parse, too large, nested too deep)."""
+    if len(data) > MAX_JSON:
+        raise ValueError("too large to be a component record")
+    return ComponentRecord.from_json(data)
 
 
 def utc(moment: datetime) -> datetime:
