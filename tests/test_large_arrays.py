@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from adatastore import (
     SQLiteDataStore,
     open_store,
 )
+from adatastore._compute.spec import WorkerStore
 from adatastore._storage.fsio import FileMap
 from adatastore.errors import ConfigurationError, CorruptEntryError, IntegrityError
 from adatastore.serializers import PickleSerializer
@@ -186,6 +188,31 @@ async def test_store_urls_take_mmap_and_compression(tmp_path: Path) -> None:
         await open_store(f"file://{tmp_path}/files?mmap=sometimes")
     with pytest.raises(ConfigurationError, match="unknown compression 'gzip'"):
         await open_store(f"file://{tmp_path}/files?compression=gzip")
+
+
+async def test_a_spec_carries_the_stores_mapping_to_other_processes(tmp_path: Path) -> None:
+    """``open_store(spec)`` and an executor worker's store read as the store they describe:
+    mapped when it maps (the spec carried every option but ``mmap``, so the copy read its
+    arrays into memory)."""
+    component, expected = PlainComponent({"n": 8}), value()
+    async with AsyncShelveDataStore(tmp_path / "files", mmap="c", verify_on_read=False) as store:
+        await store.store(component, "v", expected)
+        spec = store.spec
+        assert spec is not None
+        assert spec.settings.mmap == "c"
+        async with await open_store(pickle.loads(pickle.dumps(spec))) as again:
+            got = await again.retrieve(component, "v")
+            check_equal(got, expected)
+            assert shares_map(got["spikes"])
+            assert got["spikes"].flags.writeable  # copy-on-write, as the store maps
+            assert again.verify_on_read is False
+        worker = WorkerStore(spec)
+        await worker.lifecycle.ready()
+        try:
+            assert worker.context.mmap == "c"
+            assert worker.context.codec.verify_on_read is False
+        finally:
+            await worker.aclose()
 
 
 # -- the blocking API ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self, Unpack
 
-from ._codec.sealing import Codec
 from ._compute import sweep as _sweep
 from ._compute.flights import DEFAULT_LOCK_TIMEOUT, get_or_compute
 from ._compute.host import assemble
@@ -24,9 +23,9 @@ from ._core import explain as _explain
 from ._core import legacy as _legacy
 from ._core import ops as _ops
 from ._core import verify as _verify
-from ._core.identity import MAX_ATTRIBUTE_NAME_LENGTH, Identity, check_attribute_name
-from ._core.options import MapArgument, StoreOptions, check_options, codec_options
-from ._core.policy import Duration, Policy, parse_duration
+from ._core.identity import MAX_ATTRIBUTE_NAME_LENGTH, check_attribute_name
+from ._core.options import MapArgument, Settings, StoreOptions
+from ._core.policy import Duration, parse_duration
 from ._facade.settings import StoreSettings
 from ._runtime.user_warnings import relaying
 from .backend import Backend
@@ -106,16 +105,12 @@ class AsyncDataStore(StoreSettings):
                 "AsyncDataStore(backend, *, key_generator=..., serializer=..., ...) needs an "
                 f"adatastore.backend.Backend, not {type(backend).__name__}"
             )
-        check_options(options)
-        policy = Policy.build(dict(options))
-        generator = canonical_hash if key_generator is None else key_generator
-        identity = Identity(generator, policy.key_includes_code)
-        codec = Codec.build(serializer, **codec_options(options))
+        settings, signer = Settings.parse(options)
         self.backend: Backend = backend
         """Where the records live (see `adatastore.backend`)."""
         self.stats = Stats()
-        mmap = _ops.map_mode(options.get("mmap", False))
-        self._parts = assemble(backend, self, identity, codec, policy, self.stats, mmap)
+        generator = canonical_hash if key_generator is None else key_generator
+        self._parts = assemble(backend, self, generator, serializer, settings, signer, self.stats)
         """The machinery under the API, private to the package: the operations' context
         (identity, codec, policy, stats), the compute host and the lifecycle. The blocking
         layer, the CLI and the named stores reach it here (one typed seam, as psycopg's

@@ -219,9 +219,7 @@ def _from_spec(spec: StoreSpec, options: dict[str, Any]) -> AsyncDataStore:
         spec.backend.make(),
         key_generator=spec.key_generator,
         serializer=spec.serializer,
-        verify_on_read=spec.verify_on_read,
-        compression=spec.compression,
-        **spec.policy.options(),
+        **spec.settings.options(),
     )
 
 

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..provenance import CodeOrigin, Provenance, provenance_now
 from ..serializers import Buffer, PickleSerializer, Serializer
-from ..signing import Signer, SigningKey, signer_from
+from ..signing import Signer
 from . import record as _record
 from .compression import SMALLEST, Compression, compress_parts, decompress_part
 
@@ -84,21 +84,16 @@ class Codec:
     def build(
         cls,
         serializer: Serializer | None,
-        signing_key: SigningKey | None,
-        verify_on_read: bool,
-        compression: str | Compression | None,
+        signer: Signer | None,
+        verify_on_read: bool = True,
+        compression: Compression | None = None,
     ) -> Codec:
-        """The codec of a store, from the options its user gave (checked)."""
+        """The codec of a store, its serializer checked (None: pickle)."""
         if serializer is not None and not isinstance(serializer, Serializer):
             raise ConfigurationError(
                 f"serializer must have 'name', 'dumps' and 'loads'; got {serializer!r}"
             )
-        return cls(
-            serializer or PickleSerializer(),
-            signer_from(signing_key),
-            verify_on_read,
-            Compression.parse(compression),
-        )
+        return cls(serializer or PickleSerializer(), signer, verify_on_read, compression)
 
     def dump(
         self,

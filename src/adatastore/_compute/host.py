@@ -18,10 +18,13 @@ from .._codec.sealing import OFFLOAD_BYTES, Codec
 from .._core import ops as _ops
 from .._core.identity import Identity
 from .._core.lifecycle import Lifecycle
-from .._core.policy import BAD_ENTRY_ERRORS, BadEntry, Policy
+from .._core.options import Settings
+from .._core.policy import BAD_ENTRY_ERRORS, BadEntry
 from .._core.staleness import all_known, code_known, is_expired, learn, learn_all, warn_if_stale
 from ..backend import Backend, MapMode, RecordWrite
-from ..serializers import Buffer
+from ..keygenerators import KeyGenerator
+from ..serializers import Buffer, Serializer
+from ..signing import Signer
 from ..stats import Stats
 from .flights import Flights
 from .warm import Soundness
@@ -45,17 +48,21 @@ class StoreParts(NamedTuple):
 def assemble(
     backend: Backend,
     owner: object,
-    identity: Identity,
-    codec: Codec,
-    policy: Policy,
+    key_generator: KeyGenerator,
+    serializer: Serializer | None,
+    settings: Settings,
+    signer: Signer | None,
     stats: Stats | None = None,
-    mmap: MapMode | None = None,
 ) -> StoreParts:
     """A store's operation context, compute host and lifecycle over `backend`, wired as
-    every store has them: the facade and an executor worker's store are both made here.
-    (Assembled twice, the two had drifted: a worker's store had no limiter at close and
-    dropped the read notes of a size-limited store.)"""
-    context = _ops.Context(identity, codec, Stats() if stats is None else stats, mmap, policy)
+    every store has them from its parsed `settings`: the facade and an executor worker's
+    store are both made here. (Assembled twice, the two had drifted: a worker's store had
+    no limiter at close and dropped the read notes of a size-limited store.)"""
+    policy = settings.policy
+    identity = Identity(key_generator, policy.key_includes_code)
+    codec = Codec.build(serializer, signer, settings.verify_on_read, settings.compression)
+    stats = Stats() if stats is None else stats
+    context = _ops.Context(identity, codec, stats, settings.mmap, policy)
     host = StoreHost(backend, context)
     lifecycle = Lifecycle(backend, owner, host.forget_flights, context.limiter)
     return StoreParts(context, host, lifecycle)

@@ -37,12 +37,11 @@ import anyio.to_thread
 
 from .._runtime import portal as _portal
 from .._runtime.waiting import Waiter
-from ..backend import MapMode
 from ..errors import ConfigurationError, DataStoreError, ExecutorError
 from ..records import WarmProgress, WorkerTally
-from ..stats import Stats
 from .executors import Inbox, Pool, worker_died
-from .flights import Flights, get_or_compute, recomputed_bad
+from .flights import get_or_compute, recomputed_bad
+from .host import StoreHost
 from .spec import StoreSpec, worker_store
 from .warm import WarmHost
 from .warm_options import WarmOptions
@@ -91,33 +90,17 @@ def _portable(error: BaseException) -> BaseException:
 
 
 class _Sized:
-    """A store's `ComputeHost` that notes the size of the record it stores."""
+    """A worker store's `ComputeHost` whose `put` notes the size of the record it stores.
+    The rest is the host's own, bound here: the lookup's signature is written once, in
+    `ComputeHost`, and implemented once, by `StoreHost`."""
 
-    def __init__(self, host: Any) -> None:
+    def __init__(self, host: StoreHost) -> None:
         self.host = host
         self.size = 0
-
-    @property
-    def stats(self) -> Stats:
-        return self.host.stats  # type: ignore[no-any-return]
-
-    @property
-    def flights(self) -> Flights:
-        return self.host.flights  # type: ignore[no-any-return]
-
-    def lock(self, key: str, attribute_name: str, timeout: float | None) -> Any:
-        return self.host.lock(key, attribute_name, timeout)
-
-    async def lookup(
-        self,
-        key: str,
-        attribute_name: str,
-        value_needed: bool,
-        mode: MapMode | None = None,
-        component: object = None,
-        compute: Callable[..., Any] | None = None,
-    ) -> Any:
-        return await self.host.lookup(key, attribute_name, value_needed, mode, component, compute)
+        self.stats = host.stats
+        self.flights = host.flights
+        self.lock = host.lock
+        self.lookup = host.lookup
 
     async def put(
         self,

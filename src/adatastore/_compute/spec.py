@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass, field
 
 from .._codec.compression import Compression
-from .._codec.sealing import Codec
-from .._core.identity import Identity
+from .._core.ops import Context
+from .._core.options import Settings
 from .._core.policy import Policy
 from .._runtime import forks as _forks
 from .._runtime import portal as _portal
@@ -46,15 +46,27 @@ class StoreSpec:
     backend: BackendSpec
     key_generator: KeyGenerator
     serializer: Serializer
-    verify_on_read: bool = True
     key_id: str | None = None
     """The id of the signing key (`Signer.key_id`), or None for an unsigned store."""
-    compression: Compression | None = None
-    """How the store compresses what it writes (workers storing do the same)."""
-    policy: Policy = field(default_factory=Policy)
-    """Bad entries, code changes, limits: workers follow the store's policy."""
+    settings: Settings = field(default_factory=Settings)
+    """The store's parsed options — checks, compression, ``mmap``, policy (bad entries,
+    code changes, limits): a worker's store is assembled from them as the caller's was."""
     token: str = field(default="", compare=False)
     """Names the spec in a worker's cache of open stores."""
+
+    @property
+    def policy(self) -> Policy:
+        """Bad entries, code changes, limits: workers follow the store's policy."""
+        return self.settings.policy
+
+    @property
+    def compression(self) -> Compression | None:
+        """How the store compresses what it writes (workers storing do the same)."""
+        return self.settings.compression
+
+    @property
+    def verify_on_read(self) -> bool:
+        return self.settings.verify_on_read
 
     @property
     def url(self) -> str:
@@ -84,22 +96,20 @@ class StoreSpec:
         return f"StoreSpec({self.url!r}{signed})"
 
 
-def describe(
-    backend: Backend, identity: Identity, codec: Codec, policy: Policy
-) -> StoreSpec | None:
+def describe(backend: Backend, context: Context) -> StoreSpec | None:
     """The spec of an open store, or None when only this process reaches its storage."""
     where = backend.spec()
     if where is None:
         return None
+    codec = context.codec
     signer = codec.signer
+    settings = Settings(context.policy, codec.verify_on_read, codec.compression, context.mmap)
     spec = StoreSpec(
         where,
-        identity.key_generator,
+        context.identity.key_generator,
         codec.serializer,
-        codec.verify_on_read,
         None if signer is None else signer.key_id(),
-        codec.compression,
-        policy,
+        settings,
     )
     try:
         data = pickle.dumps(spec, protocol=5)
@@ -118,10 +128,11 @@ class WorkerStore:
     def __init__(self, spec: StoreSpec) -> None:
         backend = spec.backend.make()
         backend.warn_unclosed = False  # closed at exit by the portal, or with the process
-        codec = Codec(spec.serializer, spec.signer(), spec.verify_on_read, spec.compression)
-        identity = Identity(spec.key_generator, spec.policy.key_includes_code)
         self.spec = spec
-        _, self.host, self.lifecycle = assemble(backend, self, identity, codec, spec.policy)
+        parts = assemble(
+            backend, self, spec.key_generator, spec.serializer, spec.settings, spec.signer()
+        )
+        self.context, self.host, self.lifecycle = parts
 
     async def aclose(self) -> None:
         await self.lifecycle.close()

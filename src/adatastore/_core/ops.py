@@ -25,11 +25,11 @@ from .._codec import record as _record
 from .._codec.sealing import OFFLOAD_BYTES, Codec, is_mapped
 from .._runtime.clock import clock
 from ..backend import Backend, MapMode, RecordWrite
-from ..errors import ConfigurationError
 from ..serializers import Buffer
 from ..stats import Stats, logger
 from .identity import Identity, check_attribute_name
 from .limits import Limiter
+from .options import map_mode
 from .policy import Policy
 from .staleness import EXPIRED, LEARN, code_known, code_origin, hit_state, learn
 
@@ -108,19 +108,6 @@ class Context:
     def map_mode(self, mmap: object) -> MapMode | None:
         """The mapping of one call: its `mmap` argument (None: the store's default)."""
         return self.mmap if mmap is None else map_mode(mmap)
-
-
-def map_mode(mmap: object) -> MapMode | None:
-    """``mmap=`` as given by a user (False, True, "r", "c") as a mapping mode."""
-    if mmap is False:
-        return None
-    if mmap is True or mmap == "r":
-        return "r"
-    if mmap == "c":
-        return "c"
-    raise ConfigurationError(
-        f"mmap must be True (read-only), 'c' (copy-on-write) or False, not {mmap!r}"
-    )
 
 
 # -- the drivers --------------------------------------------------------------------------------

@@ -55,9 +55,4 @@ class StoreSettings:
         when only this process can reach it (memory). Known once the store is open."""
         if not self._parts.lifecycle.opened:
             raise ConfigurationError(f"{self!r} is not open yet: its spec is known once open")
-        return _spec.describe(
-            self.backend,
-            self._parts.context.identity,
-            self._parts.context.codec,
-            self._parts.context.policy,
-        )
+        return _spec.describe(self.backend, self._parts.context)
