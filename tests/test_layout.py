@@ -170,6 +170,50 @@ def test_engines_import_neither_the_facade_nor_the_named_stores() -> None:
     assert len(engines) >= 5, engines  # memory, files, sqlite, objects, django
 
 
+# A back-end's record I/O: what an operation of the core asks its driver for.
+RECORD_IO = {
+    f"{prefix}{name}"
+    for prefix in ("", "blocking_")
+    for name in (
+        "read",
+        "read_many",
+        "read_mapped",
+        "read_many_mapped",
+        "write",
+        "write_many",
+        "contains",
+        "contains_many",
+        "delete_listed",
+        "entries",
+        "last_used",
+        "touch_many",
+    )
+}
+DRIVERS = "adatastore._core.ops"
+# Diagnostics that hand back no value and decide nothing about a hit: ``explain`` reads a
+# record's head and lists the store to say why a lookup missed.
+DIAGNOSTICS = {"adatastore._core.explain"}
+
+
+def test_compute_and_the_core_reach_records_only_through_the_drivers() -> None:
+    """One read path: compute, warm-up and eviction read, check, list and delete through
+    the operations of the core, which the two drivers run (the compute host had its own
+    reads of entries to check; the limiter listed and deleted by itself)."""
+    offences = sorted(
+        f"{name}:{node.lineno} calls .{node.func.attr}()"
+        for name, path in modules().items()
+        if name.startswith(("adatastore._core", "adatastore._compute"))
+        and name != DRIVERS
+        and name not in DIAGNOSTICS
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in RECORD_IO
+        and "backend" in ast.unparse(node.func.value)
+    )
+    assert not offences, offences
+
+
 def test_private_modules_live_in_layer_folders() -> None:
     loose = sorted(
         path.name

@@ -10,10 +10,11 @@ import functools
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import pytest
 from components import PlainComponent
@@ -22,6 +23,7 @@ from helpers import StoreFactory, subprocess_env
 
 from adatastore import AsyncDataStore, SyncDataStore, open_store, open_store_sync
 from adatastore._compute.spec import WorkerStore
+from adatastore._core import ops as _ops
 from adatastore._runtime.clock import clock
 from adatastore.backends.objects import ENTRIES, ObjectBackend
 from adatastore.errors import ConfigurationError
@@ -231,6 +233,71 @@ async def test_locked_entries_are_never_evicted(
                 assert store.key_of(item(0)) in left  # the oldest, but locked
                 assert store.key_of(item(1)) not in left
                 assert len(left) <= 4
+
+
+Cut = Callable[[Callable[[], Coroutine[Any, Any, None]], anyio.Event], Coroutine[Any, Any, None]]
+
+
+async def _a_trim_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: Cut) -> None:
+    """A store's trim is cut off while it evicts (`cut` starts the write that trims and
+    cancels it once it evicts); the next write over the limit trims again and evicts."""
+    from adatastore import AsyncShelveDataStore
+
+    real_evict = _ops.evict
+    evicting = anyio.Event()
+
+    async def stuck(backend: Any, victims: Any) -> Any:
+        evicting.set()
+        await anyio.sleep_forever()
+
+    async with AsyncShelveDataStore(tmp_path / "files", max_entries=3) as store:
+        for n in range(3):
+            at(n * 100.0)
+            await store.store(item(n), "v", n)
+        monkeypatch.setattr(_ops, "evict", stuck)
+        at(1_000.0)
+        await cut(lambda: store.store(item(3), "v", 3), evicting)
+        assert evicting.is_set(), "the store did not trim"
+        assert store.stats.evicted == 0
+        monkeypatch.setattr(_ops, "evict", real_evict)
+        at(2_000.0)
+        await store.store(item(4), "v", 4)  # a trim again: its lock was let go
+        assert store.stats.evicted >= 2
+        assert len(await store.list_contents()) <= 3
+        assert await store.retrieve(item(4), "v") == 4
+
+
+@pytest.mark.asyncio_only
+async def test_a_trim_cancelled_by_task_cancel_lets_the_next_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moving_clock: list[float]
+) -> None:
+    """Eviction is an operation the driver runs: cancelled mid-way (asyncio's
+    ``Task.cancel``), the driver closes it, so its one-trim-at-a-time lock is released
+    (held, every later trim would find a trim running and skip: the limits unenforced)."""
+    import asyncio
+
+    async def cut(write: Callable[[], Coroutine[Any, Any, None]], evicting: anyio.Event) -> None:
+        task = asyncio.ensure_future(write())
+        await evicting.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    await _a_trim_cut_off(tmp_path, monkeypatch, cut)
+
+
+async def test_a_trim_cancelled_by_a_cancel_scope_lets_the_next_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moving_clock: list[float]
+) -> None:
+    """As above, cancelled by an anyio scope (on asyncio and trio)."""
+
+    async def cut(write: Callable[[], Coroutine[Any, Any, None]], evicting: anyio.Event) -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(write)
+            await evicting.wait()
+            group.cancel_scope.cancel()
+
+    await _a_trim_cut_off(tmp_path, monkeypatch, cut)
 
 
 @pytest.mark.parametrize(

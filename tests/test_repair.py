@@ -31,7 +31,7 @@ from adatastore import (
     AsyncShelveDataStore,
     AsyncSQLiteDataStore,
 )
-from adatastore._core import limits as _limits
+from adatastore._core import ops as _ops
 from adatastore._runtime.clock import clock
 from adatastore._storage import naming as _naming
 from adatastore._storage.beneath import Directory
@@ -191,7 +191,7 @@ async def test_eviction_keeps_a_value_stored_after_its_plan(
 ) -> None:
     """Between the trim's listing and its delete, a victim is stored again (an expired
     entry that get_or_compute recomputed, say): the fresh value stays."""
-    real_evict = _limits.evict
+    real_evict = _ops.evict
     restored: list[Entry] = []
 
     async with make_store(max_entries=10) as store:
@@ -209,7 +209,7 @@ async def test_eviction_keeps_a_value_stored_after_its_plan(
         for n, component in enumerate(components[:10]):
             clock.offset = n * 100.0
             await store.store(component, "v", n)
-        monkeypatch.setattr(_limits, "evict", store_again_then_evict)
+        monkeypatch.setattr(_ops, "evict", store_again_then_evict)
         clock.offset = 3_000.0
         await store.store(components[10], "v", 10)  # over the limit: a trim
         assert restored, "no eviction ran"

@@ -270,6 +270,9 @@ class Backend(abc.ABC):
     def blocking_contains(self, key: str, attribute_name: str) -> bool:
         raise NotImplementedError(f"{type(self).__name__} has no blocking path")
 
+    def blocking_contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {pair for pair in pairs if self.blocking_contains(*pair)}
+
     def blocking_read_mapped(self, key: str, attribute_name: str, mode: MapMode) -> Buffer | None:
         return self.blocking_read(key, attribute_name)
 
@@ -363,9 +366,6 @@ class ThreadedBackend(Backend):
 
     def blocking_read_head(self, key: str, attribute_name: str, size: int) -> Buffer | None:
         return self.blocking_read(key, attribute_name)
-
-    def blocking_contains_many(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        return {pair for pair in pairs if self.blocking_contains(*pair)}
 
     @abc.abstractmethod
     def blocking_write(

@@ -350,8 +350,10 @@ class AsyncDataStore(StoreSettings):
         `ConfigurationError` before anything is removed. `progress(done, total)` is
         called after each entry.
         """
-        await self._parts.lifecycle.ready()
-        return await _verify.verify(self.backend, self._parts.context.codec, repair, progress)
+        report: VerifyReport = await self.__drive(
+            _verify.verify(self._parts.context.codec, repair, progress)
+        )
+        return report
 
     async def cleanup(self, *, older_than: float = 3600.0) -> int:
         """Remove what interrupted writes left behind (temp files, unreferenced payloads).

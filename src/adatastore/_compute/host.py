@@ -13,28 +13,23 @@ from typing import Any, NamedTuple
 
 import anyio.to_thread
 
-from .._codec import record as _record
-from .._codec.sealing import OFFLOAD_BYTES, Codec
+from .._codec.sealing import Codec
+from .._core import checks as _checks
 from .._core import ops as _ops
 from .._core.identity import Identity
 from .._core.lifecycle import Lifecycle
 from .._core.options import Settings
 from .._core.policy import BAD_ENTRY_ERRORS, BadEntry
-from .._core.staleness import all_known, code_known, is_expired, learn, learn_all, warn_if_stale
+from .._core.staleness import all_known, learn_all
 from ..backend import Backend, MapMode, RecordWrite
 from ..keygenerators import KeyGenerator
-from ..serializers import Buffer, Serializer
+from ..serializers import Serializer
 from ..signing import Signer
 from ..stats import Stats
 from .flights import Flights
 from .warm import Soundness
 
-__all__ = ["CHECK_GROUP", "StoreHost", "StoreParts", "assemble"]
-
-CHECK_GROUP = 16
-"""Stored entries a warm-up reads at a time to check them: one round trip (a thread hop
-on files: 209 µs an entry one by one, 52 in groups of 16), and at most this many
-records in memory on back-ends that do not map."""
+__all__ = ["StoreHost", "StoreParts", "assemble"]
 
 
 class StoreParts(NamedTuple):
@@ -141,26 +136,9 @@ class StoreHost:
             return BadEntry(error)
 
     async def check(self, key: str, attribute_name: str) -> bool:
-        """Whether the entry is stored and not expired, after reading and decoding it
-        (raising what a bad entry raises). It is read mapped where the back-end maps, and
-        its digest is checked when it is smaller than `OFFLOAD_BYTES` or not a map
-        (`Codec.check`)."""
-        data = await self.backend.read_mapped(key, attribute_name, "r")
-        if data is None:
-            return False
-        return await self._checked(key, attribute_name, data)
-
-    async def _checked(self, key: str, attribute_name: str, data: Buffer) -> bool:
-        """False for an expired entry (a miss); raises for a bad one."""
-        header = await self._header(key, attribute_name, data)
-        return not is_expired(header, self.context.policy.max_age)
-
-    async def _header(self, key: str, attribute_name: str, data: Buffer) -> _record.Header:
-        """The record's header, once checked (raises for a bad record)."""
-        codec = self.context.codec
-        if memoryview(data).nbytes < OFFLOAD_BYTES:
-            return codec.check(key, attribute_name, data)
-        return await anyio.to_thread.run_sync(codec.check, key, attribute_name, data)
+        """Whether the entry is stored and not expired (`checks.check`: raises for a bad
+        one)."""
+        return await _ops.drive(_checks.check(self.context, key, attribute_name), self.backend)
 
     async def sound_many(
         self,
@@ -169,43 +147,9 @@ class StoreHost:
         components: Sequence[object] = (),
         compute: Callable[..., Any] | None = None,
     ) -> Soundness:
-        """Which entries are stored (and, with `check`, sound), the bad ones with their
-        errors, and how many of the stored were made by other code than `components`'
-        (the components of `pairs`, in order) and `compute` now (a `StaleCodeWarning`
-        once per type, as a hit of `retrieve` gives). With `check` each stored entry is
-        read (mapped where the back-end maps; `CHECK_GROUP` at a time: one round trip,
-        bounded memory) and decoded; without, existence is enough (and staleness is not
-        looked at)."""
-        stored = await self.backend.contains_many(pairs)
-        if not check or not stored:
-            return Soundness(stored, {})
-        judged = dict(zip(pairs, components, strict=False))
-        if not self.context.policy.warn_stale_code:
-            judged = {}
-        elif not all(code_known(component, compute, False) for component in judged.values()):
-            await anyio.to_thread.run_sync(_learn_each, list(judged.values()), compute)
-        bad: dict[tuple[str, str], Exception] = {}
-        stale = 0
-        present = [pair for pair in pairs if pair in stored]
-        for start in range(0, len(present), CHECK_GROUP):
-            group = present[start : start + CHECK_GROUP]
-            records = await self.backend.read_many_mapped(group, "r")
-            for pair, data in zip(group, records, strict=True):
-                if data is None:
-                    stored.discard(pair)  # deleted since
-                    continue
-                try:
-                    header = await self._header(*pair, data)
-                except BAD_ENTRY_ERRORS as error:
-                    bad[pair] = error
-                    stored.discard(pair)
-                    continue
-                if is_expired(header, self.context.policy.max_age):
-                    stored.discard(pair)  # expired: computed again
-                elif pair in judged and header.provenance_json:
-                    stale += warn_if_stale(judged[pair], compute, header.provenance_json)
-            del records
-        return Soundness(stored, bad, stale)
+        """Which entries are stored and sound (`checks.sound_many`)."""
+        operation = _checks.sound_many(self.context, pairs, check, components, compute)
+        return Soundness(*await _ops.drive(operation, self.backend))
 
     async def put(
         self,
@@ -218,9 +162,6 @@ class StoreHost:
     ) -> None:
         operation = _ops.store(self.context, component, attribute_name, value, seconds, compute)
         await _ops.drive(operation, self.backend)
-
-    async def contains_many(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        return await self.backend.contains_many(pairs)
 
     async def seal(
         self,
@@ -235,9 +176,3 @@ class StoreHost:
 
     async def write_many(self, writes: Sequence[RecordWrite]) -> None:
         await _ops.drive(_ops.write_sealed(self.context, writes), self.backend)
-
-
-def _learn_each(components: list[object], compute: Callable[..., Any] | None) -> None:
-    """The fingerprints a staleness check needs (file I/O: a worker thread's job)."""
-    for component in components:
-        learn(component, compute, False)

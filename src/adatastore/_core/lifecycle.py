@@ -13,6 +13,8 @@ from collections.abc import Callable
 from .._runtime import forks as _forks
 from ..backend import Backend
 from ..errors import ConfigurationError, StoreClosedError
+from ..stats import logger
+from . import ops as _ops
 from .limits import Limiter
 
 __all__ = ["Lifecycle"]
@@ -88,14 +90,20 @@ class Lifecycle:
         if not self.closed:
             self.closed = True
             if self.limiter is not None and self._ours():
-                await self.limiter.flush(self._backend)
+                try:
+                    await _ops.drive(self.limiter.flush(), self._backend)
+                except Exception as error:  # the store is closing anyway
+                    logger.debug("read times not written at close: %s", error)
             await self._backend.close()
 
     def blocking_close(self) -> None:
         if not self.closed:
             self.closed = True
             if self.limiter is not None and self._ours():
-                self.limiter.flush_blocking(self._backend)
+                try:
+                    _ops.drive_blocking(self.limiter.flush(), self._backend)
+                except Exception as error:
+                    logger.debug("read times not written at close: %s", error)
             self._backend.blocking_close()
 
     def _ours(self) -> bool:

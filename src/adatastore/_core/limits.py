@@ -19,6 +19,10 @@ limit.
   written by one task is therefore within its limits whenever a write returns; writes
   of other tasks (whose trim found one running: it looks again when done) and of other
   processes are seen at the next look.
+- **Planning** is the core's: `Limiter.trim` is an operation (a generator yielding
+  requests to list the entries, read their read times and evict a batch), run by the
+  same two drivers as a store, inside the write that called for it; nothing here does
+  I/O. (It did its own, a third driver, reaching the portal for the blocking path.)
 - **Eviction** takes each victim's cross-process lock without waiting: an entry being
   computed or replaced (its lock held) is skipped, never evicted; and it deletes a
   victim only while it is still the record the plan chose (`Backend.delete_listed`,
@@ -30,17 +34,17 @@ limit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._runtime.clock import clock
-from ..backend import Backend, Used
+from ..backend import Used
 from ..records import Entry
 from ..stats import Stats, logger
 from .policy import Policy
+from .requests import ENTRIES, EVICT, LAST_USED, TOUCH, Operation
 
 __all__ = ["TARGET", "TOUCH_BATCH", "TOUCH_SECONDS", "Limiter", "Plan", "plan"]
 
@@ -142,22 +146,11 @@ class Limiter:
         self._flushed = clock()
         return [(key, name, when) for (key, name), when in pending.items()]
 
-    async def flush(self, backend: Backend) -> None:
-        """Write the read notes not written yet (at close); a failure is logged, not
-        raised: the notes only order eviction."""
+    def flush(self) -> Operation[None]:
+        """Write the read notes not written yet (at close: `Lifecycle` drives it and logs
+        a failure rather than raising it — the notes only order eviction)."""
         if self._pending:
-            try:
-                await backend.touch_many(self.take())
-            except Exception as error:  # the store is closing anyway
-                logger.debug("read times not written at close: %s", error)
-
-    def flush_blocking(self, backend: Backend) -> None:
-        """`flush` from a blocking close."""
-        if self._pending:
-            try:
-                backend.blocking_touch_many(self.take())
-            except Exception as error:
-                logger.debug("read times not written at close: %s", error)
+            yield TOUCH, self.take()
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -179,15 +172,10 @@ class Limiter:
             return True
         return policy.max_age is not None and clock() - self._looked > policy.max_age * RESYNC
 
-    def trim_blocking(self, backend: Backend) -> int:
-        """`trim` from a blocking call (run on the portal's event loop: eviction takes the
-        entries' locks, which are async)."""
-        from .._runtime import portal as _portal
-
-        return _portal.call(self.trim, backend)
-
-    async def trim(self, backend: Backend) -> int:
+    def trim(self) -> Operation[int]:
         """Look at the store's usage and evict what the limits say; return how many went.
+        An operation like the core's others (it asks its driver to list, read the read
+        times and evict, and plans in between), run inside the write that called for it.
         One trim at a time per store: a caller arriving meanwhile makes the running one
         look again when it is done (its writes may have crossed the limit)."""
         if self._pid != os.getpid():  # a forked child: the parent's lock may be held
@@ -195,22 +183,22 @@ class Limiter:
         if not self._trimming.acquire(blocking=False):
             self._again = True
             return 0
-        try:
+        try:  # released when the driver fails or is cancelled too (it closes the operation)
             removed = 0
             self._again = True
             while self._again:
                 self._again = False
-                removed += await self._trim_once(backend)
+                removed += yield from self._trim_once()
             return removed
         finally:
             self._trimming.release()
 
-    async def _trim_once(self, backend: Backend) -> int:
+    def _trim_once(self) -> Operation[int]:
         if self._pending:
-            await backend.touch_many(self.take())
+            yield TOUCH, self.take()
         written, added = self._written, self._added
-        entries = await backend.entries()
-        used = await backend.last_used()
+        entries: list[Entry] = yield (ENTRIES,)
+        used: dict[tuple[str, str], float] = yield (LAST_USED,)
         now, pinned = clock(), frozenset[tuple[str, str]]()
         removed: list[Entry] = []
         size, count = sum(entry.size for entry in entries), len(entries)
@@ -220,7 +208,7 @@ class Limiter:
                 break
             gone: list[Entry] = []
             for start in range(0, len(found.victims), EVICT_BATCH):
-                gone += await evict(backend, found.victims[start : start + EVICT_BATCH])
+                gone += yield EVICT, found.victims[start : start + EVICT_BATCH]
             removed += gone
             left = {(entry.key, entry.attribute_name) for entry in gone}
             pinned |= {(e.key, e.attribute_name) for e in found.victims} - left
@@ -234,16 +222,3 @@ class Limiter:
             self.stats.evicted += len(removed)
             logger.info("evicted %d entries (%d bytes)", len(removed), freed)
         return len(removed)
-
-
-async def evict(backend: Backend, victims: Sequence[Entry]) -> list[Entry]:
-    """Delete the entries whose lock can be taken at once and that are still the records
-    planned (`Backend.delete_listed`); the others (being computed, or stored again since
-    the plan) stay. Returns those deleted."""
-    async with contextlib.AsyncExitStack() as held:
-        free = []
-        for entry in victims:
-            lock = backend.lock(entry.key, entry.attribute_name, 0)
-            if await held.enter_async_context(lock):
-                free.append(entry)
-        return await backend.delete_listed(free) if free else []

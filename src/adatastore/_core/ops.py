@@ -15,22 +15,47 @@ than 0.2's hand-written twins (``benchmarks/instructions.py``, callgrind).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio.to_thread
 
 from .._codec import record as _record
 from .._codec.sealing import OFFLOAD_BYTES, Codec, is_mapped
+from .._runtime import portal as _portal
 from .._runtime.clock import clock
 from ..backend import Backend, MapMode, RecordWrite
+from ..records import Entry
 from ..serializers import Buffer
 from ..stats import Stats, logger
 from .identity import Identity, check_attribute_name
 from .limits import Limiter
 from .options import map_mode
 from .policy import Policy
+from .requests import (
+    CONTAINS,
+    CONTAINS_MANY,
+    DELETE_LISTED,
+    ENTRIES,
+    EVICT,
+    LAST_USED,
+    OFFLOAD,
+    PLANTED,
+    READ,
+    READ_ERRORS,
+    READ_MANY,
+    READ_MANY_MAPPED,
+    READ_MAPPED,
+    READ_OR_ERROR,
+    REMOVE_PLANTED,
+    TOUCH,
+    WRITE,
+    WRITE_MANY,
+    Operation,
+    Request,
+)
 from .staleness import EXPIRED, LEARN, code_known, code_origin, hit_state, learn
 
 __all__ = [
@@ -52,39 +77,6 @@ __all__ = [
 T = TypeVar("T")
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 DEFAULT_POLICY = Policy()
-
-
-# -- what an operation asks for ---------------------------------------------------------------
-#
-# A request is a tuple whose first item says what it is, as psycopg's generators yield
-# plain values: building a tuple is one bytecode, where a request class cost a Python
-# call (``__init__``) per step — ~1,500 instructions a retrieve (callgrind).
-
-READ = "read"
-"""``(READ, key, name)`` → the record, or None."""
-READ_MANY = "read many"
-"""``(READ_MANY, pairs)`` → a record or None per pair."""
-READ_MAPPED = "read mapped"
-"""``(READ_MAPPED, key, name, mode)`` → the record as a map of its file where it has one
-(`Backend.read_mapped`), or None."""
-READ_MANY_MAPPED = "read many mapped"
-"""``(READ_MANY_MAPPED, pairs, mode)`` → as `READ_MANY`, files mapped."""
-CONTAINS = "contains"
-"""``(CONTAINS, key, name)`` → whether a record is stored."""
-WRITE = "write"
-"""``(WRITE, key, name, record buffers, component record)`` → None."""
-WRITE_MANY = "write many"
-"""``(WRITE_MANY, [RecordWrite, ...])`` → None."""
-TOUCH = "touch"
-"""``(TOUCH, [(key, name, when), ...])``: record when entries were read → None."""
-TRIM = "trim"
-"""``(TRIM, limiter)``: look at the store's usage and evict → how many went."""
-OFFLOAD = "offload"
-"""``(OFFLOAD, function, *args)``: CPU work (sealing or checking a large record) → its
-result; in a worker thread on the async path, inline on the blocking one."""
-
-Request = tuple[Any, ...]
-Operation = Generator[Request, Any, T]
 
 
 class Context:
@@ -139,16 +131,21 @@ async def drive(operation: Operation[T], backend: Backend) -> T:
             elif kind is TOUCH:
                 await backend.touch_many(request[1])
                 result = None
-            elif kind is TRIM:
-                result = await request[1].trim(backend)
-            else:
+            elif kind is OFFLOAD:
                 result = await anyio.to_thread.run_sync(*request[1:])
+            else:
+                result = await _rare(backend, request)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        operation.close()  # its `finally` blocks run now (a trim's lock is let go)
+        raise
 
 
 def drive_blocking(operation: Operation[T], backend: Backend) -> T:
-    """Run `operation` in the calling thread against the back-end's blocking methods."""
+    """Run `operation` in the calling thread against the back-end's blocking methods
+    (the rare requests, which have no blocking twin — listing, eviction, which takes
+    async locks — run on the portal's event loop)."""
     result: Any = None
     try:
         while True:
@@ -173,12 +170,54 @@ def drive_blocking(operation: Operation[T], backend: Backend) -> T:
             elif kind is TOUCH:
                 backend.blocking_touch_many(request[1])
                 result = None
-            elif kind is TRIM:
-                result = request[1].trim_blocking(backend)
-            else:
+            elif kind is OFFLOAD:
                 result = request[1](*request[2:])
+            else:  # no blocking twin: the async method, on the portal's event loop
+                result = _portal.call(_rare, backend, request)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        operation.close()
+        raise
+
+
+async def _rare(backend: Backend, request: Request) -> Any:
+    """The requests of eviction, checks and `verify`, for both drivers: none is on the
+    path of a small hit or store, so one async dispatch serves both."""
+    kind = request[0]
+    if kind is CONTAINS_MANY:
+        return await backend.contains_many(request[1])
+    if kind is ENTRIES:
+        return await backend.entries()
+    if kind is LAST_USED:
+        return await backend.last_used()
+    if kind is EVICT:
+        return await evict(backend, request[1])
+    if kind is DELETE_LISTED:
+        return await backend.delete_listed(request[1])
+    if kind is PLANTED:
+        return await backend.planted()
+    if kind is REMOVE_PLANTED:
+        return await backend.remove_planted(request[1])
+    if kind is READ_OR_ERROR:
+        try:
+            return await backend.read(request[1], request[2])
+        except READ_ERRORS as error:
+            return error
+    raise AssertionError(f"no driver for the request {kind!r}")
+
+
+async def evict(backend: Backend, victims: Sequence[Entry]) -> list[Entry]:
+    """`EVICT`: delete the entries whose lock can be taken at once and that are still the
+    records planned (`Backend.delete_listed`); the others (being computed, or stored again
+    since the plan) stay. Returns those deleted."""
+    async with contextlib.AsyncExitStack() as held:
+        free = []
+        for entry in victims:
+            lock = backend.lock(entry.key, entry.attribute_name, 0)
+            if await held.enter_async_context(lock):
+                free.append(entry)
+        return await backend.delete_listed(free) if free else []
 
 
 # -- the operations -----------------------------------------------------------------------------
@@ -207,8 +246,11 @@ def seal(
     return key, attribute_name, sealed, record
 
 
-def _count_stores(context: Context, writes: Sequence[RecordWrite], seconds: float) -> bool:
-    """Count what was written; True when the store's limits are due a look (`TRIM`)."""
+def _count_stores(
+    context: Context, writes: Sequence[RecordWrite], seconds: float
+) -> Limiter | None:
+    """Count what was written; the store's limiter when its limits are due a look
+    (`Limiter.trim`)."""
     stats = context.stats
     share = seconds / max(len(writes), 1)  # a bulk write's time shared out
     sizes = []
@@ -220,7 +262,7 @@ def _count_stores(context: Context, writes: Sequence[RecordWrite], seconds: floa
         stats.write_seconds += share
         logger.debug("stored %s of %s (%d bytes)", name, key, size)
     limiter = context.limiter
-    return limiter is not None and limiter.wrote(sizes)
+    return limiter if limiter is not None and limiter.wrote(sizes) else None
 
 
 def store(
@@ -239,8 +281,9 @@ def store(
         context, component, attribute_name, data, compute_seconds, compute, expire
     )
     yield (WRITE, *write)
-    if _count_stores(context, [write], time.perf_counter() - start):
-        yield TRIM, context.limiter
+    limiter = _count_stores(context, [write], time.perf_counter() - start)
+    if limiter is not None:
+        yield from limiter.trim()
 
 
 def store_many(
@@ -258,16 +301,18 @@ def store_many(
             (yield from seal(context, component, attribute_name, data, None, None, expire))
         )
     yield WRITE_MANY, writes
-    if _count_stores(context, writes, time.perf_counter() - start):
-        yield TRIM, context.limiter
+    limiter = _count_stores(context, writes, time.perf_counter() - start)
+    if limiter is not None:
+        yield from limiter.trim()
 
 
 def write_sealed(context: Context, writes: Sequence[RecordWrite]) -> Operation[None]:
     """Write records `seal` made (warm seals as results arrive), in one go."""
     start = time.perf_counter()
     yield WRITE_MANY, writes
-    if _count_stores(context, writes, time.perf_counter() - start):
-        yield TRIM, context.limiter
+    limiter = _count_stores(context, writes, time.perf_counter() - start)
+    if limiter is not None:
+        yield from limiter.trim()
 
 
 def _decoded(

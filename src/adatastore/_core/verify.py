@@ -11,55 +11,70 @@ would look damaged, and ``--repair`` would have deleted the index.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
-import anyio.to_thread
-
 from .._codec.sealing import OFFLOAD_BYTES, Codec
-from ..backend import Backend
-from ..errors import CorruptEntryError, IntegrityError, StorageError
+from ..errors import CorruptEntryError, IntegrityError
 from ..records import DamagedEntry, Entry, VerifyReport
+from ..serializers import Buffer
+from .requests import (
+    DELETE_LISTED,
+    ENTRIES,
+    OFFLOAD,
+    PLANTED,
+    READ_OR_ERROR,
+    REMOVE_PLANTED,
+    Operation,
+)
 
 __all__ = ["verify"]
 
 
-async def verify(
-    backend: Backend, codec: Codec, repair: bool, progress: Callable[[int, int], None] | None
-) -> VerifyReport:
-    """See `AsyncDataStore.verify`."""
+def verify(
+    codec: Codec, repair: bool, progress: Callable[[int, int], None] | None
+) -> Operation[VerifyReport]:
+    """See `AsyncDataStore.verify` (an operation of the core: `ops.drive` runs it)."""
     damaged: list[tuple[DamagedEntry, Entry]] = []
     unreadable: list[DamagedEntry] = []
     checked = 0
-    entries = await backend.entries()
+    entries: list[Entry] = yield (ENTRIES,)
     for done, entry in enumerate(entries, 1):
         if progress is not None:
             progress(done, len(entries))
-        try:
-            data = await backend.read(entry.key, entry.attribute_name)
-        except (CorruptEntryError, IntegrityError) as error:
-            damaged.append((DamagedEntry(entry.key, entry.attribute_name, error.reason), entry))
+        data = yield READ_OR_ERROR, entry.key, entry.attribute_name
+        if isinstance(data, (CorruptEntryError, IntegrityError)):
+            damaged.append((DamagedEntry(entry.key, entry.attribute_name, data.reason), entry))
             continue
-        except StorageError as error:
-            unreadable.append(DamagedEntry(entry.key, entry.attribute_name, str(error)))
+        if isinstance(data, Exception):  # a StorageError: unreachable, never judged
+            unreadable.append(DamagedEntry(entry.key, entry.attribute_name, str(data)))
             continue
         if data is None:
             continue  # deleted meanwhile
         checked += 1
-        check = functools.partial(codec.open, entry.key, entry.attribute_name, data, True)
-        try:
-            if memoryview(data).nbytes >= OFFLOAD_BYTES:
-                await anyio.to_thread.run_sync(check)
-            else:
-                check()
-        except (CorruptEntryError, IntegrityError) as error:
+        if memoryview(data).nbytes >= OFFLOAD_BYTES:
+            error = yield OFFLOAD, _damage, codec, entry.key, entry.attribute_name, data
+        else:
+            error = _damage(codec, entry.key, entry.attribute_name, data)
+        if error is not None:
             damaged.append((DamagedEntry(entry.key, entry.attribute_name, error.reason), entry))
-    planted = await backend.planted()
+    planted = yield (PLANTED,)
     removed = 0
     if repair:
         # only records still as they were read: one stored again since is not damaged
-        removed += len(await backend.delete_listed([entry for _, entry in damaged]))
+        removed += len((yield DELETE_LISTED, [entry for _, entry in damaged]))
         for item in planted:
-            removed += await backend.remove_planted(item)
+            removed += yield REMOVE_PLANTED, item
     found = tuple(item for item, _ in damaged) + tuple(planted)
     return VerifyReport(checked, found, removed, tuple(unreadable))
+
+
+def _damage(
+    codec: Codec, key: str, attribute_name: str, data: Buffer
+) -> CorruptEntryError | IntegrityError | None:
+    """What is wrong with the record (its checksum, signature or format), or None; handed
+    back, not raised, so the walk goes on (in a worker thread for a large record)."""
+    try:
+        codec.open(key, attribute_name, data, True)
+    except (CorruptEntryError, IntegrityError) as error:
+        return error
+    return None
