@@ -47,11 +47,17 @@ import sys
 import adatastore
 from components import SimpleComponent
 store = adatastore.open_store_sync(sys.argv[1])
-tags = sys.argv[2:]
-for tag in tags:
-    found = [e for e in store.list_contents()]
-    print(tag, sum(1 for n in range(1500)
-                   if store.contains(SimpleComponent({"tag": tag, "n": n}), "v")))
+listed = {(e.key, e.attribute_name) for e in store.list_contents()}
+for tag in sys.argv[2:]:
+    components = [SimpleComponent({"tag": tag, "n": n}) for n in range(1500)]
+    values = store.retrieve_many([(c, "v") for c in components])
+    wrong = [n for n, v in enumerate(values)
+             if v is not None and v != ((b"L" * 200_000) if n % 100 == 7 else n)]
+    present = [(store.key_of(c), "v") in listed for c in components]
+    if wrong or [v is not None for v in values] != present:
+        print(tag, "torn")   # a value is wrong, or the listing and the reads disagree
+    else:
+        print(tag, sum(present))
 store.close()
 """
 

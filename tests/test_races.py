@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import run_python, subprocess_env
+from helpers import subprocess_env
 from test_batches import url_for
 
 RACER = """
@@ -37,18 +37,21 @@ CHECK = """
 import sys
 import adatastore
 from components import SimpleComponent
-store = adatastore.open_store_sync(sys.argv[1])
-c = SimpleComponent({"raced": 1})
-key = store.key_of(c)
-listed = {e.attribute_name for e in store.list_contents() if e.key == key}
-for name in ("v", "w"):
-    value = store.retrieve(c, name)
-    present = value is not None
-    if present != (name in listed) or present != store.contains(c, name):
-        print("disagree", name, present, sorted(listed))
-report = store.verify()
-print("verify", report.ok, report.checked == len(listed))
-store.close()
+
+for line in sys.stdin:           # one line per round, once both racers are done
+    store = adatastore.open_store_sync(sys.argv[1])   # a fresh store each round: no cache
+    c = SimpleComponent({"raced": 1})
+    key = store.key_of(c)
+    listed = {e.attribute_name for e in store.list_contents() if e.key == key}
+    for name in ("v", "w"):
+        value = store.retrieve(c, name)
+        present = value is not None
+        if present != (name in listed) or present != store.contains(c, name):
+            print("disagree", name, present, sorted(listed))
+    report = store.verify()
+    print("verify", report.ok, report.checked == len(listed))
+    print("checked", flush=True)
+    store.close()
 """
 
 
@@ -60,28 +63,39 @@ def test_store_racing_delete_ends_in_one_order(backend: str, tmp_path: Path) -> 
     with url_for(backend, tmp_path) as url:
         racers = [
             subprocess.Popen(
-                [sys.executable, "-c", textwrap.dedent(RACER), url, role, "10"],
+                [sys.executable, "-c", textwrap.dedent(code), url, *arguments],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 env=subprocess_env(),
             )
-            for role in ("store", "delete")
+            for code, arguments in (
+                (RACER, ("store", "10")),
+                (RACER, ("delete", "10")),
+                (CHECK, ()),
+            )
         ]
+        *pair, checker = racers  # one checking process for every round (one start, not ten)
         try:
             for round_number in range(10):
-                for racer in racers:
+                for racer in pair:
                     assert racer.stdin is not None
                     racer.stdin.write(f"{round_number}\n")
                     racer.stdin.flush()
-                for racer in racers:
+                for racer in pair:
                     assert racer.stdout is not None
                     line = racer.stdout.readline().strip()
                     assert line == "done", racer.communicate()[1][-3000:]
-                check = run_python(CHECK, url)
-                assert check.returncode == 0, check.stderr[-3000:]
-                assert check.stdout.splitlines() == ["verify True True"], check.stdout
+                assert checker.stdin is not None
+                assert checker.stdout is not None
+                checker.stdin.write(f"{round_number}\n")
+                checker.stdin.flush()
+                said = [checker.stdout.readline().strip(), checker.stdout.readline().strip()]
+                assert said == ["verify True True", "checked"], (
+                    said,
+                    checker.communicate()[1][-3000:],
+                )
         finally:
             for racer in racers:
                 if racer.stdin is not None:
@@ -91,4 +105,4 @@ def test_store_racing_delete_ends_in_one_order(backend: str, tmp_path: Path) -> 
                     racer.stdout.close()
                 if racer.stderr is not None:
                     racer.stderr.close()
-        assert [racer.returncode for racer in racers] == [0, 0]
+        assert [racer.returncode for racer in racers] == [0, 0, 0]
