@@ -1,4 +1,6 @@
-"""The ``adatastore`` console script, run for real in a subprocess, on every back-end."""
+"""The ``adatastore`` console script, run for real as a command in a process of its own
+(forked from one that imported Python and adatastore once: `cli_zygote`), on every
+back-end."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cli_zygote
 import pytest
 from components import OtherComponent, SimpleComponent
 from faults import SHARED_BACKENDS, damage, store_url
@@ -17,19 +20,18 @@ from helpers import subprocess_env
 from adatastore import open_store_sync
 from adatastore.keygenerators import canonical_hash
 
-SCRIPT = Path(sys.executable).with_name("adatastore")
+SCRIPT = cli_zygote.SCRIPT
 SEED = SimpleComponent({"seed": 3})
 NETWORK = SimpleComponent({"cells": 10, "model": {"tau": 20.0}}, input=SEED)
 
 
 def adatastore(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script as a command, in a process of its own (`cli_zygote`)."""
     env = subprocess_env()
     env.pop("ADATASTORE_URL", None)
     if url is not None:
         env["ADATASTORE_URL"] = url
-    return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300, check=False
-    )
+    return cli_zygote.run(list(args), env)
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
