@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -288,3 +289,34 @@ def test_modules_are_small_enough_to_read_at_once() -> None:
     assert not long, f"over {MAX_LINES} lines: {long}"
     store_lines = len((PACKAGE / "store.py").read_text().splitlines())
     assert store_lines <= 400, f"the facade is {store_lines} lines"
+
+
+def test_an_instances_public_attributes_are_the_user_api(tmp_path: Path) -> None:
+    """What a user's autocompletion shows of a store: the class's API, and of the
+    instance only `backend` and `stats` (async) or `async_store` (blocking). The
+    operations' machinery (identity, codec, policy, context, compute host, lifecycle)
+    sits behind the one private seam ``_parts``, which the blocking layer and the CLI use."""
+    import adatastore
+    from adatastore import SyncDataStore
+
+    stores: list[Any] = [
+        adatastore.AsyncSQLiteDataStore(tmp_path / "a.sqlite"),
+        adatastore.AsyncShelveDataStore(tmp_path / "files"),
+        adatastore.AsyncMemoryDataStore(),
+        adatastore.AsyncObjectDataStore("bucket", endpoint="http://127.0.0.1:9"),
+        adatastore.SQLiteDataStore(tmp_path / "b.sqlite"),
+        adatastore.ShelveDataStore(str(tmp_path / "more")),
+        adatastore.MemoryDataStore(),
+    ]
+    try:
+        for store in stores:
+            own = {name for name in vars(store) if not name.startswith("_")}
+            expected = {"async_store"} if isinstance(store, SyncDataStore) else {"backend", "stats"}
+            assert own == expected, (type(store).__name__, own)
+            shown = {name for name in dir(store) if not name.startswith("_")}
+            plumbing = {"codec", "compute_host", "context", "identity", "lifecycle", "policy"}
+            assert not shown & plumbing, (type(store).__name__, shown & plumbing)
+    finally:
+        for store in stores:
+            if isinstance(store, SyncDataStore):
+                store.close()

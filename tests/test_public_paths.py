@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from pathlib import Path
-from typing import Any
 
 import pytest
-
-from adatastore import SyncDataStore
 
 V0_2_0: dict[str, list[str]] = {
     "adatastore": [
@@ -373,33 +369,3 @@ def test_every_error_a_user_catches_is_exported_from_adatastore() -> None:
     missing = sorted(set(errors.__all__) - set(adatastore.__all__))
     assert not missing, f"from adatastore import {', '.join(missing)} fails"
     assert all(getattr(adatastore, name) is getattr(errors, name) for name in errors.__all__)
-
-
-def test_an_instances_public_attributes_are_the_user_api(tmp_path: Path) -> None:
-    """What a user's autocompletion shows of a store: the class's API, and of the
-    instance only `backend` and `stats` (async) or `async_store` (blocking). The
-    operations' machinery (identity, codec, policy, context, compute host, lifecycle)
-    sits behind the one private seam ``_parts``, which the blocking layer and the CLI use."""
-    import adatastore
-
-    stores: list[Any] = [
-        adatastore.AsyncSQLiteDataStore(tmp_path / "a.sqlite"),
-        adatastore.AsyncShelveDataStore(tmp_path / "files"),
-        adatastore.AsyncMemoryDataStore(),
-        adatastore.AsyncObjectDataStore("bucket", endpoint="http://127.0.0.1:9"),
-        adatastore.SQLiteDataStore(tmp_path / "b.sqlite"),
-        adatastore.ShelveDataStore(str(tmp_path / "more")),
-        adatastore.MemoryDataStore(),
-    ]
-    try:
-        for store in stores:
-            own = {name for name in vars(store) if not name.startswith("_")}
-            expected = {"async_store"} if isinstance(store, SyncDataStore) else {"backend", "stats"}
-            assert own == expected, (type(store).__name__, own)
-            shown = {name for name in dir(store) if not name.startswith("_")}
-            plumbing = {"codec", "compute_host", "context", "identity", "lifecycle", "policy"}
-            assert not shown & plumbing, (type(store).__name__, shown & plumbing)
-    finally:
-        for store in stores:
-            if isinstance(store, SyncDataStore):
-                store.close()
