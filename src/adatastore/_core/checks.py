@@ -60,19 +60,19 @@ def _checked_header(
 def sound_many(
     context: Context,
     pairs: list[Pair],
-    check: bool,
+    read_each: bool,
     components: Sequence[object] = (),
     compute: Callable[..., Any] | None = None,
 ) -> Operation[Found]:
-    """Which entries are stored (and, with `check`, sound), the bad ones with their
+    """Which entries are stored (and, with `read_each`, sound), the bad ones with their
     errors, and how many of the stored were made by other code than `components'` (the
     components of `pairs`, in order) and `compute` now (a `StaleCodeWarning` once per
-    type, as a hit of `retrieve` gives). With `check` each stored entry is read (mapped
+    type, as a hit of `retrieve` gives). With `read_each` each stored entry is read (mapped
     where the back-end maps; `CHECK_GROUP` at a time: one round trip, bounded memory) and
     decoded; without, existence is enough (and staleness is not looked at)."""
     stored: set[Pair] = yield CONTAINS_MANY, pairs
     bad: dict[Pair, Exception] = {}
-    if not check or not stored:
+    if not read_each or not stored:
         return stored, bad, 0
     judged = dict(zip(pairs, components, strict=False))
     if not context.policy.warn_stale_code:
